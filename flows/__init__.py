@@ -1,0 +1,1 @@
+"""pixelpipe's Prefect flows: one module per deployable flow, plus parameters and the CLI."""

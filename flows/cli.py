@@ -1,0 +1,288 @@
+"""The `pixelpipe` command: one subcommand per flow, options generated from flows/params.py."""
+
+from __future__ import annotations
+
+import enum
+import inspect
+import json
+import sys
+import types
+import typing
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import typer
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from flows import params as P
+from storage.errors import NotAvailableError, PixelpipeError
+
+app = typer.Typer(
+    name="pixelpipe",
+    help="Web pages full of pictures -> trained image classifiers and batch predictions.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# Subcommand name -> handler(params); looked up at call time so tests can swap a handler.
+_HANDLERS: dict[str, Callable[[Any], None]] = {}
+
+# Nested models (TrainParams.augmentation) become prefixed options: --augmentation-rotation-range.
+_SEP = "__"
+
+
+def _option_type(annotation: Any) -> Any:
+    """The Python type Typer understands for a field (Literal choices become a str Enum)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (types.UnionType, typing.Union):
+        inner = [a for a in args if a is not type(None)]
+        return _option_type(inner[0]) if len(inner) == 1 else str
+    if origin is Literal:
+        return enum.Enum("Choice", {str(a): str(a) for a in args}, type=str)
+    if origin is list:
+        return list[args[0]]
+    if origin is tuple:
+        return tuple[args]
+    return annotation
+
+
+def _flatten(model: type[BaseModel], prefix: str = "") -> list[tuple[str, Any]]:
+    """(flat name, field info) for every leaf field; nested models are expanded."""
+    leaves = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            leaves += _flatten(annotation, f"{prefix}{name}{_SEP}")
+        else:
+            leaves.append((prefix + name, field))
+    return leaves
+
+
+def _flag(flat: str, leaf_counts: Counter[str]) -> str:
+    """`--rotation-range` for a nested leaf whose name is unique, else `--augmentation-...`."""
+    leaf = flat.split(_SEP)[-1]
+    name = leaf if leaf_counts[leaf] == 1 else flat.replace(_SEP, "_")
+    return "--" + name.replace("_", "-")
+
+
+def _parameters(model: type[BaseModel]) -> list[inspect.Parameter]:
+    """One keyword-only option per leaf field. Every option defaults to None ("not given") so
+    the model, not the CLI, supplies defaults, and a --params file is not overridden by them."""
+    leaves = _flatten(model)
+    leaf_counts = Counter(flat.split(_SEP)[-1] for flat, _ in leaves)
+    parameters = []
+    for flat, field in leaves:
+        py_type = _option_type(field.annotation)
+        flag = _flag(flat, leaf_counts)
+        if py_type is bool:
+            flag = f"{flag}/--no-{flag[2:]}"
+        if field.is_required():
+            note = " [required]"
+        else:
+            default = field.get_default(call_default_factory=True)
+            note = "" if default is None else f" [default: {_show(default)}]"
+        option = typer.Option(None, flag, help=(field.description or "") + note, show_default=False)
+        parameters.append(
+            inspect.Parameter(
+                flat, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=py_type | None
+            )
+        )
+    return parameters
+
+
+def _show(default: Any) -> str:
+    if isinstance(default, bool):
+        return "yes" if default else "no"
+    if isinstance(default, list | tuple):
+        return " ".join(map(str, default)) or "none"
+    return str(default)
+
+
+def _unflatten(values: dict[str, Any]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for flat, value in values.items():
+        *parents, leaf = flat.split(_SEP)
+        target = nested
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        if isinstance(value, enum.Enum):
+            value = value.value
+        target[leaf] = list(value) if isinstance(value, tuple) else value
+    return nested
+
+
+def _load_params_file(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) if path.suffix in {".yaml", ".yml"} else None
+        data = data if data is not None else json.loads(path.read_text())
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        raise PixelpipeError(f"cannot read parameters from {path}: {e}") from e
+    if not isinstance(data, dict):
+        raise PixelpipeError(f"{path} must hold a mapping of parameter names to values")
+    return data
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            value = _merge(merged[key], value)
+        merged[key] = value
+    return merged
+
+
+def fail(message: str, code: int = 1) -> typing.NoReturn:
+    typer.echo(f"pixelpipe: error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def explain(error: ValidationError, flags: dict[str, str] | None = None) -> str:
+    """One readable line per pydantic problem: `--epochs: Input should be >= 1`."""
+    flags = flags or {}
+    lines = []
+    for problem in error.errors():
+        flat = _SEP.join(str(p) for p in problem["loc"])
+        where = flags.get(flat, "--" + flat.replace(_SEP, "-").replace("_", "-"))
+        lines.append(f"{where}: {problem['msg']}" if problem["loc"] else problem["msg"])
+    return "invalid parameters:\n  " + "\n  ".join(lines)
+
+
+def params_command(name: str, model: type[BaseModel], help: str) -> Callable:
+    """Register `handler(params: model)` as a subcommand with one option per model field.
+
+    Options given on the command line override values from `--params FILE` (YAML or JSON),
+    which override the model's defaults.
+    """
+
+    def register(handler: Callable[[Any], None]) -> Callable[[Any], None]:
+        def command(**values: Any) -> None:
+            params_file = values.pop("params_file")
+            given = {k: v for k, v in values.items() if v is not None and v != []}
+            try:
+                base = _load_params_file(params_file) if params_file else {}
+                parsed = model.model_validate(_merge(base, _unflatten(given)))
+            except ValidationError as e:
+                fail(
+                    explain(e, {p.name: p.default.param_decls[0].split("/")[0] for p in options}),
+                    code=2,
+                )
+            except PixelpipeError as e:
+                fail(str(e))
+            try:
+                _HANDLERS[name](parsed)
+            except PixelpipeError as e:
+                fail(str(e))
+
+        params_file = inspect.Parameter(
+            "params_file",
+            inspect.Parameter.KEYWORD_ONLY,
+            annotation=Path | None,
+            default=typer.Option(None, "--params", help="YAML or JSON file of parameters"),
+        )
+        options = _parameters(model)
+        parameters = [params_file, *options]
+        command.__signature__ = inspect.Signature(parameters)
+        command.__annotations__ = {p.name: p.annotation for p in parameters}
+        command.__doc__ = help
+        app.command(name, help=help)(command)
+        _HANDLERS[name] = handler
+        return handler
+
+    return register
+
+
+def not_available(issue: str) -> typing.NoReturn:
+    raise NotAvailableError(f"not available yet: {issue} has not landed in this version")
+
+
+@params_command("scrape", P.ScrapeParams, "Find and download every image on some pages.")
+def scrape(params: P.ScrapeParams) -> None:
+    not_available("scrape_images")
+
+
+@params_command("prepare", P.PrepareParams, "Clean, resize and split images into train/val.")
+def prepare(params: P.PrepareParams) -> None:
+    not_available("prepare_dataset")
+
+
+@params_command("train", P.TrainParams, "Train a classifier on a prepared dataset.")
+def train(params: P.TrainParams) -> None:
+    not_available("train_classifier")
+
+
+@params_command("predict", P.PredictParams, "Classify many images; write Parquet predictions.")
+def predict(params: P.PredictParams) -> None:
+    not_available("predict_batch")
+
+
+@params_command("report", P.ReportParams, "Write the HTML/Markdown report of a run.")
+def report(params: P.ReportParams) -> None:
+    not_available("write_report")
+
+
+@app.command("run", help="Run the whole pipeline: scrape, prepare, train, predict, report.")
+def run() -> None:
+    _guard(lambda: not_available("image_pipeline"))
+
+
+@app.command("demo", help="Run the whole pipeline offline on generated pictures.")
+def demo() -> None:
+    _guard(lambda: not_available("the offline demo"))
+
+
+@app.command("serve", help="Serve the deployments (with schedules) from this process.")
+def serve() -> None:
+    _guard(lambda: not_available("deployments"))
+
+
+@app.command("tables", help="List the warehouse tables with their row and run counts.")
+def tables(
+    data_dir: str | None = typer.Option(None, "--data-dir", help="Data root"),
+) -> None:
+    from storage.parquet import table_counts
+
+    counts = _guard(lambda: table_counts(data_dir))
+    typer.echo(f"{'table':<18} {'rows':>10} {'runs':>6}")
+    for name, (rows, runs) in counts.items():
+        typer.echo(f"{name:<18} {rows:>10} {runs:>6}")
+
+
+@app.command("show", help="Print rows of a warehouse table.")
+def show(
+    table: str = typer.Argument(..., help="Table name (see `pixelpipe tables`)"),
+    run: str | None = typer.Option(None, "--run", help="Only this run id"),
+    limit: int = typer.Option(20, "--limit", min=1, help="Rows to print"),
+    data_dir: str | None = typer.Option(None, "--data-dir", help="Data root"),
+) -> None:
+    import pandas as pd
+
+    from storage.parquet import read_table
+
+    frame = _guard(lambda: read_table(table, data_dir=data_dir, run_id=run))
+    if frame.empty:
+        typer.echo(f"{table}: no rows" + (f" for run {run}" if run else ""))
+        return
+    with pd.option_context(
+        "display.width", 200, "display.max_columns", 20, "display.max_colwidth", 60
+    ):
+        typer.echo(frame.head(limit).to_string(index=False))
+    typer.echo(f"({min(limit, len(frame))} of {len(frame)} rows)")
+
+
+def _guard(action: Callable[[], Any]) -> Any:
+    try:
+        return action()
+    except PixelpipeError as e:
+        fail(str(e))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""Flow parameters as pydantic models: validated up front, rendered as forms in the Prefect UI.
+
+Each stage flow takes one model (`scrape_images(params=ScrapeParams(...))`, or a plain dict
+of the same fields, which Prefect validates into the model before the run starts). The CLI
+turns every field into an option, so this module is the one place a parameter is declared.
+Keep it free of heavy imports: the CLI imports it to build `--help`.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+DEFAULT_USER_AGENT = "pixelpipe/0.1 (+image dataset builder; respects robots.txt)"
+
+
+class Params(BaseModel):
+    """Base of every parameter model: unknown fields are errors, not silently ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class StageParams(Params):
+    data_dir: str | None = Field(
+        None, description="Data root; default $PIXELPIPE_DATA_DIR, else ./data"
+    )
+    run_id: str | None = Field(
+        None, description="Run id for the rows and folders written; default: a new one"
+    )
+
+
+class ScrapeParams(StageParams):
+    pages: list[str] = Field(min_length=1, description="Page URLs to find images on")
+    label: str = Field(description="Label (class name) for every image found, e.g. 'banana'")
+    max_images: int | None = Field(None, ge=1, description="Stop after this many candidates")
+    concurrency: int = Field(16, ge=1, le=256, description="Downloads in flight at once")
+    per_host: int = Field(4, ge=1, le=64, description="Downloads in flight per host")
+    min_size: int = Field(32, ge=1, description="Smallest accepted short side, in pixels")
+    max_bytes: int = Field(20_000_000, ge=1024, description="Largest accepted download")
+    timeout: float = Field(15.0, gt=0, le=600, description="Connect and read timeout, seconds")
+    retries: int = Field(3, ge=0, le=10, description="Retries on connection errors, 429, 5xx")
+    follow_pages: int = Field(0, ge=0, le=1000, description="Follow rel=next links this far")
+    respect_robots: bool = Field(True, description="Obey robots.txt")
+    allow_private_networks: bool = Field(
+        False, description="Allow loopback/private/link-local addresses (tests, intranets)"
+    )
+    user_agent: str = Field(DEFAULT_USER_AGENT, min_length=1, description="User-Agent header")
+
+
+class PrepareParams(StageParams):
+    source_dir: str | None = Field(
+        None, description="A <class>/<image> folder; default: raw/<label>/ under the data root"
+    )
+    labels: list[str] | None = Field(
+        None, description="Classes to use (default: all); 'src=dst' renames a class"
+    )
+    dataset: str = Field("default", description="Dataset name: datasets/<dataset>/")
+    image_size: int = Field(224, ge=8, le=4096, description="Output side in pixels (square)")
+    resize_mode: Literal["stretch", "crop", "pad"] = Field(
+        "stretch", description="stretch; crop (center crop to aspect); pad (letterbox)"
+    )
+    image_format: Literal["jpeg", "png"] = Field("jpeg", description="Output file format")
+    quality: int = Field(95, ge=1, le=100, description="JPEG quality")
+    val_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="Share of images in val/")
+    test_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="Share of images in test/")
+    seed: int = Field(1337, description="Seed of the content-hash split")
+    max_per_class: int | None = Field(None, ge=1, description="Keep at most this many per class")
+    workers: int | None = Field(None, ge=1, le=256, description="Processes; default: all cores")
+
+    @model_validator(mode="after")
+    def _fractions(self) -> PrepareParams:
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ValueError("val_fraction + test_fraction must be below 1 (leave images to train)")
+        return self
+
+
+class AugmentationParams(Params):
+    """The classic ImageDataGenerator knobs, with their meaning; all off by default."""
+
+    rotation_range: float = Field(0.0, ge=0, le=180, description="Random rotation, ± degrees")
+    width_shift_range: float = Field(0.0, ge=0, lt=1, description="Horizontal shift, ± width share")
+    height_shift_range: float = Field(0.0, ge=0, lt=1, description="Vertical shift, ± height share")
+    shear_range: float = Field(0.0, ge=0, lt=90, description="Shear angle, ± degrees")
+    zoom_range: tuple[float, float] = Field(
+        (1.0, 1.0), description="Zoom factor range (lower, upper); above 1 zooms out, as in Keras 2"
+    )
+    brightness_range: tuple[float, float] | None = Field(
+        None, description="Multiplicative brightness range (lower, upper), e.g. 0.5 1.0"
+    )
+    horizontal_flip: bool = Field(False, description="Randomly mirror left-right")
+    vertical_flip: bool = Field(False, description="Randomly mirror top-bottom")
+    fill_mode: Literal["nearest", "reflect", "wrap", "constant"] = Field(
+        "nearest", description="How pixels outside the image are filled"
+    )
+    cval: float = Field(0.0, ge=0, le=255, description="Fill value for fill_mode=constant")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> AugmentationParams:
+        for name in ("zoom_range", "brightness_range"):
+            pair = getattr(self, name)
+            if pair is not None and not 0 < pair[0] <= pair[1]:
+                raise ValueError(f"{name} must be (lower, upper) with 0 < lower <= upper")
+        return self
+
+
+class TrainParams(StageParams):
+    dataset_dir: str | None = Field(
+        None, description="Prepared dataset folder with train/ and val/ (required alone)"
+    )
+    model: Literal["cifar_cnn", "small_cnn", "resnet50_transfer", "mobilenet_transfer"] = Field(
+        "small_cnn", description="Model to train"
+    )
+    epochs: int = Field(10, ge=1, le=1000, description="Epochs to train")
+    batch_size: int = Field(32, ge=1, le=4096, description="Images per batch")
+    image_size: int | None = Field(
+        None, ge=8, le=4096, description="Input side in pixels; default: the dataset's"
+    )
+    augmentation: AugmentationParams = Field(
+        default_factory=AugmentationParams, description="Training-only augmentation"
+    )
+    optimizer: Literal["adam", "nadam", "sgd", "rmsprop"] | None = Field(
+        None, description="Override the model's optimizer"
+    )
+    learning_rate: float | None = Field(None, gt=0, le=10, description="Override the model's LR")
+    weights: str | None = Field(
+        "imagenet", description="Backbone weights: 'imagenet', a local .h5 file, or none"
+    )
+    alpha: float = Field(0.25, gt=0, le=1.4, description="MobileNet width multiplier")
+    fine_tune_layers: int = Field(0, ge=0, description="Unfreeze the top N backbone layers")
+    early_stopping_patience: int | None = Field(None, ge=1, description="Stop after N flat epochs")
+    mixed_precision: bool = Field(False, description="Train in mixed_bfloat16")
+    seed: int = Field(42, description="Seed for shuffling, augmentation and weights")
+    resume_run: str | None = Field(None, description="Continue this run's training")
+
+
+class PredictParams(StageParams):
+    inputs: list[str] = Field(
+        default_factory=list, description="Image files or folders (searched recursively)"
+    )
+    scrape_run: str | None = Field(None, description="Predict the ok images of this scrape run")
+    dataset_dir: str | None = Field(None, description="Predict a split of this dataset")
+    split: Literal["train", "val", "test"] = Field("val", description="Split of dataset_dir")
+    model: str = Field(
+        "resnet50", description="'resnet50', 'mobilenet_v2', a best.keras or a .tflite file"
+    )
+    weights: str | None = Field(
+        "imagenet", description="ImageNet backbone weights: 'imagenet', a local file, or none"
+    )
+    top_k: int = Field(3, ge=1, le=20, description="Labels kept per image")
+    targets: list[str] = Field(
+        default_factory=lambda: ["banana"], description="Class names or WordNet ids to look for"
+    )
+    target_rank: int | None = Field(
+        None, ge=1, description="A target counts within this rank (default: top_k)"
+    )
+    threshold: float = Field(0.5, ge=0, le=1, description="Binary models: class 1 at or above")
+    batch_size: int = Field(32, ge=1, le=4096, description="Images per model call")
+    mixed_precision: bool = Field(False, description="Run the model in mixed_bfloat16")
+    shard_size: int = Field(1000, ge=1, description="Images per task (shard)")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> PredictParams:
+        given = [bool(self.inputs), self.scrape_run is not None, self.dataset_dir is not None]
+        if sum(given) > 1:
+            raise ValueError("give only one of inputs, scrape_run or dataset_dir")
+        return self
+
+
+class ReportParams(StageParams):
+    run_id: str = Field(min_length=1, description="The run to report on")
+    title: str | None = Field(None, description="Report title; default: 'pixelpipe run <id>'")

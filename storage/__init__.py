@@ -1,0 +1,1 @@
+"""Where pixelpipe keeps things: the data-root layout and the Parquet warehouse."""

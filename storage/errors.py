@@ -1,0 +1,25 @@
+"""pixelpipe's exceptions: one base class, each subclass also a standard Python type."""
+
+
+class PixelpipeError(Exception):
+    """Base of every error pixelpipe raises on purpose; the CLI prints these as one line."""
+
+
+class ConfigError(PixelpipeError, ValueError):
+    """A parameter or setting is wrong; raised before any work starts."""
+
+
+class SchemaError(PixelpipeError, ValueError):
+    """Rows do not match a warehouse table's schema; nothing was written."""
+
+
+class ScrapeError(PixelpipeError, OSError):
+    """A page or image could not be fetched in a way that stops the whole scrape."""
+
+
+class WeightsNotFoundError(PixelpipeError, FileNotFoundError):
+    """Model weights are neither in the Keras cache nor at the given path."""
+
+
+class NotAvailableError(PixelpipeError, NotImplementedError):
+    """A CLI command or option whose feature has not landed yet."""

@@ -1,0 +1,81 @@
+"""Where everything lives under the data root (DESIGN.md's tree), and how runs are named."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from storage.errors import ConfigError
+
+DATA_DIR_ENV = "PIXELPIPE_DATA_DIR"
+DEFAULT_DATA_DIR = "./data"
+
+# Labels, dataset names and run ids become folder names: keep them to one safe path segment
+# so nothing a user (or a scraped page) says can write outside the data root.
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def safe_name(value: str, what: str = "name") -> str:
+    """Return `value` if it is usable as one folder name, else raise a ConfigError saying why."""
+    if not _SAFE_NAME.match(value) or ".." in value:
+        raise ConfigError(
+            f"{what} {value!r} is not a valid folder name: use letters, digits, '.', '_' or '-'"
+            " (at most 128 characters, starting with a letter or digit)"
+        )
+    return value
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """A sortable, unique run id such as `20261128-141434-a1b2c3`."""
+    now = now or datetime.now(UTC)
+    return f"{now:%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
+    """The data root: the argument, else $PIXELPIPE_DATA_DIR, else ./data (made absolute)."""
+    chosen = data_dir or os.environ.get(DATA_DIR_ENV) or DEFAULT_DATA_DIR
+    return Path(chosen).expanduser().resolve()
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Paths under one data root. Nothing here touches the disk except `ensure`."""
+
+    root: Path
+
+    @classmethod
+    def at(cls, data_dir: str | os.PathLike[str] | None = None) -> Layout:
+        return cls(resolve_data_dir(data_dir))
+
+    def raw(self, label: str) -> Path:
+        return self.root / "raw" / safe_name(label, "label")
+
+    def dataset(self, name: str) -> Path:
+        return self.root / "datasets" / safe_name(name, "dataset name")
+
+    def model_dir(self, run_id: str) -> Path:
+        return self.root / "models" / safe_name(run_id, "run id")
+
+    def report_dir(self, run_id: str) -> Path:
+        return self.root / "reports" / safe_name(run_id, "run id")
+
+    @property
+    def warehouse(self) -> Path:
+        return self.root / "warehouse"
+
+    def table_dir(self, table: str) -> Path:
+        return self.warehouse / safe_name(table, "table")
+
+    def table_file(self, table: str, run_id: str, run_date: str, part: str | None = None) -> Path:
+        """`warehouse/<table>/run_date=YYYY-MM-DD/<run_id>[-<part>].parquet`."""
+        stem = safe_name(run_id, "run id") + (f"-{safe_name(part, 'part')}" if part else "")
+        return self.table_dir(table) / f"run_date={run_date}" / f"{stem}.parquet"
+
+    @staticmethod
+    def ensure(path: Path) -> Path:
+        path.mkdir(parents=True, exist_ok=True)
+        return path

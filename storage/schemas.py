@@ -1,0 +1,129 @@
+"""Every warehouse table's pyarrow schema, declared once; nothing else re-declares columns."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+TS = pa.timestamp("us", tz="UTC")
+
+
+def _schema(*fields: pa.Field) -> pa.Schema:
+    return pa.schema(list(fields))
+
+
+def req(name: str, type_: pa.DataType) -> pa.Field:
+    """A column that must never be null."""
+    return pa.field(name, type_, nullable=False)
+
+
+def opt(name: str, type_: pa.DataType) -> pa.Field:
+    """A column that may be null (e.g. `http_status` of a URL that was never fetched)."""
+    return pa.field(name, type_, nullable=True)
+
+
+# Closed vocabularies of the `status` columns. A bad item becomes a row with one of these.
+SCRAPE_STATUSES = (
+    "ok",
+    "duplicate",
+    "http_error",
+    "timeout",
+    "not_image",
+    "too_small",
+    "too_large",
+    "corrupt",
+    "unsupported_scheme",
+    "blocked",
+    "robots_disallowed",
+    "page_error",
+    "skipped",
+)
+DATASET_STATUSES = ("ok", "corrupt", "duplicate", "conflict", "unsupported", "capped")
+PREDICTION_STATUSES = ("ok", "corrupt", "missing")
+
+SCRAPE_MANIFEST = _schema(
+    req("run_id", pa.string()),
+    req("page_url", pa.string()),
+    req("url", pa.string()),
+    req("label", pa.string()),
+    req("status", pa.string()),
+    opt("http_status", pa.int32()),
+    opt("error", pa.string()),
+    opt("sha256", pa.string()),
+    opt("path", pa.string()),
+    opt("width", pa.int32()),
+    opt("height", pa.int32()),
+    opt("format", pa.string()),
+    opt("bytes", pa.int64()),
+    opt("content_type", pa.string()),
+    opt("found_in", pa.string()),
+    opt("fetched_at", TS),
+    opt("elapsed_s", pa.float64()),
+)
+
+DATASET_MANIFEST = _schema(
+    req("run_id", pa.string()),
+    req("dataset", pa.string()),
+    opt("path", pa.string()),
+    req("label", pa.string()),
+    opt("label_index", pa.int32()),
+    opt("split", pa.string()),
+    opt("sha256", pa.string()),
+    opt("source_url", pa.string()),
+    req("source_path", pa.string()),
+    req("status", pa.string()),
+    opt("error", pa.string()),
+    opt("width", pa.int32()),
+    opt("height", pa.int32()),
+)
+
+EPOCH_HISTORY = _schema(
+    req("run_id", pa.string()),
+    req("model", pa.string()),
+    req("epoch", pa.int32()),
+    opt("loss", pa.float64()),
+    opt("accuracy", pa.float64()),
+    opt("val_loss", pa.float64()),
+    opt("val_accuracy", pa.float64()),
+    req("is_best", pa.bool_()),
+    opt("checkpoint_path", pa.string()),
+    opt("seconds", pa.float64()),
+    opt("learning_rate", pa.float64()),
+    opt("finished_at", TS),
+)
+
+BATCH_HISTORY = _schema(
+    req("run_id", pa.string()),
+    req("model", pa.string()),
+    req("epoch", pa.int32()),
+    req("batch", pa.int32()),
+    opt("loss", pa.float64()),
+    opt("accuracy", pa.float64()),
+)
+
+PREDICTIONS = _schema(
+    req("run_id", pa.string()),
+    req("model", pa.string()),
+    req("image", pa.string()),
+    opt("rank", pa.int16()),
+    opt("label", pa.string()),
+    opt("label_index", pa.int32()),
+    opt("probability", pa.float32()),
+    opt("is_target", pa.bool_()),
+    opt("target_probability", pa.float32()),
+    req("status", pa.string()),
+    opt("error", pa.string()),
+)
+
+TABLES: dict[str, pa.Schema] = {
+    "scrape_manifest": SCRAPE_MANIFEST,
+    "dataset_manifest": DATASET_MANIFEST,
+    "epoch_history": EPOCH_HISTORY,
+    "batch_history": BATCH_HISTORY,
+    "predictions": PREDICTIONS,
+}
+
+STATUSES: dict[str, tuple[str, ...]] = {
+    "scrape_manifest": SCRAPE_STATUSES,
+    "dataset_manifest": DATASET_STATUSES,
+    "predictions": PREDICTION_STATUSES,
+}

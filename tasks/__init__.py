@@ -1,0 +1,1 @@
+"""The work of each pipeline stage: pure functions plus thin Prefect tasks over batches."""

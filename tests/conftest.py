@@ -1,0 +1,34 @@
+"""Shared test fixtures: a temporary data root, a Keras cache that is never the home folder,
+and one real (temporary) Prefect server for the whole session."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+# Set before Prefect, Keras or TensorFlow are imported anywhere in the test session.
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ["KERAS_HOME"] = tempfile.mkdtemp(prefix="pixelpipe-keras-home-")
+os.environ.pop("PIXELPIPE_DATA_DIR", None)
+
+import pytest
+
+
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    """A fresh data root, also set as $PIXELPIPE_DATA_DIR so defaults land in it."""
+    root = tmp_path / "data"
+    root.mkdir()
+    monkeypatch.setenv("PIXELPIPE_DATA_DIR", str(root))
+    return root
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    """A real temporary Prefect server (SQLite) for every flow test; entered once (~10 s)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield

@@ -1,0 +1,148 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from flows import cli
+from flows.params import TrainParams
+from storage.parquet import write_table
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(cli.app, list(args), catch_exceptions=False)
+
+
+def test_help_lists_every_subcommand():
+    result = invoke("--help")
+    assert result.exit_code == 0
+    for name in [
+        "scrape",
+        "prepare",
+        "train",
+        "predict",
+        "report",
+        "run",
+        "demo",
+        "serve",
+        "tables",
+        "show",
+    ]:
+        assert name in result.output
+
+
+def test_installed_console_script_runs():
+    exe = Path(sys.executable).with_name("pixelpipe")
+    assert exe.exists(), "pip install -e . should install the `pixelpipe` console script"
+    done = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "pixelpipe" in done.stdout
+
+
+def test_every_parameter_is_an_option_including_nested_ones():
+    help_text = runner.invoke(cli.app, ["train", "--help"], env={"COLUMNS": "200"}).output
+    for flag in [
+        "--dataset-dir",
+        "--epochs",
+        "--model",
+        "--rotation-range",
+        "--shear-range",
+        "--zoom-range",
+        "--brightness-range",
+        "--fill-mode",
+        "--horizontal-flip",
+        "--resume-run",
+        "--params",
+    ]:
+        assert flag in help_text
+
+
+def test_invalid_values_fail_with_one_line_per_problem_and_no_traceback():
+    result = runner.invoke(cli.app, ["train", "--epochs", "0", "--rotation-range", "400"])
+    assert result.exit_code == 2
+    assert "--epochs: Input should be greater than or equal to 1" in result.output
+    assert "--rotation-range: Input should be less than or equal to 180" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_literal_choices_are_checked_by_the_cli():
+    result = runner.invoke(cli.app, ["train", "--model", "vgg16"])
+    assert result.exit_code == 2 and "vgg16" in result.output
+
+
+def test_params_file_is_read_and_command_line_wins(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(cli, "_HANDLERS", {**cli._HANDLERS, "train": seen.append})
+    params = tmp_path / "p.json"
+    params.write_text(
+        json.dumps({"epochs": 7, "batch_size": 8, "augmentation": {"rotation_range": 10}})
+    )
+    result = invoke("train", "--params", str(params), "--batch-size", "16", "--horizontal-flip")
+    assert result.exit_code == 0, result.output
+    (got,) = seen
+    assert isinstance(got, TrainParams)
+    assert (got.epochs, got.batch_size) == (7, 16)
+    assert got.augmentation.rotation_range == 10 and got.augmentation.horizontal_flip
+
+
+def test_yaml_params_file_and_bad_file(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(cli, "_HANDLERS", {**cli._HANDLERS, "train": seen.append})
+    good = tmp_path / "p.yaml"
+    good.write_text("epochs: 3\nzoom_range_is_wrong: 1\n")
+    result = runner.invoke(cli.app, ["train", "--params", str(good)])
+    assert result.exit_code == 2 and "Extra inputs are not permitted" in result.output
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    result = runner.invoke(cli.app, ["train", "--params", str(bad)])
+    assert result.exit_code == 1 and "cannot read parameters" in result.output
+
+
+def test_tables_and_show(data_dir):
+    rows = [
+        {
+            "run_id": "r1",
+            "model": "small_cnn",
+            "epoch": e,
+            "batch": b,
+            "loss": 1.0 / (b + 1),
+            "accuracy": 0.5,
+        }
+        for e in range(2)
+        for b in range(3)
+    ]
+    write_table("batch_history", rows, run_id="r1")
+    result = invoke("tables")
+    assert result.exit_code == 0
+    line = next(ln for ln in result.output.splitlines() if ln.startswith("batch_history"))
+    assert line.split()[1:] == ["6", "1"]
+    result = invoke("show", "batch_history", "--run", "r1", "--limit", "4")
+    assert result.exit_code == 0 and "(4 of 6 rows)" in result.output
+    result = invoke("show", "batch_history", "--run", "nope")
+    assert "no rows for run nope" in result.output
+
+
+def test_show_unknown_table_is_one_clear_line():
+    result = runner.invoke(cli.app, ["show", "nope"])
+    assert result.exit_code == 1
+    assert result.output.strip().startswith("pixelpipe: error: unknown table 'nope'")
+
+
+def test_pixelpipe_errors_become_one_line_and_exit_1(monkeypatch):
+    def unavailable(params):
+        cli.not_available("something")
+
+    monkeypatch.setattr(cli, "_HANDLERS", {**cli._HANDLERS, "report": unavailable})
+    result = runner.invoke(cli.app, ["report", "--run-id", "r1"])
+    assert result.exit_code == 1
+    assert result.output.strip() == (
+        "pixelpipe: error: not available yet: something has not landed in this version"
+    )
+
+
+def test_required_fields_are_reported():
+    result = runner.invoke(cli.app, ["scrape"])
+    assert result.exit_code == 2
+    assert "--pages: Field required" in result.output and "--label: Field required" in result.output
