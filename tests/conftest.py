@@ -9,6 +9,7 @@ import tempfile
 # Set before Prefect, Keras or TensorFlow are imported anywhere in the test session.
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["KERAS_HOME"] = tempfile.mkdtemp(prefix="pixelpipe-keras-home-")
 os.environ.pop("PIXELPIPE_DATA_DIR", None)
