@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+
+from storage.layout import safe_name
 
 DEFAULT_USER_AGENT = "pixelpipe/0.1 (+image dataset builder; respects robots.txt)"
 
@@ -170,3 +172,88 @@ class PredictParams(StageParams):
 class ReportParams(StageParams):
     run_id: str = Field(min_length=1, description="The run to report on")
     title: str | None = Field(None, description="Report title; default: 'pixelpipe run <id>'")
+
+
+# --- image_pipeline (the parent flow) -------------------------------------------------------
+# Each stage's options inside the pipeline are that stage's model minus what the pipeline
+# decides itself (data root, run id, inputs wired from the previous stage). They are derived,
+# not copied, so a field added to a stage model shows up in `pixelpipe run` automatically.
+
+
+def _options_of(model: type[StageParams], name: str, drop: set[str]) -> type[Params]:
+    fields = {
+        key: (field.annotation, field)
+        for key, field in model.model_fields.items()
+        if key not in drop | {"data_dir", "run_id"}
+    }
+    return create_model(
+        name, __base__=Params, __doc__=f"{model.__name__} inside a pipeline.", **fields
+    )
+
+
+ScrapeOptions = _options_of(ScrapeParams, "ScrapeOptions", {"pages", "label"})
+PrepareOptions = _options_of(PrepareParams, "PrepareOptions", {"source_dir"})
+TrainOptions = _options_of(TrainParams, "TrainOptions", {"dataset_dir", "resume_run"})
+PredictOptions = _options_of(
+    PredictParams, "PredictOptions", {"scrape_run", "dataset_dir", "model", "weights"}
+)
+
+
+class PipelineParams(Params):
+    """scrape -> prepare -> train -> predict -> report; give a later stage's input to skip."""
+
+    data_dir: str | None = Field(
+        None, description="Data root; default $PIXELPIPE_DATA_DIR, else ./data"
+    )
+    run_id: str | None = Field(None, description="One run id for every stage; default: a new one")
+    sources: list[str] = Field(
+        default_factory=list,
+        description="Pages to scrape as LABEL=URL (repeat per page and label), "
+        "e.g. mountain=https://example.com/alps.html",
+    )
+    source_dir: str | None = Field(
+        None, description="Skip scraping: prepare this <class>/<image> folder instead"
+    )
+    dataset_dir: str | None = Field(
+        None, description="Skip scraping and preparing: train on this prepared dataset"
+    )
+    model_path: str | None = Field(
+        None, description="Skip training: predict with this trained best.keras"
+    )
+    imagenet_weights: str | None = Field(
+        None,
+        description="Also classify with ResNet50 ImageNet: 'imagenet' (Keras cache) or a local "
+        ".h5 file; none skips that stage",
+    )
+    scrape: ScrapeOptions = Field(default_factory=ScrapeOptions, description="Scraping")
+    prepare: PrepareOptions = Field(default_factory=PrepareOptions, description="Preparing")
+    train: TrainOptions = Field(default_factory=TrainOptions, description="Training")
+    predict: PredictOptions = Field(default_factory=PredictOptions, description="Predicting")
+    report_title: str | None = Field(None, description="Report title")
+
+    @model_validator(mode="after")
+    def _inputs(self) -> PipelineParams:
+        given = [n for n in ("sources", "source_dir", "dataset_dir") if getattr(self, n)]
+        if len(given) > 1:
+            raise ValueError(f"give only one of sources, source_dir, dataset_dir (got {given})")
+        if not given and not (self.model_path and self.predict.inputs):
+            raise ValueError(
+                "nothing to start from: give sources (LABEL=URL), source_dir or dataset_dir,"
+                " or model_path with predict inputs"
+            )
+        self.source_pages()  # checks the LABEL=URL syntax
+        # The stage models' own cross-field checks, before any stage runs.
+        PrepareParams(**self.prepare.model_dump())
+        PredictParams(**self.predict.model_dump())
+        return self
+
+    def source_pages(self) -> dict[str, list[str]]:
+        """`sources` grouped by label, in the order given."""
+        pages: dict[str, list[str]] = {}
+        for entry in self.sources:
+            label, sep, url = entry.partition("=")
+            if not sep or not label.strip() or not url.strip().startswith(("http://", "https://")):
+                raise ValueError(f"source {entry!r} must look like LABEL=http(s)://host/page")
+            label = safe_name(label.strip(), "label")  # it becomes raw/<label>/
+            pages.setdefault(label, []).append(url.strip())
+        return pages
