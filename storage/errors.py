@@ -17,6 +17,11 @@ class ScrapeError(PixelpipeError, OSError):
     """A page or image could not be fetched in a way that stops the whole scrape."""
 
 
+class BlockedAddressError(ScrapeError):
+    """A URL resolves to a loopback/private/link-local/reserved address and
+    allow_private_networks is off (server-side request forgery protection)."""
+
+
 class WeightsNotFoundError(PixelpipeError, FileNotFoundError):
     """Model weights are neither in the Keras cache nor at the given path."""
 
