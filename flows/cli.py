@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from flows import params as P
+from flows.demo import DemoOptions
 from storage.errors import NotAvailableError, PixelpipeError
 
 app = typer.Typer(
@@ -224,19 +225,52 @@ def report(params: P.ReportParams) -> None:
     not_available("write_report")
 
 
-@app.command("run", help="Run the whole pipeline: scrape, prepare, train, predict, report.")
-def run() -> None:
-    _guard(lambda: not_available("image_pipeline"))
+@params_command(
+    "run", P.PipelineParams, "Run the whole pipeline: scrape, prepare, train, predict, report."
+)
+def run(params: P.PipelineParams) -> None:
+    from flows.image_pipeline import image_pipeline, summary_lines
+
+    result = image_pipeline(params=params)
+    typer.echo("\n".join(summary_lines(result)))
 
 
-@app.command("demo", help="Run the whole pipeline offline on generated pictures.")
-def demo() -> None:
-    _guard(lambda: not_available("the offline demo"))
+@params_command("demo", DemoOptions, "Run the whole pipeline offline on generated pictures.")
+def demo(options: DemoOptions) -> None:
+    from flows.demo import run_demo
+
+    result = run_demo(options, echo=typer.echo)
+    accuracy = "n/a" if result.val_accuracy is None else f"{result.val_accuracy:.3f}"
+    typer.echo(f"validation accuracy: {accuracy} (chance: 0.5)")
+    typer.echo(f"report: {result.report_path}")
+    typer.echo(f"demo run {result.run_id} took {result.seconds:.0f} s")
 
 
 @app.command("serve", help="Serve the deployments (with schedules) from this process.")
-def serve() -> None:
-    _guard(lambda: not_available("deployments"))
+def serve(
+    params_file: str | None = typer.Option(
+        None,
+        "--params",
+        help="YAML/JSON defaults of the pipeline deployment (activates the schedule)",
+    ),
+    cron: str = typer.Option("0 3 * * *", "--cron", help="The pipeline's cron schedule"),
+    timezone: str = typer.Option("UTC", "--timezone", help="Time zone of the cron schedule"),
+) -> None:
+    import importlib.util
+
+    # deployments/ sits beside the installed packages (pip install -e .), not inside them.
+    path = Path(__file__).resolve().parent.parent / "deployments" / "serve.py"
+    spec = importlib.util.spec_from_file_location("pixelpipe_serve", path)
+    if spec is None or not path.is_file():
+        fail(f"{path} is missing: run pixelpipe serve from a checkout (pip install -e .)")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    try:
+        module.serve(Path(params_file) if params_file else None, cron, timezone)
+    except ValidationError as e:
+        fail(f"{params_file}: " + explain(e), code=2)
+    except PixelpipeError as e:
+        fail(str(e))
 
 
 @app.command("tables", help="List the warehouse tables with their row and run counts.")

@@ -195,7 +195,7 @@ ScrapeOptions = _options_of(ScrapeParams, "ScrapeOptions", {"pages", "label"})
 PrepareOptions = _options_of(PrepareParams, "PrepareOptions", {"source_dir"})
 TrainOptions = _options_of(TrainParams, "TrainOptions", {"dataset_dir", "resume_run"})
 PredictOptions = _options_of(
-    PredictParams, "PredictOptions", {"scrape_run", "dataset_dir", "model", "weights"}
+    PredictParams, "PredictOptions", {"scrape_run", "dataset_dir", "model", "weights", "targets"}
 )
 
 
@@ -220,10 +220,17 @@ class PipelineParams(Params):
     model_path: str | None = Field(
         None, description="Skip training: predict with this trained best.keras"
     )
+    targets: list[str] = Field(
+        default_factory=list, description="Classes of the trained model to count as hits"
+    )
     imagenet_weights: str | None = Field(
         None,
         description="Also classify with ResNet50 ImageNet: 'imagenet' (Keras cache) or a local "
         ".h5 file; none skips that stage",
+    )
+    imagenet_targets: list[str] = Field(
+        default_factory=lambda: ["banana"],
+        description="ImageNet classes or WordNet ids to look for in the ResNet50 stage",
     )
     scrape: ScrapeOptions = Field(default_factory=ScrapeOptions, description="Scraping")
     prepare: PrepareOptions = Field(default_factory=PrepareOptions, description="Preparing")

@@ -1,0 +1,277 @@
+"""image_pipeline: scrape, prepare, train, predict and report as subflows sharing one run id."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+from pydantic import BaseModel, Field
+
+from flows.params import (
+    PipelineParams,
+    PredictParams,
+    PrepareParams,
+    ReportParams,
+    ScrapeParams,
+    TrainParams,
+)
+from storage.errors import ConfigError, NotAvailableError
+from storage.layout import Layout, new_run_id, safe_name
+from tasks.runtime import logger
+
+STAGES = ("scrape_images", "prepare_dataset", "train_classifier", "predict_batch", "write_report")
+
+
+class PipelineResult(BaseModel):
+    """What one pipeline run did and every path it wrote (paths as str, like every result)."""
+
+    run_id: str
+    data_dir: str
+    stages_run: list[str] = Field(default_factory=list)
+    stages_skipped: dict[str, str] = Field(default_factory=dict, description="stage -> why")
+    scrape_manifest_paths: dict[str, str] = Field(default_factory=dict, description="by label")
+    raw_dirs: dict[str, str] = Field(default_factory=dict, description="by label")
+    dataset_dir: str | None = None
+    dataset_manifest_path: str | None = None
+    class_names: list[str] = Field(default_factory=list)
+    model_path: str | None = None
+    model_card_path: str | None = None
+    history_path: str | None = None
+    best_val_accuracy: float | None = None
+    predictions_path: str | None = None
+    imagenet_predictions_path: str | None = None
+    report_path: str | None = None
+
+    def paths(self) -> list[str]:
+        """Every file or folder this run wrote or used as its output, in stage order."""
+        found = [*self.scrape_manifest_paths.values(), *self.raw_dirs.values()]
+        for name in (
+            "dataset_dir",
+            "dataset_manifest_path",
+            "model_path",
+            "model_card_path",
+            "history_path",
+            "predictions_path",
+            "imagenet_predictions_path",
+            "report_path",
+        ):
+            if getattr(self, name):
+                found.append(getattr(self, name))
+        return found
+
+
+def stage(name: str) -> Any:
+    """The stage flow `flows.<name>.<name>`, imported when first needed (keeps startup light)."""
+    try:
+        module = importlib.import_module(f"flows.{name}")
+    except ModuleNotFoundError as e:
+        if e.name != f"flows.{name}":
+            raise
+        raise NotAvailableError(f"stage {name} has not landed in this version") from e
+    return getattr(module, name)
+
+
+def dataset_classes(dataset_dir: Path) -> list[str]:
+    return sorted(p.name for p in (dataset_dir / "train").iterdir() if p.is_dir())
+
+
+def check_inputs(params: PipelineParams) -> list[str] | None:
+    """Disk checks before any stage runs; returns the class names when already knowable."""
+    classes: list[str] | None = None
+    if params.source_dir:
+        source = Path(params.source_dir)
+        if not source.is_dir():
+            raise ConfigError(f"source_dir {source} is not a folder (give a <class>/<image> tree)")
+        classes = sorted(p.name for p in source.iterdir() if p.is_dir())
+    if params.dataset_dir:
+        dataset = Path(params.dataset_dir)
+        if not (dataset / "train").is_dir() or not (dataset / "val").is_dir():
+            raise ConfigError(
+                f"dataset_dir {dataset} needs train/ and val/ (see pixelpipe prepare)"
+            )
+        classes = dataset_classes(dataset)
+    if params.sources:
+        classes = sorted(params.source_pages())
+    if params.prepare.labels and (params.sources or params.source_dir):
+        classes = sorted(label.partition("=")[2] or label for label in params.prepare.labels)
+    if params.model_path:
+        classes = _check_model(Path(params.model_path))
+    if params.targets and classes is not None:
+        unknown = sorted(set(params.targets) - set(classes))
+        if unknown:
+            raise ConfigError(f"targets {unknown} are not classes of this run (classes: {classes})")
+    if params.imagenet_weights:
+        from tasks.imagenet import check_targets, imagenet_labels
+
+        check_targets(imagenet_labels(), params.imagenet_targets)
+        _check_imagenet_weights(params.imagenet_weights)
+    return classes
+
+
+def _check_model(model: Path) -> list[str] | None:
+    if not model.is_file():
+        raise ConfigError(f"model_path {model} does not exist (a best.keras from pixelpipe train)")
+    cards = sorted(model.parent.glob("*card*.json"))
+    if cards:
+        names = json.loads(cards[0].read_text()).get("class_names")
+        return list(names) if names else None
+    return None
+
+
+def _check_imagenet_weights(weights: str) -> None:
+    from tasks.weights import locate_imagenet_weights
+
+    locate_imagenet_weights("resnet50", weights)
+
+
+def _scrape(params: PipelineParams, run_id: str, data_dir: str, result: PipelineResult) -> str:
+    """Scrape each label's pages; returns the raw/ folder prepare reads from."""
+    for label, pages in params.source_pages().items():
+        scraped = stage("scrape_images")(
+            params=ScrapeParams(
+                **params.scrape.model_dump(),
+                pages=pages,
+                label=label,
+                data_dir=data_dir,
+                run_id=run_id,
+            )
+        )
+        result.scrape_manifest_paths[label] = scraped.manifest_path
+        result.raw_dirs[label] = scraped.raw_dir
+    return str(Layout.at(data_dir).root / "raw")
+
+
+def _prepare(
+    params: PipelineParams, source_dir: str, run_id: str, data_dir: str, result: PipelineResult
+) -> None:
+    options = params.prepare.model_dump()
+    if params.sources and not options["labels"]:
+        options["labels"] = list(params.source_pages())  # raw/ may hold other labels too
+    prepared = stage("prepare_dataset")(
+        params=PrepareParams(**options, source_dir=source_dir, data_dir=data_dir, run_id=run_id)
+    )
+    result.dataset_dir = prepared.dataset_dir
+    result.dataset_manifest_path = prepared.manifest_path
+    result.class_names = list(prepared.class_names)
+
+
+def _train(params: PipelineParams, run_id: str, data_dir: str, result: PipelineResult) -> None:
+    trained = stage("train_classifier")(
+        params=TrainParams(
+            **params.train.model_dump(),
+            dataset_dir=result.dataset_dir,
+            data_dir=data_dir,
+            run_id=run_id,
+        )
+    )
+    result.model_path = trained.model_path
+    result.model_card_path = trained.model_card_path
+    result.history_path = trained.history_path
+    result.best_val_accuracy = trained.best_val_accuracy
+
+
+def _predict(
+    params: PipelineParams,
+    model: str,
+    weights: str | None,
+    targets: list[str],
+    run_id: str,
+    data_dir: str,
+    result: PipelineResult,
+) -> str:
+    options = params.predict.model_dump()
+    source: dict[str, Any] = {}
+    if not options["inputs"]:
+        options.pop("inputs")
+        source = {"dataset_dir": result.dataset_dir}
+    predicted = stage("predict_batch")(
+        params=PredictParams(
+            **options,
+            **source,
+            model=model,
+            weights=weights,
+            targets=targets,
+            data_dir=data_dir,
+            run_id=run_id,
+        )
+    )
+    return predicted.predictions_path
+
+
+@flow(
+    name="image-pipeline",
+    description="Scrape pages, prepare a dataset, train a classifier, predict, and report.",
+    validate_parameters=True,
+)
+def image_pipeline(params: PipelineParams) -> PipelineResult:
+    run_id = safe_name(params.run_id, "run id") if params.run_id else new_run_id()
+    data_dir = str(Layout.at(params.data_dir).root)
+    classes = check_inputs(params)  # fail before any stage runs
+    log = logger()
+    log.info("pipeline run %s, data root %s", run_id, data_dir)
+    result = PipelineResult(run_id=run_id, data_dir=data_dir, class_names=classes or [])
+
+    source_dir = params.source_dir
+    if params.sources:
+        source_dir = _scrape(params, run_id, data_dir, result)
+        result.stages_run.append("scrape_images")
+    else:
+        result.stages_skipped["scrape_images"] = "no sources given"
+
+    if params.dataset_dir:
+        result.dataset_dir = str(Path(params.dataset_dir).resolve())
+        result.stages_skipped["prepare_dataset"] = "dataset_dir given"
+    elif source_dir:
+        _prepare(params, source_dir, run_id, data_dir, result)
+        result.stages_run.append("prepare_dataset")
+    else:
+        result.stages_skipped["prepare_dataset"] = "nothing to prepare (model_path and inputs)"
+
+    if params.model_path:
+        result.model_path = str(Path(params.model_path).resolve())
+        result.stages_skipped["train_classifier"] = "model_path given"
+    else:
+        _train(params, run_id, data_dir, result)
+        result.stages_run.append("train_classifier")
+
+    result.predictions_path = _predict(
+        params, result.model_path, None, params.targets, run_id, data_dir, result
+    )
+    result.stages_run.append("predict_batch")
+    if params.imagenet_weights:
+        result.imagenet_predictions_path = _predict(
+            params,
+            "resnet50",
+            params.imagenet_weights,
+            params.imagenet_targets,
+            run_id,
+            data_dir,
+            result,
+        )
+        result.stages_run.append("predict_batch (resnet50 imagenet)")
+    else:
+        result.stages_skipped["predict_batch (resnet50 imagenet)"] = "imagenet_weights not given"
+
+    reported = stage("write_report")(
+        params=ReportParams(run_id=run_id, title=params.report_title, data_dir=data_dir)
+    )
+    result.report_path = reported.report_path
+    result.stages_run.append("write_report")
+    log.info("pipeline run %s done: %s", run_id, ", ".join(result.stages_run))
+    return result
+
+
+def summary_lines(result: PipelineResult) -> list[str]:
+    """What `pixelpipe run` prints: the run, the accuracy, and where everything went."""
+    lines = [f"run {result.run_id}: {', '.join(result.stages_run)}"]
+    for name, why in result.stages_skipped.items():
+        lines.append(f"  skipped {name}: {why}")
+    if result.best_val_accuracy is not None:
+        lines.append(f"validation accuracy: {result.best_val_accuracy:.3f}")
+    lines += [f"  {path}" for path in result.paths()]
+    if result.report_path:
+        lines.append(f"report: {result.report_path}")
+    return lines
