@@ -42,6 +42,9 @@ class ScrapeParams(StageParams):
     max_bytes: int = Field(20_000_000, ge=1024, description="Largest accepted download")
     timeout: float = Field(15.0, gt=0, le=600, description="Connect and read timeout, seconds")
     retries: int = Field(3, ge=0, le=10, description="Retries on connection errors, 429, 5xx")
+    backoff: float = Field(
+        0.5, ge=0, le=60, description="First retry waits about this long, then doubling (jitter)"
+    )
     follow_pages: int = Field(0, ge=0, le=1000, description="Follow rel=next links this far")
     respect_robots: bool = Field(True, description="Obey robots.txt")
     allow_private_networks: bool = Field(

@@ -56,6 +56,8 @@ SCRAPE_MANIFEST = _schema(
     opt("bytes", pa.int64()),
     opt("content_type", pa.string()),
     opt("found_in", pa.string()),
+    opt("final_url", pa.string()),  # after redirects
+    opt("attempts", pa.int32()),  # HTTP requests made, redirects and retries included
     opt("fetched_at", TS),
     opt("elapsed_s", pa.float64()),
 )

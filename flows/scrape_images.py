@@ -1,0 +1,147 @@
+"""scrape_images: pages -> every image on them, downloaded, validated, deduplicated, recorded."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+from pydantic import BaseModel, Field
+
+from flows.params import ScrapeParams
+from storage.layout import Layout, new_run_id, safe_name
+from storage.parquet import read_table, write_table
+from storage.schemas import SCRAPE_STATUSES
+from tasks.fetch import FetchConfig
+from tasks.runtime import Progress, logger
+from tasks.scrape import manifest_row, mark_duplicates
+from tasks.scrape_tasks import download_images, find_image_urls
+
+BATCH_SIZE = 500  # URLs per download task: few enough tasks, big enough to keep workers busy
+_KEPT = ("sha256", "path", "width", "height", "format", "bytes")
+
+
+class ScrapeResult(BaseModel):
+    run_id: str
+    label: str
+    manifest_path: str = Field(description="This run's scrape_manifest Parquet file")
+    raw_dir: str = Field(description="raw/<label>/ folder the images are stored in")
+    pages: int = Field(description="Pages read (rel=next pages included)")
+    candidates: int = Field(description="Distinct image URLs found on the pages")
+    stored: int = Field(description="Images kept by this run (rows with status ok)")
+    counts: dict[str, int] = Field(description="Manifest rows per status")
+
+    def summary(self) -> str:
+        shown = ", ".join(f"{status} {n}" for status, n in self.counts.items() if n)
+        return (
+            f"scrape {self.run_id} [{self.label}]: {self.pages} page(s), "
+            f"{self.candidates} URL(s) -> {shown or 'nothing'}; {self.stored} new file(s) in "
+            f"{self.raw_dir}"
+        )
+
+
+def fetch_config(params: ScrapeParams) -> FetchConfig:
+    return FetchConfig(
+        user_agent=params.user_agent,
+        timeout=params.timeout,
+        retries=params.retries,
+        backoff=params.backoff,
+        max_bytes=params.max_bytes,
+        concurrency=params.concurrency,
+        per_host=params.per_host,
+        respect_robots=params.respect_robots,
+        allow_private_networks=params.allow_private_networks,
+    )
+
+
+def stored_before(data_dir: Path, label: str, run_id: str) -> dict[str, dict[str, Any]]:
+    """URL -> its `ok` row from earlier runs for this label, if the file is still there.
+
+    Rows of this very run are ignored, so re-running a run id redoes it rather than
+    skipping everything it did the first time.
+    """
+    columns = ["run_id", "url", "label", "status", *_KEPT]
+    rows = read_table("scrape_manifest", data_dir=data_dir, columns=columns)
+    rows = rows[(rows["label"] == label) & (rows["status"] == "ok") & (rows["run_id"] != run_id)]
+    found: dict[str, dict[str, Any]] = {}
+    for row in rows.to_dict("records"):
+        if row["path"] and Path(row["path"]).is_file():
+            found[row["url"]] = {k: (None if _missing(row[k]) else row[k]) for k in columns}
+    return found
+
+
+def _missing(value: Any) -> bool:
+    try:
+        return bool(value != value) or value is None  # NaN / pd.NA / None
+    except TypeError:
+        return True  # pd.NA compares to NA, and bool(NA) raises
+
+
+def _skip_rows(
+    candidates: list[dict], before: dict[str, dict], max_images: int | None, run_id: str, label: str
+) -> tuple[list[dict], list[dict]]:
+    """Split candidates into (to download, skipped rows): already stored, or past max_images."""
+    todo, skipped = [], []
+    for i, c in enumerate(candidates):
+        base = (run_id, label, c["page_url"], c["url"], "skipped")
+        if max_images is not None and i >= max_images:
+            skipped.append(
+                manifest_row(*base, found_in=c["found_in"], error=f"beyond max_images={max_images}")
+            )
+        elif (old := before.get(c["url"])) is not None:
+            kept = {k: old[k] for k in _KEPT}
+            error = f"already stored by run {old['run_id']}"
+            skipped.append(manifest_row(*base, found_in=c["found_in"], error=error, **kept))
+        else:
+            todo.append(c)
+    return todo, skipped
+
+
+@flow(name="scrape-images", description="Find, download, validate and dedupe page images.")
+def scrape_images(params: ScrapeParams) -> ScrapeResult:
+    run_id = params.run_id or new_run_id()
+    safe_name(run_id, "run id")
+    layout = Layout.at(params.data_dir)
+    raw_dir = layout.raw(params.label)  # refuses a label that is not one safe folder name
+    config = fetch_config(params)
+    log = logger()
+
+    before = stored_before(layout.root, params.label, run_id)
+    found = find_image_urls(
+        params.pages, run_id, params.label, config, params.follow_pages, params.max_images
+    )
+    todo, skipped = _skip_rows(found["candidates"], before, params.max_images, run_id, params.label)
+    log.info("%d image URL(s), %d to download", len(found["candidates"]), len(todo))
+    progress = Progress(len(todo), f"Downloading {len(todo)} image(s) for {params.label!r}")
+    downloaded: list[dict] = []
+    for start in range(0, len(todo), BATCH_SIZE):
+        batch = todo[start : start + BATCH_SIZE]
+        downloaded += download_images(
+            batch, run_id, params.label, str(raw_dir), config, params.min_size
+        )
+        progress.advance(len(batch))
+
+    known = {r["sha256"] for r in before.values() if r["sha256"]}
+    rows = found["rows"] + mark_duplicates(_in_page_order(found, downloaded, skipped), known)
+    manifest = write_table(
+        "scrape_manifest", rows, run_id=run_id, data_dir=layout.root, part=params.label
+    )
+    counts = Counter(r["status"] for r in rows)
+    result = ScrapeResult(
+        run_id=run_id,
+        label=params.label,
+        manifest_path=manifest.as_posix(),
+        raw_dir=raw_dir.as_posix(),
+        pages=found["pages"],
+        candidates=len(found["candidates"]),
+        stored=sum(1 for r in rows if r["status"] == "ok"),
+        counts={s: counts[s] for s in SCRAPE_STATUSES if counts[s]},
+    )
+    log.info("%s", result.summary())
+    return result
+
+
+def _in_page_order(found: dict, downloaded: list[dict], skipped: list[dict]) -> list[dict]:
+    by_url = {r["url"]: r for r in downloaded + skipped}
+    return [by_url[c["url"]] for c in found["candidates"]]

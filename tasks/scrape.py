@@ -1,0 +1,318 @@
+"""Finding image URLs in HTML, and validating downloaded bytes as images (pure functions)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import os
+import re
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import NamedTuple
+from urllib.parse import unquote_to_bytes, urldefrag, urljoin, urlsplit
+
+from bs4 import BeautifulSoup, Tag
+from PIL import Image, UnidentifiedImageError
+
+from storage.schemas import SCRAPE_MANIFEST
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp"})
+# Pillow format -> stored extension. MPO is how Pillow names many phone cameras' JPEGs.
+FORMAT_EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp"}
+FORMAT_EXTENSIONS["BMP"] = "bmp"
+LAZY_SRC = ("data-src", "data-original", "data-lazy-src")
+OG_IMAGE = ("og:image", "og:image:url", "og:image:secure_url")
+
+
+class Candidate(NamedTuple):
+    """An image URL found on a page, and the markup it came from (the `found_in` column)."""
+
+    url: str
+    found_in: str
+
+
+# --- finding image URLs ------------------------------------------------------------------------
+
+
+def parse_srcset(srcset: str) -> list[tuple[str, float | None, float | None]]:
+    """`(url, width, density)` for each candidate of a srcset, per the HTML spec's rules:
+    a URL runs to the next whitespace (it may contain commas); descriptors run to a comma."""
+    out, i, n = [], 0, len(srcset)
+    while i < n:
+        while i < n and (srcset[i].isspace() or srcset[i] == ","):
+            i += 1
+        start = i
+        while i < n and not srcset[i].isspace():
+            i += 1
+        url, descriptors = srcset[start:i], ""
+        if url.endswith(","):
+            url = url.rstrip(",")
+        else:
+            start = i
+            depth = 0
+            while i < n and (srcset[i] != "," or depth):
+                depth += {"(": 1, ")": -1}.get(srcset[i], 0)
+                i += 1
+            descriptors = srcset[start:i]
+        if url:
+            out.append((url, *_descriptor(descriptors)))
+    return out
+
+
+def _descriptor(text: str) -> tuple[float | None, float | None]:
+    width = density = None
+    for token in text.split():
+        number, unit = token[:-1], token[-1:].lower()
+        try:
+            value = float(number)
+        except ValueError:
+            continue
+        if unit == "w":
+            width = value
+        elif unit == "x":
+            density = value
+    return width, density
+
+
+def largest_candidate(candidates: Iterable[tuple[str, float | None, float | None]]) -> str | None:
+    """The URL with the largest `w`; when no candidate has one, the largest `x` (default 1x).
+    Ties keep the first, the order a browser would try."""
+    candidates = list(candidates)
+    if not candidates:
+        return None
+    if any(width is not None for _, width, _ in candidates):
+        return max(candidates, key=lambda c: c[1] or 0)[0]
+    return max(candidates, key=lambda c: c[2] or 1.0)[0]
+
+
+def _img_choice(img: Tag) -> tuple[str, str] | None:
+    """The one URL an <img> stands for: lazy attributes over srcset over a placeholder src."""
+    if best := largest_candidate(parse_srcset(_attr(img, "data-srcset"))):
+        return best, "img[data-srcset]"
+    for name in LAZY_SRC:
+        if value := _attr(img, name):
+            return value, f"img[{name}]"
+    if best := largest_candidate(parse_srcset(_attr(img, "srcset"))):
+        return best, "img[srcset]"
+    if value := _attr(img, "src"):
+        return value, "img[src]"
+    return None
+
+
+def _picture_choice(picture: Tag) -> tuple[str, str] | None:
+    """The largest candidate over every <source> of a <picture>, else its <img>'s choice."""
+    found = []
+    for source in picture.find_all("source"):
+        found += parse_srcset(_attr(source, "data-srcset") or _attr(source, "srcset"))
+    img = picture.find("img")
+    if img is not None:
+        found += parse_srcset(_attr(img, "data-srcset") or _attr(img, "srcset"))
+    if best := largest_candidate(found):
+        return best, "picture[srcset]"
+    return _img_choice(img) if img is not None else None
+
+
+def _attr(tag: Tag, name: str) -> str:
+    value = tag.get(name)
+    if isinstance(value, list):  # bs4 splits multi-valued attributes such as class
+        value = " ".join(value)
+    return (value or "").strip()
+
+
+def _is_image_link(url: str) -> bool:
+    return PurePosixPath(urlsplit(url).path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _base_url(soup: BeautifulSoup, page_url: str) -> str:
+    base = soup.find("base", href=True)
+    return urljoin(page_url, _attr(base, "href")) if base is not None else page_url
+
+
+def _resolve(base: str, raw: str) -> str:
+    if raw.lower().startswith("data:"):
+        return raw  # urljoin would mangle it; it carries its own bytes
+    return urldefrag(urljoin(base, raw))[0]
+
+
+def extract_candidates(html: str | bytes, page_url: str) -> list[Candidate]:
+    """Every image URL on a page, absolute, in page order, each once.
+
+    Non-http(s) URLs (javascript:, ftp:, ...) are kept so the manifest can say they were
+    refused; `data:` URIs are kept whole.
+    """
+    soup = BeautifulSoup(html, "lxml")
+    base = _base_url(soup, page_url)
+    found: list[Candidate] = []
+    in_picture: set[int] = set()
+    for tag in soup.find_all(["meta", "picture", "img", "a"]):
+        choice = None
+        if tag.name == "meta" and _attr(tag, "property").lower() in OG_IMAGE:
+            choice = (_attr(tag, "content"), "meta[og:image]") if _attr(tag, "content") else None
+        elif tag.name == "picture":
+            in_picture.update(id(img) for img in tag.find_all("img"))
+            choice = _picture_choice(tag)
+        elif tag.name == "img" and id(tag) not in in_picture:
+            choice = _img_choice(tag)
+        elif tag.name == "a" and (href := _attr(tag, "href")) and _is_image_link(href):
+            choice = (href, "a[href]")
+        if choice:
+            found.append(Candidate(_resolve(base, choice[0]), choice[1]))
+    seen: set[str] = set()
+    return [c for c in found if not (c.url in seen or seen.add(c.url))]
+
+
+def extract_image_urls(html: str | bytes, base_url: str) -> list[str]:
+    """The URLs of `extract_candidates`, without where they were found."""
+    return [c.url for c in extract_candidates(html, base_url)]
+
+
+def same_site(a: str, b: str) -> bool:
+    """Same scheme family and host (a leading `www.` ignored): where "next page" may lead."""
+    ha, hb = (urlsplit(u).hostname or "" for u in (a, b))
+    return ha.removeprefix("www.") == hb.removeprefix("www.") != ""
+
+
+def next_page_urls(html: str | bytes, page_url: str) -> list[str]:
+    """Same-site `rel="next"` links (<link> or <a>), absolute, in page order, each once."""
+    soup = BeautifulSoup(html, "lxml")
+    base = _base_url(soup, page_url)
+    urls: list[str] = []
+    for tag in soup.find_all(["link", "a"], href=True):
+        rel = tag.get("rel") or []
+        rels = rel.split() if isinstance(rel, str) else rel
+        if "next" in (r.lower() for r in rels):
+            url = _resolve(base, _attr(tag, "href"))
+            if urlsplit(url).scheme in ("http", "https") and same_site(url, page_url):
+                if url not in urls:
+                    urls.append(url)
+    return urls
+
+
+# --- data: URIs --------------------------------------------------------------------------------
+
+_DATA_URI = re.compile(r"^data:(?P<type>[^,;]*)(?P<params>(;[^,;]*)*?)(?P<b64>;base64)?,", re.I)
+
+
+def decode_data_uri(uri: str) -> bytes:
+    """The bytes of a `data:` URI (base64 or percent-encoded); ValueError when malformed."""
+    match = _DATA_URI.match(uri)
+    if not match:
+        raise ValueError("malformed data: URI (no comma after the media type)")
+    payload = uri[match.end() :]
+    if match.group("b64"):
+        try:
+            return base64.b64decode(re.sub(r"\s+", "", unquote_to_bytes(payload).decode()), validate=True)
+        except (binascii.Error, UnicodeDecodeError) as e:
+            raise ValueError(f"bad base64 in data: URI: {e}") from e
+    return unquote_to_bytes(payload)
+
+
+# --- validating images -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageCheck:
+    """What Pillow made of some bytes: `status` "ok" or the reason they are not kept."""
+
+    status: str
+    error: str | None = None
+    format: str | None = None
+    width: int | None = None
+    height: int | None = None
+
+    @property
+    def extension(self) -> str | None:
+        return FORMAT_EXTENSIONS.get(self.format or "")
+
+
+def check_image(data: bytes, min_size: int) -> ImageCheck:
+    """Open and fully decode `data` with Pillow; never trusts what the server said it was."""
+    fmt = width = height = None
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            fmt, (width, height) = image.format, image.size
+            if fmt not in FORMAT_EXTENSIONS:
+                return ImageCheck("not_image", f"format {fmt} is not accepted", fmt, width, height)
+            if width * height > (Image.MAX_IMAGE_PIXELS or float("inf")):
+                return ImageCheck("too_large", f"{width}x{height} pixels", fmt, width, height)
+            if min(width, height) < min_size:
+                error = f"{width}x{height} is below min_size {min_size}"
+                return ImageCheck("too_small", error, fmt, width, height)
+            image.load()  # decode every pixel of the (first) frame: truncation shows up here
+    except Image.DecompressionBombError as e:
+        return ImageCheck("too_large", f"decompression bomb: {e}")
+    except UnidentifiedImageError:
+        return ImageCheck("not_image", "not an image Pillow can identify")
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as e:
+        return ImageCheck("corrupt", f"{type(e).__name__}: {e}", fmt, width, height)
+    return ImageCheck("ok", None, fmt, width, height)
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def store_image(data: bytes, path: Path) -> None:
+    """Write `data` to `path` atomically (a temporary file renamed over it); a file already
+    there with the same size is the same content (its name is the hash) and is kept."""
+    if path.exists() and path.stat().st_size == len(data):
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# --- manifest rows -----------------------------------------------------------------------------
+
+COLUMNS = tuple(field.name for field in SCRAPE_MANIFEST)
+REFUSALS_KEPT_FOR_PAGES = frozenset({"blocked", "robots_disallowed", "unsupported_scheme"})
+
+
+def manifest_row(run_id: str, label: str, page_url: str, url: str, status: str, **fields) -> dict:
+    """A complete scrape_manifest row: every column present, unknown ones refused."""
+    row = dict.fromkeys(COLUMNS)
+    row.update(run_id=run_id, label=label, page_url=page_url, url=url, status=status)
+    unknown = set(fields) - set(COLUMNS)
+    if unknown:
+        raise KeyError(f"not scrape_manifest columns: {sorted(unknown)}")
+    row.update(fields)
+    return row
+
+
+def mark_duplicates(rows: list[dict], known: Iterable[str] = ()) -> list[dict]:
+    """Rows in page order: an `ok` row whose bytes an earlier row (or an earlier run, `known`
+    sha256s) already stored becomes `duplicate`. Deciding here, in order, rather than in the
+    race between download threads makes the outcome the same on every run."""
+    first: dict[str, str] = dict.fromkeys(known, "")
+    out = []
+    for row in rows:
+        sha = row.get("sha256")
+        if row["status"] == "ok" and sha in first:
+            earlier = first[sha]
+            error = f"same bytes as {earlier}" if earlier else "already stored by an earlier run"
+            row = {**row, "status": "duplicate", "error": error}
+        elif row["status"] == "ok":
+            first[sha] = row["url"]
+        out.append(row)
+    return out
+
+
+def interleave_by_host(urls: list[str]) -> list[int]:
+    """Indices of `urls` taking one per host in turn, so workers blocked on one host's limit
+    do not leave other hosts' downloads waiting behind them in the queue."""
+    by_host: dict[str, list[int]] = {}
+    for i, url in enumerate(urls):
+        by_host.setdefault(urlsplit(url).netloc.lower(), []).append(i)
+    queues = list(by_host.values())
+    order: list[int] = []
+    for rank in range(max((len(q) for q in queues), default=0)):
+        order += [q[rank] for q in queues if rank < len(q)]
+    return order

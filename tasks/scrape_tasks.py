@@ -1,0 +1,191 @@
+"""The scraper's Prefect tasks: read pages for image URLs, then download and keep images, in
+batches, recording one scrape_manifest row per URL."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from tasks.fetch import AddressPolicy, Fetcher, FetchConfig
+from tasks.runtime import logger
+from tasks.scrape import (
+    REFUSALS_KEPT_FOR_PAGES,
+    check_image,
+    decode_data_uri,
+    extract_candidates,
+    interleave_by_host,
+    manifest_row,
+    mark_duplicates,
+    next_page_urls,
+    sha256_hex,
+    store_image,
+)
+
+HTML_TYPES = ("text/html", "application/xhtml+xml", "application/xml", "text/xml")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- pages ---------------------------------------------------------------------------------------
+
+
+def _read_chain(
+    fetcher: Fetcher, start: str, follow: int, limit: int | None, visited: set[str], lock
+) -> tuple[list[dict], list[dict], int]:
+    """Read `start` and up to `follow` rel=next pages after it.
+
+    Returns (candidates, failed-page outcomes, pages read). Stops early once `limit`
+    candidates are found: more would only be cut off later.
+    """
+    candidates: list[dict] = []
+    failures: list[dict] = []
+    url: str | None = start
+    read = 0
+    for _ in range(follow + 1):
+        with lock:
+            if url is None or url in visited:
+                break
+            visited.add(url)
+        fetched = fetcher.get(url)
+        ctype = (fetched.content_type or "").split(";")[0].strip().lower()
+        if fetched.ok and ctype and ctype not in HTML_TYPES:
+            fetched.status, fetched.error = "page_error", f"not an HTML page ({ctype})"
+        if not fetched.ok:
+            status = fetched.status if fetched.status in REFUSALS_KEPT_FOR_PAGES else "page_error"
+            failures.append({"url": url, "status": status, "fetched": fetched})
+            break
+        read += 1
+        for c in extract_candidates(fetched.content, fetched.final_url):
+            candidates.append({"url": c.url, "page_url": url, "found_in": c.found_in})
+        if limit is not None and len(candidates) >= limit:
+            break
+        url = next(iter(next_page_urls(fetched.content, fetched.final_url)), None)
+    return candidates, failures, read
+
+
+@task(name="find-image-urls", cache_policy=NO_CACHE)
+def find_image_urls(
+    pages: list[str],
+    run_id: str,
+    label: str,
+    config: FetchConfig,
+    follow_pages: int = 0,
+    max_images: int | None = None,
+    policy: AddressPolicy | None = None,
+) -> dict[str, Any]:
+    """Read the pages (and their rel=next pages); return the candidate image URLs in page
+    order, each once, plus a manifest row for every page that could not be read."""
+    visited: set[str] = set()
+    lock = threading.Lock()
+    with Fetcher(config, policy) as fetcher, ThreadPoolExecutor(config.concurrency) as pool:
+        chains = list(
+            pool.map(
+                lambda p: _read_chain(fetcher, p, follow_pages, max_images, visited, lock), pages
+            )
+        )
+    candidates: list[dict] = []
+    seen: set[str] = set()
+    rows, read = [], 0
+    for found, failures, count in chains:
+        read += count
+        candidates += [c for c in found if not (c["url"] in seen or seen.add(c["url"]))]
+        for failure in failures:
+            f = failure["fetched"]
+            rows.append(
+                manifest_row(
+                    run_id, label, failure["url"], failure["url"], failure["status"],
+                    **_fetch_fields(f), error=f.error, found_in="page",
+                )
+            )  # fmt: skip
+    logger().info("read %d page(s): %d image URL(s), %d page(s) failed", read, len(seen), len(rows))
+    return {"candidates": candidates, "rows": rows, "pages": read}
+
+
+def _fetch_fields(fetched) -> dict[str, Any]:
+    return {
+        "http_status": fetched.http_status,
+        "content_type": fetched.content_type,
+        "final_url": fetched.final_url,
+        "attempts": fetched.attempts,
+        "elapsed_s": round(fetched.elapsed_s, 4),
+        "fetched_at": _now(),
+    }
+
+
+# --- images --------------------------------------------------------------------------------------
+
+
+def download_one(
+    fetcher: Fetcher, url: str, raw_dir: Path, min_size: int, max_bytes: int
+) -> dict[str, Any]:
+    """Fetch (or decode) one URL, check it is a real image and store it as <sha256>.<ext>.
+    Returns the manifest fields of its outcome; never raises for a bad URL or bad bytes."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme == "data":
+        fields: dict[str, Any] = {"fetched_at": _now()}
+        try:
+            data = decode_data_uri(url)
+        except ValueError as e:
+            return {**fields, "status": "corrupt", "error": str(e)}
+    elif scheme not in ("http", "https"):
+        return {"status": "unsupported_scheme", "error": f"scheme {scheme or '(none)'!r} refused"}
+    else:
+        fetched = fetcher.get(url)
+        fields = _fetch_fields(fetched)
+        if not fetched.ok:
+            return {**fields, "status": fetched.status, "error": fetched.error}
+        data = fetched.content
+    fields["bytes"] = len(data)
+    if len(data) > max_bytes:
+        return {**fields, "status": "too_large", "error": f"over max_bytes {max_bytes}"}
+    check = check_image(data, min_size)
+    fields.update(format=check.format, width=check.width, height=check.height)
+    if check.status != "ok":
+        return {**fields, "status": check.status, "error": check.error}
+    sha = sha256_hex(data)
+    path = raw_dir / f"{sha}.{check.extension}"
+    store_image(data, path)
+    return {**fields, "status": "ok", "sha256": sha, "path": path.as_posix()}
+
+
+@task(name="download-images", cache_policy=NO_CACHE)
+def download_images(
+    candidates: list[dict],
+    run_id: str,
+    label: str,
+    raw_dir: str,
+    config: FetchConfig,
+    min_size: int = 32,
+    policy: AddressPolicy | None = None,
+) -> list[dict]:
+    """Download a batch of candidates concurrently (`config.concurrency` workers, at most
+    `config.per_host` per host) and return their manifest rows in the batch's order.
+
+    Not retried as a task: retries happen per request, where Retry-After can be honoured,
+    and a re-run batch would find its own files and call them duplicates.
+    """
+    folder = Path(raw_dir).resolve()
+    urls = [c["url"] for c in candidates]
+    outcomes: list[dict[str, Any] | None] = [None] * len(urls)
+    workers = max(1, min(config.concurrency, len(urls)))
+
+    def work(i: int) -> None:
+        outcomes[i] = download_one(fetcher, urls[i], folder, min_size, config.max_bytes)
+
+    with Fetcher(config, policy) as fetcher, ThreadPoolExecutor(workers) as pool:
+        for future in [pool.submit(work, i) for i in interleave_by_host(urls)]:
+            future.result()  # re-raises what is not a bad item (a full disk, say)
+    rows = [
+        manifest_row(run_id, label, c["page_url"], c["url"], found_in=c.get("found_in"), **o)
+        for c, o in zip(candidates, outcomes, strict=True)
+    ]
+    return mark_duplicates(rows)
