@@ -202,7 +202,11 @@ def not_available(issue: str) -> typing.NoReturn:
 
 @params_command("scrape", P.ScrapeParams, "Find and download every image on some pages.")
 def scrape(params: P.ScrapeParams) -> None:
-    not_available("scrape_images")
+    from flows.scrape_images import scrape_images
+
+    result = scrape_images(params=params)
+    typer.echo(result.summary())
+    typer.echo(f"manifest {result.manifest_path}")
 
 
 @params_command("prepare", P.PrepareParams, "Clean, resize and split images into train/val.")
