@@ -133,10 +133,42 @@ class TrainParams(StageParams):
     )
     alpha: float = Field(0.25, gt=0, le=1.4, description="MobileNet width multiplier")
     fine_tune_layers: int = Field(0, ge=0, description="Unfreeze the top N backbone layers")
+    fine_tune_epochs: int = Field(
+        0, ge=0, le=1000, description="Epochs after `epochs` with those layers unfrozen, LR / 10"
+    )
+    validation_split: float = Field(
+        0.0, ge=0, lt=1, description="Hold out this share of train/ when there is no val/"
+    )
     early_stopping_patience: int | None = Field(None, ge=1, description="Stop after N flat epochs")
     mixed_precision: bool = Field(False, description="Train in mixed_bfloat16")
     seed: int = Field(42, description="Seed for shuffling, augmentation and weights")
     resume_run: str | None = Field(None, description="Continue this run's training")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainParams:
+        transfer = self.model in ("resnet50_transfer", "mobilenet_transfer")
+        if (self.fine_tune_layers or self.fine_tune_epochs) and not transfer:
+            raise ValueError("fine_tune_layers/fine_tune_epochs need a *_transfer model")
+        if bool(self.fine_tune_layers) != bool(self.fine_tune_epochs):
+            raise ValueError("give both fine_tune_layers and fine_tune_epochs, or neither")
+        least = 32 if transfer else 18
+        if self.image_size is not None and self.image_size < least:
+            raise ValueError(f"image_size must be at least {least} for {self.model}")
+        if self.resume_run and self.run_id and self.resume_run != self.run_id:
+            raise ValueError("resume_run continues that run: leave run_id empty or equal to it")
+        return self
+
+
+class AugmentPreviewParams(Params):
+    dataset_dir: str = Field(description="Dataset folder (train/<class>/) or a <class>/ folder")
+    out: str = Field("augment-preview.png", description="PNG file to write")
+    n: int = Field(8, ge=1, le=64, description="Augmented variants per image")
+    images: int = Field(4, ge=1, le=32, description="Training images shown (one row each)")
+    image_size: int | None = Field(None, ge=8, le=1024, description="Side; default: the images'")
+    seed: int = Field(0, description="Seed of the random transforms")
+    augmentation: AugmentationParams = Field(
+        default_factory=AugmentationParams, description="The augmentation to preview"
+    )
 
 
 class PredictParams(StageParams):

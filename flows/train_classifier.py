@@ -1,0 +1,195 @@
+"""The train_classifier flow: a prepared dataset folder -> best.keras, histories, model card."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+from pydantic import BaseModel
+
+from flows.params import TrainParams
+from storage.errors import ConfigError
+from storage.layout import Layout, new_run_id, resolve_data_dir
+from tasks.runtime import logger
+
+# Fields that fix what a run trains on and how its model is shaped: a resume may not change them.
+_FIXED_ON_RESUME = ("dataset_dir", "model", "image_size", "alpha", "weights", "validation_split")
+
+
+class TrainResult(BaseModel):
+    run_id: str
+    model: str
+    model_path: str
+    model_card_path: str
+    history_path: str
+    batch_history_path: str
+    best_epoch: int | None
+    best_val_accuracy: float | None
+    best_val_loss: float | None
+    epochs_run: int
+    evaluated_val_accuracy: float | None
+    evaluated_val_loss: float | None
+    class_names: list[str]
+    dataset_dir: str
+
+
+def resolve_resume(params: TrainParams) -> tuple[TrainParams, str]:
+    """(effective params, run id). A resume starts from the stored run's parameters and
+    applies only the fields given now (e.g. more epochs); shape-defining ones must match."""
+    data_dir = resolve_data_dir(params.data_dir)
+    if not params.resume_run:
+        run_id = params.run_id or new_run_id()
+        model_dir = Layout.at(data_dir).model_dir(run_id)
+        if (model_dir / "best.keras").exists() or (model_dir / "backup").exists():
+            raise ConfigError(
+                f"{model_dir} already holds a training run: pass resume_run={run_id} to "
+                "continue it, or choose another run_id"
+            )
+        return params, run_id
+    run_id = params.resume_run
+    card_path = Layout.at(data_dir).model_dir(run_id) / "model_card.json"
+    if not card_path.is_file():
+        raise ConfigError(f"cannot resume run {run_id!r}: {card_path} does not exist")
+    stored = json.loads(card_path.read_text())["params"]
+    given = params.model_dump(include=params.model_fields_set - {"resume_run", "run_id"})
+    changed = [k for k in _FIXED_ON_RESUME if k in given and given[k] != stored.get(k)]
+    if changed:
+        raise ConfigError(
+            f"resume_run {run_id}: {', '.join(changed)} differ(s) from the stored run "
+            f"({', '.join(f'{k}={stored.get(k)!r}' for k in changed)}); leave them out"
+        )
+    merged = TrainParams.model_validate({**stored, **given, "run_id": None, "resume_run": run_id})
+    return merged, run_id
+
+
+def plan(params: TrainParams, run_id: str) -> tuple[Any, Any]:
+    """Check everything that needs the disk and build the TrainSpec, before any training:
+    the dataset layout and the backbone weights (WeightsNotFoundError names the file)."""
+    from tasks.models import resolve_weights
+    from tasks.train import TrainSpec, scan_dataset
+
+    if not params.dataset_dir:
+        raise ConfigError("dataset_dir is required: a prepared folder with train/<class>/")
+    info = scan_dataset(params.dataset_dir, params.validation_split)
+    size = (params.image_size,) * 2 if params.image_size else info.image_size
+    least = 32 if params.model.endswith("_transfer") else 18
+    if min(size) < least:
+        raise ConfigError(f"{params.model} needs images of at least {least} px; set image_size")
+    weights = resolve_weights(params.model, params.weights, params.alpha, size[0])
+    spec = TrainSpec(
+        run_id=run_id,
+        data_dir=str(resolve_data_dir(params.data_dir)),
+        dataset_dir=info.root,
+        model=params.model,
+        class_names=info.class_names,
+        image_size=size,
+        epochs=params.epochs,
+        batch_size=params.batch_size,
+        augmentation=params.augmentation.model_dump(),
+        optimizer=params.optimizer,
+        learning_rate=params.learning_rate,
+        weights=weights,
+        alpha=params.alpha,
+        fine_tune_layers=params.fine_tune_layers,
+        fine_tune_epochs=params.fine_tune_epochs,
+        early_stopping_patience=params.early_stopping_patience,
+        mixed_precision=params.mixed_precision,
+        seed=params.seed,
+        validation_split=0.0 if info.has_val else params.validation_split,
+    )
+    return spec, info
+
+
+def model_card(spec, info, params: TrainParams, summary: dict | None, created_at: str) -> dict:
+    """The model card: what predict and report need, and what reproduces the run."""
+    from tasks.train import versions
+
+    summary = summary or {}
+    return {
+        "run_id": spec.run_id,
+        "model": spec.model,
+        "class_names": spec.class_names,
+        "image_size": list(spec.image_size),
+        "label_mode": spec.label_mode,
+        "num_classes": len(spec.class_names),
+        "best_epoch": summary.get("best_epoch"),
+        "best_val_accuracy": summary.get("best_val_accuracy"),
+        "best_val_loss": summary.get("best_val_loss"),
+        "dataset_dir": info.root,
+        "dataset_manifest_sha256": info.manifest_sha256,
+        "params": params.model_dump(mode="json"),
+        "versions": versions(),
+        "created_at": created_at,
+        "updated_at": datetime.now(UTC).isoformat(),
+        "status": "trained" if summary else "training",
+        "input": "RGB, raw 0-255 floats, resized to image_size; the model rescales itself",
+        "output": (
+            f"sigmoid: probability of {spec.class_names[-1]!r}"
+            if spec.label_mode == "binary"
+            else "softmax over class_names"
+        ),
+        "weights": spec.weights,
+        "model_path": str(spec.best_path),
+        "epochs_run": summary.get("epochs_run"),
+        "evaluated_val_accuracy": summary.get("evaluated_val_accuracy"),
+        "evaluated_val_loss": summary.get("evaluated_val_loss"),
+        "history_path": summary.get("history_path"),
+        "batch_history_path": summary.get("batch_history_path"),
+        "train_counts": info.train_counts,
+        "val_counts": info.val_counts or None,
+        "validation": "val/" if info.has_val else f"{spec.validation_split:.0%} of train/",
+    }
+
+
+@flow(name="train-classifier", log_prints=True)
+def train_classifier(params: TrainParams) -> TrainResult:
+    """Train a classifier on a prepared dataset; keep the best epoch; resumable."""
+    from tasks.train import evaluate_model_task, train_model_task, write_model_card
+
+    params, run_id = resolve_resume(params)
+    spec, info = plan(params, run_id)
+    card_path = spec.model_dir / "model_card.json"
+    created = (
+        json.loads(card_path.read_text()).get("created_at")
+        if card_path.is_file()
+        else datetime.now(UTC).isoformat()
+    )
+    spec.model_dir.mkdir(parents=True, exist_ok=True)
+    write_model_card(card_path, model_card(spec, info, params, None, created))
+    log = logger()
+    log.info(
+        "training %s on %s: %s, %d+%d images, %s px, run %s",
+        spec.model, info.root, ", ".join(info.class_names), sum(info.train_counts.values()),
+        sum(info.val_counts.values()), "x".join(map(str, spec.image_size)), run_id,
+    )  # fmt: skip
+    summary = train_model_task(spec)
+    evaluated: dict[str, float] = {}
+    if Path(spec.best_path).is_file():
+        evaluated = evaluate_model_task(spec, str(spec.best_path))
+        best = summary["best_val_accuracy"]
+        if best is not None and abs(evaluated["val_accuracy"] - best) > 1e-6:
+            log.warning(
+                "best.keras evaluates to val_accuracy %.6f, but its epoch logged %.6f",
+                evaluated["val_accuracy"], best,
+            )  # fmt: skip
+    summary |= {
+        "evaluated_val_accuracy": evaluated.get("val_accuracy"),
+        "evaluated_val_loss": evaluated.get("val_loss"),
+    }
+    write_model_card(card_path, model_card(spec, info, params, summary, created))
+    log.info(
+        "best epoch %s: val_accuracy %s -> %s", summary["best_epoch"],
+        summary["best_val_accuracy"], spec.best_path,
+    )  # fmt: skip
+    return TrainResult(
+        run_id=run_id,
+        model=spec.model,
+        model_path=str(spec.best_path),
+        model_card_path=str(card_path),
+        class_names=spec.class_names,
+        dataset_dir=info.root,
+        **{k: summary[k] for k in TrainResult.model_fields if k in summary},
+    )
