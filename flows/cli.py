@@ -221,7 +221,10 @@ def train(params: P.TrainParams) -> None:
 
 @params_command("predict", P.PredictParams, "Classify many images; write Parquet predictions.")
 def predict(params: P.PredictParams) -> None:
-    not_available("predict_batch")
+    from flows.predict_batch import predict_batch, results_table
+
+    result = predict_batch(params=params)
+    typer.echo(results_table(result))
 
 
 @params_command("report", P.ReportParams, "Write the HTML/Markdown report of a run.")

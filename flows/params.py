@@ -207,6 +207,14 @@ class PredictParams(StageParams):
 class ReportParams(StageParams):
     run_id: str = Field(min_length=1, description="The run to report on")
     title: str | None = Field(None, description="Report title; default: 'pixelpipe run <id>'")
+    scrape_run: str | None = Field(None, description="Scrape rows of this run; default: run_id")
+    dataset_run: str | None = Field(None, description="Dataset rows of this run; default: run_id")
+    train_run: str | None = Field(
+        None, description="Training history and model of this run; default: run_id"
+    )
+    predict_run: str | None = Field(None, description="Predictions of this run; default: run_id")
+    sample: int = Field(8, ge=1, le=64, description="Images shown per label / in the top-k table")
+    max_filters: int = Field(16, ge=1, le=64, description="Learned filters shown")
 
 
 # --- image_pipeline (the parent flow) -------------------------------------------------------

@@ -1,0 +1,171 @@
+"""The predict_batch flow: classify many images in shards and store the answers as Parquet."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+from prefect import flow
+from prefect.artifacts import create_table_artifact
+from pydantic import BaseModel
+
+from flows.params import PredictParams
+from storage.layout import Layout, new_run_id
+from tasks.imagenet import check_targets, target_indices
+from tasks.infer import TOP_ROWS, Decoding, ShardSummary, collect_images, predict_shard
+from tasks.predictors import get_predictor, resolve_model
+from tasks.runtime import logger
+
+
+class PredictResult(BaseModel):
+    run_id: str
+    model: str  # the `model` column: name plus weights identity
+    predictions_path: str  # the run's partition folder (its files are predictions_files)
+    predictions_files: list[str]
+    images: int
+    ok: int
+    corrupt: int
+    missing: int
+    target_hits: int
+    targets: list[str]
+    counts: dict[str, int]  # top-1 label -> images
+    shards: int
+    seconds: float
+    images_per_second: float
+    top: list[dict]  # rank-1 rows, targets first (also the Prefect table artifact)
+
+
+def decoding_for(params: PredictParams, labels) -> Decoding:
+    """Targets resolved to class indices; an unknown target is a ConfigError only when the user
+    named it (the default "banana" simply never matches a model without that class)."""
+    if "targets" in params.model_fields_set:
+        target_idx = check_targets(labels, params.targets)
+    else:
+        target_idx = sorted({i for v in target_indices(labels, params.targets).values() for i in v})
+    # A target "somewhere among all classes" is always true: cap the rank below the count.
+    within = params.target_rank or min(params.top_k, max(len(labels) - 1, 1))
+    return Decoding(params.top_k, tuple(target_idx), within, params.threshold)
+
+
+def model_key(identity: str) -> str:
+    """A file-name-safe key per model, so one run id can hold several models' predictions
+    (the pipeline predicts with the trained model and with ResNet50 under one run id)."""
+    name = re.sub(r"[^A-Za-z0-9]+", "", identity.split("@")[0])[:24] or "model"
+    return f"{name}-{hashlib.sha256(identity.encode()).hexdigest()[:6]}"
+
+
+def _clear_previous(layout: Layout, run_id: str, key: str) -> None:
+    # Re-running a run id with the same model replaces its predictions (fewer shards included).
+    folder = layout.table_dir("predictions")
+    for old in folder.glob(f"run_date=*/{run_id}-{key}-*.parquet") if folder.is_dir() else ():
+        old.unlink()
+
+
+def _top(summaries: list[ShardSummary]) -> list[dict]:
+    rows = sorted(
+        (row for s in summaries for row in s.top),
+        key=lambda r: (r["is_target"], r["probability"]),
+        reverse=True,
+    )[:TOP_ROWS]
+    return [{**r, "probability": round(r["probability"], 4)} for r in rows]
+
+
+def results_table(result: PredictResult, rows: int = 10) -> str:
+    """The short text summary `pixelpipe predict` prints."""
+    lines = [
+        f"run {result.run_id}  model {result.model}",
+        f"{result.images} images: {result.ok} ok, {result.corrupt} corrupt, {result.missing}"
+        f" missing; {result.target_hits} with a target ({', '.join(result.targets) or 'none'})"
+        f"; {result.images_per_second} img/s",
+        f"{'image':<40} {'top-1 label':<24} {'prob':>6}  target",
+    ]
+    for r in result.top[:rows]:
+        name = Path(r["image"]).name
+        name = name if len(name) <= 40 else "..." + name[-37:]
+        target = "yes" if r["is_target"] else ""
+        lines.append(f"{name:<40} {r['label'][:24]:<24} {r['probability']:>6.3f}  {target}")
+    lines.append(f"predictions: {result.predictions_path}")
+    return "\n".join(lines)
+
+
+@flow(name="predict-batch")
+def predict_batch(params: PredictParams) -> PredictResult:
+    """Classify images (folders, files, a scrape run or a dataset split) into `predictions`."""
+    started = time.perf_counter()
+    log = logger()
+    run_id = params.run_id or new_run_id()
+    layout = Layout.at(params.data_dir)
+    data_dir = str(layout.root)
+    # Every check that needs the disk (weights, model file, inputs, targets) before any work.
+    spec = resolve_model(
+        params.model, params.weights, data_dir=data_dir, mixed_precision=params.mixed_precision
+    )
+    images = collect_images(
+        params.inputs,
+        scrape_run=params.scrape_run,
+        dataset_dir=params.dataset_dir,
+        split=params.split,
+        data_dir=data_dir,
+    )
+    decoding = decoding_for(params, spec.labels)
+    get_predictor(spec)  # load once here: a broken model file fails before the shards
+    run_date = datetime.now(UTC).date()
+    key = model_key(spec.identity)
+    _clear_previous(layout, run_id, key)
+    shards = [images[i : i + params.shard_size] for i in range(0, len(images), params.shard_size)]
+    log.info("predicting %d images with %s in %d shard(s)", len(images), spec.identity, len(shards))
+    summaries = [
+        predict_shard(
+            shard,
+            spec,
+            run_id=run_id,
+            part=f"{key}-{n:04d}",
+            run_date=run_date,
+            data_dir=data_dir,
+            batch_size=params.batch_size,
+            decoding=decoding,
+        )
+        for n, shard in enumerate(shards, start=1)
+    ]
+    top = _top(summaries)
+    create_table_artifact(
+        table=top,
+        key=re.sub(r"[^a-z0-9-]+", "-", f"predictions-{run_id}-{key}".lower()),
+        description=f"Top predictions of run {run_id} with {spec.identity} (targets first)",
+    )
+    seconds = time.perf_counter() - started
+    counts: Counter[str] = Counter()
+    for s in summaries:
+        counts.update(s.counts)
+    result = PredictResult(
+        run_id=run_id,
+        model=spec.identity,
+        predictions_path=str(layout.table_dir("predictions") / f"run_date={run_date}"),
+        predictions_files=[s.path for s in summaries],
+        images=sum(s.images for s in summaries),
+        ok=sum(s.ok for s in summaries),
+        corrupt=sum(s.corrupt for s in summaries),
+        missing=sum(s.missing for s in summaries),
+        target_hits=sum(s.target_hits for s in summaries),
+        targets=params.targets,
+        counts=dict(counts.most_common()),
+        shards=len(shards),
+        seconds=round(seconds, 3),
+        images_per_second=round(len(images) / seconds, 2),
+        top=top,
+    )
+    log.info(
+        "%d images: %d ok, %d corrupt, %d missing; %d target hits (%s); %.1f img/s",
+        result.images,
+        result.ok,
+        result.corrupt,
+        result.missing,
+        result.target_hits,
+        ", ".join(params.targets),
+        result.images_per_second,
+    )
+    return result

@@ -1,0 +1,428 @@
+"""The model of a prediction run: resolved and checked up front, then loaded once per process.
+
+Three kinds: a Keras ImageNet backbone by name (weights "imagenet" from the Keras cache, a local
+file, or random), a trained `best.keras` with its `model_card.json`, and a `.tflite` classifier.
+Every predictor maps a batch of raw 0-255 RGB pixels (n, h, w, 3) to float32 probabilities.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from storage.errors import ConfigError, WeightsNotFoundError
+from storage.layout import Layout
+from tasks.imagenet import Labels, imagenet_labels
+
+Kind = Literal["backbone", "keras", "tflite"]
+RANDOM_SEED = 0  # weights=None is seeded, so "random weights" are the same in every run
+CARD_FILE = "model_card.json"
+_GCS = "https://storage.googleapis.com/tensorflow/keras-applications/"
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """A keras.applications ImageNet classifier and the weights file Keras caches for it."""
+
+    constructor: str  # attribute of keras.applications
+    module: str  # keras.applications.<module>.preprocess_input
+    file: str  # name in $KERAS_HOME/models
+    origin: str
+    md5: str | None  # Keras checks it when it has one
+    size: int = 224
+
+
+# File names and hashes as keras/src/applications/*.py spell them (Keras 3.15).
+BACKBONES: dict[str, Backbone] = {
+    "resnet50": Backbone(
+        "ResNet50",
+        "resnet50",
+        "resnet50_weights_tf_dim_ordering_tf_kernels.h5",
+        _GCS + "resnet/",
+        "2cb95161c43110f7111970584f804107",
+    ),
+    "resnet101": Backbone(
+        "ResNet101",
+        "resnet",
+        "resnet101_weights_tf_dim_ordering_tf_kernels.h5",
+        _GCS + "resnet/",
+        "f1aeb4b969a6efcfb50fad2f0c20cfc5",
+    ),
+    "mobilenet": Backbone(
+        "MobileNet", "mobilenet", "mobilenet_1_0_224_tf.h5", _GCS + "mobilenet/", None
+    ),
+    "mobilenet_v2": Backbone(
+        "MobileNetV2",
+        "mobilenet_v2",
+        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5",
+        _GCS + "mobilenet_v2/",
+        None,
+    ),
+    "vgg16": Backbone(
+        "VGG16",
+        "vgg16",
+        "vgg16_weights_tf_dim_ordering_tf_kernels.h5",
+        _GCS + "vgg16/",
+        "64373286793e3c8b2b4e3219cbf3544b",
+    ),
+    "densenet121": Backbone(
+        "DenseNet121",
+        "densenet",
+        "densenet121_weights_tf_dim_ordering_tf_kernels.h5",
+        _GCS + "densenet/",
+        "9d60b8095a5708f2dcce2bca79d332c7",
+    ),
+    "inception_v3": Backbone(
+        "InceptionV3",
+        "inception_v3",
+        "inception_v3_weights_tf_dim_ordering_tf_kernels.h5",
+        _GCS + "inception_v3/",
+        "9a0d58056eeedaa3f26cb7ebd46da564",
+        299,
+    ),
+    "efficientnet_b0": Backbone(
+        "EfficientNetB0",
+        "efficientnet",
+        "efficientnetb0.h5",
+        "https://storage.googleapis.com/keras-applications/",
+        "902e53a9f72be733fc0bcb005b3ebbac",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to load a model anywhere; hashable, so it keys the per-process cache."""
+
+    kind: Kind
+    name: str
+    path: str | None  # the model file; for a backbone its weights file (None: random)
+    identity: str  # the `model` column: name plus weights hash or path
+    labels: Labels
+    image_size: tuple[int, int]  # (height, width)
+    interpolation: str = "nearest"  # PIL resize, as keras.utils.load_img does
+    binary: bool = False  # one sigmoid output: class 1 when p >= threshold
+    label_offset: int = 0  # TFLite with 1,001 outputs: index 0 is "background"
+    mixed_precision: bool = False
+
+
+def file_digest(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def keras_cache_dirs() -> list[Path]:
+    """Where Keras keeps downloads: $KERAS_HOME (default ~/.keras), or /tmp/.keras when that
+    is not writable (keras.utils.get_file's own fallback). The first one is where it writes."""
+    home = Path(os.environ.get("KERAS_HOME") or "~/.keras").expanduser()
+    fallback = Path("/tmp/.keras")
+    return [home, fallback] if os.access(home, os.W_OK) else [fallback, home]
+
+
+def resolve_model(
+    model: str,
+    weights: str | None = "imagenet",
+    *,
+    data_dir: str | None = None,
+    mixed_precision: bool = False,
+) -> ModelSpec:
+    """Check a model choice against the disk and return its spec; raise before any work.
+
+    `model`: a backbone name, a `.keras` file (or its folder, or a train run id under
+    models/), or a `.tflite` file.
+    """
+    if model in BACKBONES:
+        return _backbone_spec(model, weights, mixed_precision)
+    path = Path(model).expanduser()
+    if not path.exists() and "/" not in model:
+        run_dir = Layout.at(data_dir).root / "models" / model
+        path = run_dir if run_dir.is_dir() else path
+    if path.is_dir():
+        path = path / "best.keras"
+    path = path.resolve()
+    if mixed_precision and path.suffix in {".tflite", ".keras", ".h5"}:
+        raise ConfigError("mixed_precision applies to ImageNet backbones only; drop it")
+    if path.suffix == ".tflite" and path.is_file():
+        return _tflite_spec(path)
+    if path.suffix in {".keras", ".h5"} and path.is_file():
+        return _trained_spec(path)
+    raise ConfigError(
+        f"model {model!r} is neither a backbone ({', '.join(BACKBONES)}) nor an existing"
+        " .keras/.tflite file, model folder or train run id"
+    )
+
+
+def _backbone_spec(name: str, weights: str | None, mixed_precision: bool) -> ModelSpec:
+    b = BACKBONES[name]
+    choice = (weights or "none").strip()
+    if choice.lower() in {"none", "null", "random", ""}:
+        path, identity = None, f"{name}@random(seed={RANDOM_SEED})"
+    elif choice == "imagenet":
+        weights_file = imagenet_weights(name)
+        path = str(weights_file)
+        identity = f"{name}@imagenet:md5={b.md5 or file_digest(weights_file, 'md5')}"
+    else:
+        local = Path(choice).expanduser().resolve()
+        if not local.is_file():
+            raise WeightsNotFoundError(
+                f"weights file {local} does not exist: pass an existing file with --weights"
+                " PATH, --weights imagenet (the Keras cache) or --weights none (random)"
+            )
+        path, identity = str(local), f"{name}@{local.as_posix()}:sha256={file_digest(local)[:12]}"
+    return ModelSpec(
+        kind="backbone",
+        name=name,
+        path=path,
+        identity=identity + ("+mixed_bfloat16" if mixed_precision else ""),
+        labels=imagenet_labels(),
+        image_size=(b.size, b.size),
+        mixed_precision=mixed_precision,
+    )
+
+
+def imagenet_weights(name: str) -> Path:
+    """The cached ImageNet weights file of a backbone, downloaded by Keras if missing.
+
+    Offline, Keras only says `Exception: URL fetch failure`; this names the file instead.
+    """
+    b = BACKBONES[name]
+    for cache in keras_cache_dirs():
+        cached = cache / "models" / b.file
+        if cached.is_file() and (b.md5 is None or file_digest(cached, "md5") == b.md5):
+            return cached
+    import keras
+
+    where = keras_cache_dirs()[0] / "models"
+    try:
+        return Path(
+            keras.utils.get_file(
+                b.file,
+                b.origin + b.file,
+                cache_subdir="models",
+                cache_dir=str(where.parent),
+                file_hash=b.md5,
+            )
+        )
+    except Exception as e:  # Keras raises a bare Exception for every download failure
+        md5 = f" (md5 {b.md5})" if b.md5 else ""
+        raise WeightsNotFoundError(
+            f"ImageNet weights for {name} are not in the Keras cache and could not be"
+            f" downloaded ({e}). Keras expects {b.file}{md5} in {where}: copy it there, or"
+            " point at it with --weights PATH (or --weights none for random weights)"
+        ) from e
+
+
+def read_card(model_path: Path) -> dict:
+    card_path = model_path.parent / CARD_FILE
+    try:
+        card = json.loads(card_path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{model_path} has no {CARD_FILE} beside it: the model card gives class names"
+            " and image size (train_classifier writes it)"
+        ) from None
+    except ValueError as e:
+        raise ConfigError(f"{card_path} is not valid JSON: {e}") from e
+    if not isinstance(card, dict) or not card.get("class_names"):
+        raise ConfigError(f"{card_path} lacks class_names")
+    return card
+
+
+def _trained_spec(path: Path) -> ModelSpec:
+    card = read_card(path)
+    names = tuple(str(c) for c in card["class_names"])
+    size = card.get("image_size") or [224, 224]
+    size = (int(size[0]), int(size[1])) if isinstance(size, list | tuple) else (size, size)
+    return ModelSpec(
+        kind="keras",
+        name=str(card.get("model") or path.stem),
+        path=str(path),
+        identity=f"{card.get('model') or 'keras'}@{path.as_posix()}"
+        f":sha256={file_digest(path)[:12]}",
+        labels=Labels(names),
+        image_size=size,
+        # image_dataset_from_directory (what training read) resizes bilinearly.
+        interpolation=str(card.get("interpolation", "bilinear")),
+        binary=card.get("label_mode") == "binary",
+    )
+
+
+def _tflite_spec(path: Path) -> ModelSpec:
+    interpreter = _interpreter(path)
+    shape = interpreter.get_input_details()[0]["shape"]
+    outputs = int(interpreter.get_output_details()[0]["shape"][-1])
+    if outputs in (1000, 1001):
+        labels, offset = imagenet_labels(), outputs - 1000
+    else:
+        labels, offset = Labels(tuple(read_card(path)["class_names"])), 0
+        if len(labels) != outputs:
+            raise ConfigError(f"{path}: {outputs} outputs but {len(labels)} class names")
+    return ModelSpec(
+        kind="tflite",
+        name=path.stem,
+        path=str(path),
+        identity=f"tflite@{path.as_posix()}:sha256={file_digest(path)[:12]}",
+        labels=labels,
+        image_size=(int(shape[1]), int(shape[2])),
+        label_offset=offset,
+    )
+
+
+# ---- loading: once per process per spec ------------------------------------------------------
+
+Predict = Callable[[object], np.ndarray]  # (n, h, w, 3) raw pixels -> (n, classes) float32
+_LOADED: OrderedDict[ModelSpec, Predict] = OrderedDict()
+_KEEP = 2  # models kept per process: a worker that switches models does not hoard them
+
+
+def get_predictor(spec: ModelSpec) -> Predict:
+    """The spec's predict function, loaded on first use and reused by every later shard."""
+    if spec in _LOADED:
+        _LOADED.move_to_end(spec)
+        return _LOADED[spec]
+    load = {"backbone": _load_backbone, "keras": _load_trained, "tflite": _load_tflite}
+    try:
+        predict = load[spec.kind](spec)
+    except (OSError, ValueError, TypeError) as e:
+        raise ConfigError(f"cannot load model {spec.identity}: {e}") from e
+    _LOADED[spec] = predict
+    while len(_LOADED) > _KEEP:
+        _LOADED.popitem(last=False)
+    return predict
+
+
+@contextmanager
+def _policy(name: str | None) -> Iterator[None]:
+    """Build layers under a dtype policy, then put the global one back."""
+    import keras
+
+    before = keras.mixed_precision.global_policy()
+    if name:
+        keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(before)
+
+
+def _compiled(model, preprocess, h: int, w: int, softmax: bool) -> Predict:
+    import tensorflow as tf
+
+    # One traced graph for every batch size (the last batch is smaller); no retracing.
+    @tf.function(input_signature=[tf.TensorSpec([None, h, w, 3], tf.float32)])
+    def run(x):
+        y = tf.cast(model(preprocess(x), training=False), tf.float32)
+        # Softmax in float32 even when the model ran in bfloat16 (bf16 has 8 mantissa bits).
+        return tf.nn.softmax(y, axis=-1) if softmax else y
+
+    return lambda x: run(x).numpy()
+
+
+def _load_backbone(spec: ModelSpec) -> Predict:
+    import keras
+
+    b = BACKBONES[spec.name]
+    with _policy("mixed_bfloat16" if spec.mixed_precision else None):
+        if spec.path is None:
+            keras.utils.set_random_seed(RANDOM_SEED)
+        # Logits out, softmax applied by us in float32 (same values as the softmax layer).
+        model = getattr(keras.applications, b.constructor)(
+            weights=spec.path, classifier_activation=None
+        )
+    preprocess = getattr(keras.applications, b.module).preprocess_input
+    return _compiled(model, preprocess, *spec.image_size, softmax=True)
+
+
+def _load_trained(spec: ModelSpec) -> Predict:
+    import keras
+
+    model = keras.saving.load_model(spec.path, compile=False)
+    outputs = int(model.outputs[0].shape[-1])
+    expected = 1 if spec.binary else len(spec.labels)
+    if outputs != expected:
+        raise ConfigError(
+            f"{spec.path} has {outputs} outputs but its model card says {expected}"
+            f" ({len(spec.labels)} classes, {'binary' if spec.binary else 'categorical'})"
+        )
+    # Trained models rescale inside (train_classifier's contract): they take raw pixels.
+    return _compiled(model, lambda x: x, *spec.image_size, softmax=False)
+
+
+def _interpreter(path: str | os.PathLike[str]):
+    try:  # LiteRT is TFLite's successor; TensorFlow's own interpreter still works in 2.21
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import tensorflow as tf
+
+        Interpreter = tf.lite.Interpreter
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+        try:
+            return Interpreter(model_path=str(path), num_threads=os.cpu_count() or 1)
+        except ValueError as e:
+            raise ConfigError(f"{path} is not a TFLite model: {e}") from e
+
+
+def _load_tflite(spec: ModelSpec) -> Predict:
+    interpreter = _interpreter(spec.path)
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    state = {"batch": None, "fixed": False}
+
+    def invoke(x: np.ndarray) -> np.ndarray:
+        if state["batch"] != len(x):
+            interpreter.resize_tensor_input(inp["index"], [len(x), *inp["shape"][1:]])
+            interpreter.allocate_tensors()
+            state["batch"] = len(x)
+        interpreter.set_tensor(inp["index"], x)
+        interpreter.invoke()
+        return interpreter.get_tensor(out["index"])
+
+    def predict(batch) -> np.ndarray:
+        x = _tflite_input(np.asarray(batch, dtype=np.float32), inp["dtype"])
+        if not state["fixed"]:
+            try:
+                return _tflite_probabilities(invoke(x), out, spec.label_offset)
+            except (RuntimeError, ValueError):  # a graph fixed to batch 1 (e.g. XNNPACK)
+                state["fixed"], state["batch"] = True, None
+        y = np.concatenate([invoke(x[i : i + 1]) for i in range(len(x))])
+        return _tflite_probabilities(y, out, spec.label_offset)
+
+    return predict
+
+
+def _tflite_input(pixels: np.ndarray, dtype: type) -> np.ndarray:
+    """Raw pixels in the file's input type: uint8 as is, int8 shifted by 128, float as 0-255.
+
+    Quantized image classifiers take raw pixels (the normalization is folded into the
+    input's scale and zero point); float inputs get what pixelpipe's Keras models take.
+    """
+    if dtype == np.uint8:
+        return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+    if dtype == np.int8:
+        return (np.clip(np.rint(pixels), 0, 255) - 128).astype(np.int8)
+    return pixels.astype(dtype)
+
+
+def _tflite_probabilities(y: np.ndarray, out: dict, offset: int) -> np.ndarray:
+    scale, zero = out["quantization"]
+    y = (y.astype(np.float32) - zero) * scale if scale else y.astype(np.float32)
+    y = y.reshape(len(y), -1)
+    # Probabilities already (softmax inside) when none is negative and no row sums above 1;
+    # quantized ones sum to less (small values round to 0: 0.74-0.98 for the shared file).
+    if y.min() < 0 or y.sum(axis=-1).max() > 1.05:
+        y = np.exp(y - y.max(axis=-1, keepdims=True))
+        y /= y.sum(axis=-1, keepdims=True)
+    return y[:, offset:]
