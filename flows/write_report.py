@@ -1,0 +1,56 @@
+"""The write-report flow: one run's tables and model card -> report.html, report.md, artifacts."""
+
+from __future__ import annotations
+
+from prefect import flow
+from pydantic import BaseModel
+
+from flows.params import ReportParams
+from storage.errors import ConfigError
+from storage.layout import resolve_data_dir, safe_name
+from tasks.report import build_report, publish_artifacts
+
+
+class ReportResult(BaseModel):
+    run_id: str
+    report_path: str
+    markdown_path: str
+    sections: list[str]
+    plots: list[str]
+    artifact_keys: list[str]
+
+
+def stage_runs(params: ReportParams) -> dict[str, str]:
+    """The run id each stage's rows are read from (all the report's own id unless given)."""
+    runs = {
+        "report": params.run_id,
+        "scrape": params.scrape_run or params.run_id,
+        "dataset": params.dataset_run or params.run_id,
+        "train": params.train_run or params.run_id,
+        "predict": params.predict_run or params.run_id,
+    }
+    for stage, run in runs.items():
+        safe_name(run, f"{stage} run id")
+    return runs
+
+
+@flow(name="write-report", description="Write the HTML/Markdown report of a run.")
+def write_report(params: ReportParams) -> ReportResult:
+    """Read a run back from the warehouse and write reports/<run>/report.html and report.md."""
+    runs = stage_runs(params)
+    root = resolve_data_dir(params.data_dir)
+    if not root.is_dir():
+        raise ConfigError(
+            f"data root {root} does not exist: check --data-dir / $PIXELPIPE_DATA_DIR"
+        )
+    title = params.title or f"pixelpipe run {params.run_id}"
+    built = build_report(runs, str(root), title, params.sample, params.max_filters)
+    keys = publish_artifacts(built)
+    return ReportResult(
+        run_id=built.run_id,
+        report_path=built.html_path,
+        markdown_path=built.markdown_path,
+        sections=built.sections,
+        plots=built.plots,
+        artifact_keys=keys,
+    )
