@@ -229,7 +229,10 @@ def predict(params: P.PredictParams) -> None:
 
 @params_command("report", P.ReportParams, "Write the HTML/Markdown report of a run.")
 def report(params: P.ReportParams) -> None:
-    not_available("write_report")
+    from flows.write_report import write_report
+
+    result = write_report(params=params)
+    typer.echo(result.report_path)
 
 
 @params_command(
