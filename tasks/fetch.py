@@ -92,7 +92,7 @@ def private_address_refusal(ip: IPAddress) -> str | None:
     """Why `ip` is not a public unicast address (loopback, private, link-local, ...), or None."""
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
-    for kind in ("loopback", "private", "link_local", "multicast", "reserved", "unspecified"):
+    for kind in ("loopback", "link_local", "unspecified", "multicast", "reserved", "private"):
         if getattr(ip, f"is_{kind}"):
             return f"{ip} is a {kind.replace('_', '-')} address"
     if not ip.is_global:
@@ -236,7 +236,7 @@ class Fetcher:
         self.session = make_session(config, self.policy)
         self._lock = threading.Lock()
         self._slots: dict[str, threading.BoundedSemaphore] = {}
-        self._robots: dict[str, RobotFileParser] = {}
+        self._robots: dict[str, tuple[RobotFileParser, str]] = {}
         self._robots_locks: dict[str, threading.Lock] = {}
         self._addresses: dict[tuple[str, int], str | None] = {}
         self._rng = random.Random()
@@ -290,8 +290,10 @@ class Fetcher:
         port = parts.port or (443 if parts.scheme == "https" else 80)
         if reason := self._address_refusal(parts.hostname, port):
             raise _Refused("blocked", reason)
-        if robots and self.config.respect_robots and not self._robots_allow(url):
-            raise _Refused("robots_disallowed", "robots.txt disallows this URL")
+        if robots and self.config.respect_robots:
+            parser, why = self._robots_for(url)
+            if not parser.can_fetch(self.config.user_agent, url):
+                raise _Refused("robots_disallowed", why)
 
     def _request(
         self, url: str, result: Fetched
@@ -377,25 +379,27 @@ class Fetcher:
                 slot = self._slots[host] = threading.BoundedSemaphore(self.config.per_host)
         return slot
 
-    def _robots_allow(self, url: str) -> bool:
+    def _robots_for(self, url: str) -> tuple[RobotFileParser, str]:
+        """The origin's robots.txt rules, fetched once however many workers ask at once,
+        and what to say when they refuse a URL."""
         parts = urlsplit(url)
         origin = f"{parts.scheme}://{parts.netloc.lower()}"
         with self._lock:
             lock = self._robots_locks.setdefault(origin, threading.Lock())
-        with lock:  # one fetch of robots.txt per origin, however many workers ask at once
-            parser = self._robots.get(origin)
-            if parser is None:
-                parser = self._robots[origin] = self._load_robots(origin)
-        return parser.can_fetch(self.config.user_agent, url)
+        with lock:
+            if origin not in self._robots:
+                self._robots[origin] = self._load_robots(origin)
+        return self._robots[origin]
 
-    def _load_robots(self, origin: str) -> RobotFileParser:
+    def _load_robots(self, origin: str) -> tuple[RobotFileParser, str]:
         """RFC 9309: a 4xx means no rules; a 5xx or an unreachable server means stay out."""
         parser = RobotFileParser(origin + "/robots.txt")
         fetched = self.get(origin + "/robots.txt", max_bytes=ROBOTS_MAX_BYTES, robots=False)
         if fetched.ok:
             parser.parse(fetched.content.decode("utf-8", "replace").splitlines())
-        elif fetched.http_status is not None and 400 <= fetched.http_status < 500:
+            return parser, "robots.txt disallows this URL"
+        if fetched.http_status is not None and 400 <= fetched.http_status < 500:
             parser.allow_all = True
         else:
             parser.disallow_all = True
-        return parser
+        return parser, f"robots.txt could not be read ({fetched.error}), so the site is off limits"

@@ -186,9 +186,9 @@ def next_page_urls(html: str | bytes, page_url: str) -> list[str]:
         rels = rel.split() if isinstance(rel, str) else rel
         if "next" in (r.lower() for r in rels):
             url = _resolve(base, _attr(tag, "href"))
-            if urlsplit(url).scheme in ("http", "https") and same_site(url, page_url):
-                if url not in urls:
-                    urls.append(url)
+            web = urlsplit(url).scheme in ("http", "https")
+            if web and same_site(url, page_url) and url not in urls:
+                urls.append(url)
     return urls
 
 
@@ -205,7 +205,9 @@ def decode_data_uri(uri: str) -> bytes:
     payload = uri[match.end() :]
     if match.group("b64"):
         try:
-            return base64.b64decode(re.sub(r"\s+", "", unquote_to_bytes(payload).decode()), validate=True)
+            return base64.b64decode(
+                re.sub(r"\s+", "", unquote_to_bytes(payload).decode()), validate=True
+            )
         except (binascii.Error, UnicodeDecodeError) as e:
             raise ValueError(f"bad base64 in data: URI: {e}") from e
     return unquote_to_bytes(payload)

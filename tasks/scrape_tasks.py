@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from tasks.fetch import AddressPolicy, Fetcher, FetchConfig
+from tasks.fetch import AddressPolicy, FetchConfig, Fetcher
 from tasks.runtime import logger
 from tasks.scrape import (
     REFUSALS_KEPT_FOR_PAGES,

@@ -39,7 +39,9 @@ def picture(seed: int, size: tuple[int, int] = (48, 40), fmt: str = "JPEG", **sa
     image = Image.new("RGB", size, tuple(rng.randrange(256) for _ in range(3)))
     draw = ImageDraw.Draw(image)
     w, h = size
-    draw.polygon([(0, h), (w // 2, 0), (w, 0), (w // 2, h)], fill=tuple(rng.randrange(256) for _ in range(3)))
+    draw.polygon(
+        [(0, h), (w // 2, 0), (w, 0), (w // 2, h)], fill=tuple(rng.randrange(256) for _ in range(3))
+    )
     out = io.BytesIO()
     image.save(out, fmt, **save)
     return out.getvalue()
@@ -57,7 +59,9 @@ def png_header_only(width: int, height: int) -> bytes:
     """A PNG whose header claims `width` x `height` (a decompression bomb's calling card)."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
@@ -149,8 +153,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(500, b"try again", "text/plain")
         if head == "ratelimited" and first:
             return self._send(429, b"slow down", "text/plain", {"Retry-After": "1"})
-        if head == "status":
-            return self._send(int(rest), b"status", "text/plain")
+        if head == "status" or path in self.server.site.statuses:
+            code = int(rest) if head == "status" else self.server.site.statuses[path]
+            return self._send(code, b"status", "text/plain")
         if head == "slow":
             self.server.site.stopping.wait(self.server.site.slow_s)
         if head == "redirect":
@@ -205,7 +210,8 @@ class _Server(ThreadingHTTPServer):
 class SiteServer:
     """The test site on 127.0.0.1 (a free port) in a background thread; a context manager.
 
-    `latency` is added to every response; `files` adds or replaces files by path.
+    `latency` is added to every response; `files` adds or replaces files by path;
+    `statuses` makes paths always answer with a status (e.g. {"robots.txt": 503}).
     """
 
     def __init__(
@@ -214,13 +220,19 @@ class SiteServer:
         files: dict[str, bytes] | None = None,
         latency: float = 0.0,
         slow_s: float = 5.0,
+        statuses: dict[str, int] | None = None,
     ) -> None:
         self.root, self.latency, self.slow_s = root, latency, slow_s
-        self.files = {**generated_files(), **(files or {})} if root == SITE_DIR else dict(files or {})
+        self.statuses = statuses or {}  # path -> status it always answers with
+        self.files = (
+            {**generated_files(), **(files or {})} if root == SITE_DIR else dict(files or {})
+        )
         self.stopping = threading.Event()
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.site, self._server.lock, self._server.stats = self, threading.Lock(), Stats()
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def base(self) -> str:
