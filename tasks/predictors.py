@@ -126,10 +126,10 @@ def file_digest(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
 
 def keras_cache_dirs() -> list[Path]:
     """Where Keras keeps downloads: $KERAS_HOME (default ~/.keras), or /tmp/.keras when that
-    is not writable (keras.utils.get_file's own fallback). The first one is where it writes."""
+    is not writable (keras.utils.get_file's own fallback, where it then writes; a read-only
+    home may still hold a file put there for it)."""
     home = Path(os.environ.get("KERAS_HOME") or "~/.keras").expanduser()
-    fallback = Path("/tmp/.keras")
-    return [home, fallback] if os.access(home, os.W_OK) else [fallback, home]
+    return [home] if os.access(home, os.W_OK) else [Path("/tmp/.keras"), home]
 
 
 def resolve_model(
