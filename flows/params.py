@@ -72,6 +72,8 @@ class PrepareParams(StageParams):
     seed: int = Field(1337, description="Seed of the content-hash split")
     max_per_class: int | None = Field(None, ge=1, description="Keep at most this many per class")
     workers: int | None = Field(None, ge=1, le=256, description="Processes; default: all cores")
+    batch_size: int = Field(256, ge=1, le=10_000, description="Images per task")
+    force: bool = Field(False, description="Re-render every image even if its output exists")
 
     @model_validator(mode="after")
     def _fractions(self) -> PrepareParams:

@@ -1,0 +1,200 @@
+"""prepare_dataset: raw class folders -> cleaned, resized, deduplicated train/val[/test] folders."""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+from pydantic import BaseModel, Field
+
+from flows.params import PrepareParams
+from storage.errors import ConfigError
+from storage.layout import Layout, new_run_id
+from storage.parquet import read_table, write_table
+from tasks import dataset_plan as plan
+from tasks import images
+from tasks.runtime import Progress, logger
+
+
+class PrepareResult(BaseModel):
+    run_id: str
+    dataset: str
+    dataset_dir: str
+    manifest_path: str
+    class_names: list[str]
+    image_size: int
+    counts: dict[str, dict[str, int]] = Field(description="split -> class -> images")
+    skipped: dict[str, int] = Field(description="status -> source files left out")
+    sources: int = Field(description="Source files seen")
+    rendered: int = Field(description="Images decoded and written by this run")
+    reused: int = Field(description="Outputs already present from an earlier run")
+    removed: int = Field(description="Outputs deleted because they are no longer planned")
+    warnings: list[str] = Field(default_factory=list)
+
+
+@flow(name="prepare-dataset", description="Clean, resize, deduplicate and split images.")
+def prepare_dataset(params: PrepareParams) -> PrepareResult:
+    run_id = params.run_id or new_run_id()
+    layout = Layout.at(params.data_dir)
+    dataset_dir = layout.dataset(params.dataset)
+    source_root = Path(params.source_dir).expanduser().resolve() if params.source_dir else None
+    class_dirs = plan.resolve_classes(source_root or layout.root / "raw", params.labels)
+    _check_apart(source_root or layout.root / "raw", dataset_dir)
+    settings = images.RenderSettings(
+        params.image_size, params.resize_mode, params.image_format, params.quality
+    )
+    spec = plan.SplitSpec(
+        params.seed, params.val_fraction, params.test_fraction, params.max_per_class
+    )
+    class_names = sorted(set(class_dirs.values()))
+    log = logger()
+
+    files = plan.list_source_files(class_dirs)
+    log.info("%d source files in %d classes: %s", len(files), len(class_names), class_names)
+    infos = _inspect(files, params.batch_size)
+    rows = plan.plan(files, infos, class_names, dataset_dir, spec, settings.suffix)
+    force = params.force or not plan.stamp_matches(dataset_dir, asdict(settings))
+    if force:
+        plan.clear_stamp(dataset_dir)  # a run stopped half-way must not look finished
+    else:
+        plan.apply_known_failures(rows, plan.read_stamp(dataset_dir) or {})
+    todo = [r for r in rows if r["status"] == "ok" and (force or not Path(r["path"]).exists())]
+    workers = params.workers or images.default_workers()
+    try:
+        _render(todo, settings, workers, params.batch_size)
+    finally:
+        images.shutdown_pool()
+
+    kept = {r["path"] for r in rows if r["status"] == "ok"}
+    rendered = sum(1 for r in todo if r["status"] == "ok")
+    removed = plan.sync_folders(dataset_dir, spec.splits, class_names, kept)
+    urls = _source_urls(layout.root)
+    for row in rows:
+        row.update(run_id=run_id, dataset=params.dataset, source_url=urls.get(row["sha256"]))
+    manifest = write_table("dataset_manifest", rows, run_id=run_id, data_dir=layout.root)
+    counts = _counts(rows, spec.splits, class_names)
+    warnings = _report(counts)
+    stamp = _stamp(run_id, settings, spec, class_names, counts, rows)
+    plan.write_stamp(dataset_dir, stamp)
+    return PrepareResult(
+        run_id=run_id,
+        dataset=params.dataset,
+        dataset_dir=dataset_dir.as_posix(),
+        manifest_path=manifest.as_posix(),
+        class_names=class_names,
+        image_size=params.image_size,
+        counts=counts,
+        skipped=dict(sorted(Counter(r["status"] for r in rows if r["status"] != "ok").items())),
+        sources=len(rows),
+        rendered=rendered,
+        reused=len(kept) - rendered,
+        removed=removed,
+        warnings=warnings,
+    )
+
+
+def _check_apart(source_root: Path, dataset_dir: Path) -> None:
+    # Reading from the folder being written (or writing inside the sources) would feed the
+    # outputs back in as sources on the next run.
+    dataset_dir = dataset_dir.resolve()
+    if source_root.is_relative_to(dataset_dir) or dataset_dir.is_relative_to(source_root):
+        raise ConfigError(
+            f"source folder {source_root} and dataset folder {dataset_dir} overlap:"
+            " choose another --dataset or --source-dir"
+        )
+
+
+def _inspect(files: list[plan.SourceFile], batch_size: int) -> list[dict[str, Any]]:
+    """Hash and read the header of every file, in cached batches run on threads."""
+    keys = [(f.path, f.size, f.mtime_ns) for f in files]
+    batches = [keys[i : i + batch_size] for i in range(0, len(keys), batch_size)]
+    futures = images.inspect_batch.map(batches) if batches else []
+    return [info for future in futures for info in future.result()]
+
+
+def _render(
+    todo: list[dict[str, Any]], settings: images.RenderSettings, workers: int, batch_size: int
+) -> None:
+    """Render the pending rows batch by batch, two batches in flight so the pool never idles;
+    each row's status becomes what decoding found."""
+    log = logger()
+    log.info("rendering %d image(s) with %d worker process(es)", len(todo), workers)
+    progress = Progress(len(todo), f"rendering {len(todo)} images")
+    batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
+    in_flight: deque = deque()
+
+    def collect() -> None:
+        future, batch = in_flight.popleft()
+        for row, (status, error) in zip(batch, future.result(), strict=True):
+            if status != "ok":
+                row.update(status=status, error=error, split=None, path=None)
+        progress.advance(len(batch))
+
+    for batch in batches:
+        items = [(r["source_path"], r["path"]) for r in batch]
+        in_flight.append((images.render_batch.submit(items, settings, workers), batch))
+        if len(in_flight) >= 2:
+            collect()
+    while in_flight:
+        collect()
+
+
+def _source_urls(root: Path) -> dict[str, str]:
+    """sha256 -> URL of the images scrape_images downloaded into this data root."""
+    scraped = read_table("scrape_manifest", data_dir=root, columns=["sha256", "url", "status"])
+    scraped = scraped[(scraped["status"] == "ok") & scraped["sha256"].notna()]
+    return dict(zip(scraped["sha256"], scraped["url"], strict=True))
+
+
+def _counts(
+    rows: list[dict[str, Any]], splits: tuple[str, ...], class_names: list[str]
+) -> dict[str, dict[str, int]]:
+    counts = {split: dict.fromkeys(class_names, 0) for split in splits}
+    for row in rows:
+        if row["status"] == "ok":
+            counts[row["split"]][row["label"]] += 1
+    return counts
+
+
+def _report(counts: dict[str, dict[str, int]]) -> list[str]:
+    """Log the images per class per split; return (and log) a warning for each thin cell."""
+    log = logger()
+    splits = list(counts)
+    classes = list(next(iter(counts.values()), {}))
+    width = max([5, *map(len, classes)])
+    lines = [f"{'class':<{width}} " + " ".join(f"{s:>6}" for s in splits)]
+    lines += [f"{c:<{width}} " + " ".join(f"{counts[s][c]:>6}" for s in splits) for c in classes]
+    log.info("images per class and split:\n%s", "\n".join(lines))
+    warnings = [
+        f"class {c!r} has only {counts[s][c]} image(s) in {s}/ (fewer than"
+        f" {plan.MIN_PER_SPLIT}): its {s} numbers will be noise; add images or change the"
+        " fractions"
+        for s in splits
+        for c in classes
+        if counts[s][c] < plan.MIN_PER_SPLIT
+    ]
+    for warning in warnings:
+        log.warning(warning)
+    return warnings
+
+
+def _stamp(
+    run_id: str,
+    settings: images.RenderSettings,
+    spec: plan.SplitSpec,
+    class_names: list[str],
+    counts: dict[str, dict[str, int]],
+    rows: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """dataset.json: what the folder holds and how it was made (read back by the next run)."""
+    return {
+        "run_id": run_id,
+        "render": asdict(settings),
+        "split": asdict(spec),
+        "class_names": class_names,
+        "counts": counts,
+        "failed": plan.known_failures(rows),
+    }
