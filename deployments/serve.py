@@ -10,7 +10,8 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLi
 from prefect.schedules import Cron
 from prefect.types.entrypoint import EntrypointType
 
-DEPLOYMENT = "pixelpipe"  # every flow's deployment has this name: 'image-pipeline/pixelpipe'
+DEPLOYMENT = "local"  # every served flow's deployment: 'image-pipeline/local', ...; the
+# work-pool ones from prefect.yaml are named 'pixelpipe', so both can live on one server.
 DEFAULT_CRON = "0 3 * * *"  # nightly re-scrape and retrain, 03:00
 
 # flow module (and function) -> (description, tags); the same set as deployments/prefect.yaml.

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import importlib
-import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.concurrency.sync import concurrency
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from pydantic import BaseModel, Field
 
 from flows.params import (
@@ -111,34 +118,57 @@ def check_inputs(params: PipelineParams) -> list[str] | None:
     return classes
 
 
-def _check_model(model: Path) -> list[str] | None:
+def _check_model(model: Path) -> list[str]:
+    from tasks.predictors import resolve_model
+
     if not model.is_file():
         raise ConfigError(f"model_path {model} does not exist (a best.keras from pixelpipe train)")
-    cards = sorted(model.parent.glob("*card*.json"))
-    if cards:
-        names = json.loads(cards[0].read_text()).get("class_names")
-        return list(names) if names else None
-    return None
+    return list(resolve_model(str(model)).labels.names)
 
 
 def _check_imagenet_weights(weights: str) -> None:
-    from tasks.weights import locate_imagenet_weights
+    from tasks.predictors import resolve_model
 
-    locate_imagenet_weights("resnet50", weights)
+    resolve_model("resnet50", weights)  # names the missing file and --weights when absent
+
+
+@contextmanager
+def host_slots(pages: list[str], per_host: int) -> Iterator[None]:
+    """Hold `per_host` slots of a Prefect global concurrency limit per page host while scraping.
+
+    Each run already keeps to `per_host` connections per host; the server-side limit (created
+    on first use with `per_host` slots) keeps concurrent runs together to that, too: a second
+    run scraping the same host waits for the first.
+    """
+    hosts = sorted({urlsplit(page).netloc.lower() for page in pages})
+    names = [re.sub(r"[^a-z0-9._-]+", "-", f"pixelpipe-scrape-{host}") for host in hosts]
+    occupy = per_host
+    with get_client(sync_client=True) as client:
+        for name in names:
+            try:
+                occupy = min(occupy, client.read_global_concurrency_limit_by_name(name).limit)
+            except ObjectNotFound:
+                with suppress(ObjectAlreadyExists):  # another run created it meanwhile
+                    client.create_global_concurrency_limit(
+                        GlobalConcurrencyLimitCreate(name=name, limit=per_host)
+                    )
+    with concurrency(names, occupy=max(occupy, 1), strict=True):
+        yield
 
 
 def _scrape(params: PipelineParams, run_id: str, data_dir: str, result: PipelineResult) -> str:
     """Scrape each label's pages; returns the raw/ folder prepare reads from."""
     for label, pages in params.source_pages().items():
-        scraped = stage("scrape_images")(
-            params=ScrapeParams(
-                **params.scrape.model_dump(),
-                pages=pages,
-                label=label,
-                data_dir=data_dir,
-                run_id=run_id,
+        with host_slots(pages, params.scrape.per_host):
+            scraped = stage("scrape_images")(
+                params=ScrapeParams(
+                    **params.scrape.model_dump(),
+                    pages=pages,
+                    label=label,
+                    data_dir=data_dir,
+                    run_id=run_id,
+                )
             )
-        )
         result.scrape_manifest_paths[label] = scraped.manifest_path
         result.raw_dirs[label] = scraped.raw_dir
     return str(Layout.at(data_dir).root / "raw")
@@ -247,7 +277,9 @@ def image_pipeline(params: PipelineParams) -> PipelineResult:
             "resnet50",
             params.imagenet_weights,
             params.imagenet_targets,
-            run_id,
+            # predict_batch replaces every prediction of a run id it is given, so the second
+            # model writes under its own id; the report reads the trained model's.
+            f"{run_id}-imagenet",
             data_dir,
             result,
         )

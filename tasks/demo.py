@@ -52,7 +52,8 @@ def _sky(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
 
 
 def draw_mountain(rng: np.random.Generator, size: tuple[int, int] = FULL_SIZE) -> Image.Image:
-    """A smooth sky over one to three layered ranges with snow caps, sometimes a lake."""
+    """A smooth sky over one to three layered ranges with snow caps; sometimes grassy slopes,
+    a lake, or a line of trees in the foothills (so "has trees" alone does not decide)."""
     w, h = size
     pixels = _sky(rng, size)
     rows = np.arange(h)[:, None]
@@ -60,7 +61,9 @@ def draw_mountain(rng: np.random.Generator, size: tuple[int, int] = FULL_SIZE) -
     for i in range(layers):
         depth = (i + 1) / layers  # back ranges are paler (atmospheric perspective)
         ridge = _ridge(rng, w, h * (0.55 + 0.15 * i), h * rng.uniform(0.3, 0.5), 0.8)
-        rock = np.array(rng.choice([[95, 95, 110], [110, 90, 75], [80, 85, 120], [70, 75, 80]]))
+        rock = np.array(
+            rng.choice([[95, 95, 110], [110, 90, 75], [80, 85, 120], [70, 75, 80], [70, 110, 60]])
+        )
         rock = rock + rng.uniform(-20, 20, 3)
         haze = np.array([190, 200, 215]) * (1 - depth) * 0.6
         colour = rock * (0.4 + 0.6 * depth) + haze
@@ -74,6 +77,13 @@ def draw_mountain(rng: np.random.Generator, size: tuple[int, int] = FULL_SIZE) -
     if rng.random() < 0.35:  # a lake: a calm band mirroring the sky colour
         top = int(h * rng.uniform(0.8, 0.9))
         pixels[top:] = pixels[:1].mean(axis=(0, 1)) * 0.7
+    if rng.random() < 0.4:  # a treeline in the foothills
+        image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+        draw = ImageDraw.Draw(image)
+        base = h * rng.uniform(0.92, 1.0)
+        for x in np.sort(rng.uniform(0, w, int(rng.integers(4, 12)))):
+            _tree(draw, rng, x, base, int(h * rng.uniform(0.2, 0.4)))
+        pixels = np.asarray(image, float)
     return _finish(rng, pixels, blur=0.6)
 
 
@@ -110,17 +120,23 @@ def draw_forest(rng: np.random.Generator, size: tuple[int, int] = FULL_SIZE) -> 
     w, h = size
     canopy = np.add([25, 60, 30], rng.uniform(-15, 15, 3))
     pixels = _vgradient(size, canopy * 0.6, canopy * 1.2)
-    if rng.random() < 0.4:  # a sliver of sky through the canopy
-        pixels[: int(h * rng.uniform(0.1, 0.25))] = _sky(rng, (w, h))[: int(h * 0.25)].mean(0)
+    sparse = rng.random() < 0.3  # a clearing: fewer trees, more sky
+    if sparse or rng.random() < 0.4:  # sky through the canopy
+        top = int(h * (rng.uniform(0.25, 0.45) if sparse else rng.uniform(0.1, 0.25)))
+        pixels[:top] = _sky(rng, (w, h))[:top]
     image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(image)
     for row in range(3):  # back rows first, smaller and higher
         base = h * (0.6 + 0.17 * row)
-        for x in np.sort(rng.uniform(0, w, int(rng.integers(6, 12)))):
+        count = rng.integers(2, 5) if sparse else rng.integers(6, 12)
+        for x in np.sort(rng.uniform(0, w, int(count))):
             _tree(draw, rng, x, base + rng.uniform(-4, 4), int(h * (0.6 + 0.2 * row)))
     floor = tuple(int(v) for v in rng.uniform([50, 45, 20], [100, 90, 40]))
     draw.rectangle([0, int(h * 0.95), w, h], fill=floor)
-    return _finish(rng, np.asarray(image, float), blur=0.4)
+    pixels = np.asarray(image, float)
+    if rng.random() < 0.3:  # morning fog: lower contrast, paler colours
+        pixels = pixels + rng.uniform(0.3, 0.6) * (np.array([200, 205, 210]) - pixels)
+    return _finish(rng, pixels, blur=0.4)
 
 
 def _finish(rng: np.random.Generator, pixels: np.ndarray, blur: float) -> Image.Image:

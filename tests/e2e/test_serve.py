@@ -1,0 +1,298 @@
+"""End to end: a real `prefect server start`, `pixelpipe serve`, and `prefect deployment run`."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import suppress
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from storage.parquet import read_table
+from tasks.demo import GalleryServer, build_gallery
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+STAGE_FLOWS = {"scrape-images", "prepare-dataset", "train-classifier", "predict-batch"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(check: Callable[[], Any], timeout: float, what: str, poll: float = 0.5) -> Any:
+    """Poll `check` until it returns something truthy; fail naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+class Processes:
+    """Subprocesses started by the test, each in its own session so its children go too."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs, self.started = logs, []
+
+    def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
+        log = (self.logs / f"{name}.log").open("wb")
+        proc = subprocess.Popen(
+            args, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.started.append((name, proc))
+        return proc
+
+    def tail(self, name: str, lines: int = 40) -> str:
+        text = (self.logs / f"{name}.log").read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+    def stop_all(self) -> None:
+        """SIGTERM each process group (by the PID we started), then SIGKILL what is left."""
+        for _, proc in reversed(self.started):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for _, proc in reversed(self.started):
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+            with suppress(ProcessLookupError):  # children left by a process that exited first
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def api_healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url + "/health", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[dict]:
+    """A real Prefect server (SQLite in a temporary PREFECT_HOME) and `pixelpipe serve`."""
+    root = tmp_path_factory.mktemp("e2e")
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {
+        **os.environ,
+        "PREFECT_HOME": str(root / "prefect-home"),
+        "PREFECT_API_URL": api,
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_SERVER_API_PORT": str(port),
+        "PREFECT_UI_ENABLED": "false",
+        "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+        "PIXELPIPE_DATA_DIR": str(root / "data"),
+        "KERAS_HOME": str(root / "keras"),
+        "DO_NOT_TRACK": "1",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    env.pop("PREFECT_PROFILE", None)
+    procs = Processes(root)
+    try:
+        procs.start("server", [str(BIN / "prefect"), "server", "start"], env)
+        wait_until(lambda: api_healthy(api), 120, "prefect server start")
+        defaults = root / "defaults.yaml"
+        defaults.write_text("dataset_dir: /nonexistent/default-dataset\n")
+        procs.start("serve", [str(BIN / "pixelpipe"), "serve", "--params", str(defaults)], env)
+        yield {"api": api, "env": env, "root": root, "procs": procs}
+    finally:
+        procs.stop_all()
+
+
+def prefect_client(api: str):
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    class _Client:
+        def __enter__(self):
+            self._settings = temporary_settings({PREFECT_API_URL: api})
+            self._settings.__enter__()
+            self._client = get_client(sync_client=True)
+            return self._client.__enter__()
+
+        def __exit__(self, *exc):
+            self._client.__exit__(*exc)
+            self._settings.__exit__(*exc)
+
+    return _Client()
+
+
+def deployment(api: str, name: str):
+    from prefect.exceptions import ObjectNotFound
+
+    with prefect_client(api) as client:
+        try:
+            return client.read_deployment_by_name(name)
+        except ObjectNotFound:
+            return None
+
+
+def served(server: dict, name: str = "image-pipeline/local"):
+    procs = server["procs"]
+    try:
+        return wait_until(lambda: deployment(server["api"], name), 120, f"deployment {name}")
+    except AssertionError:
+        raise AssertionError("pixelpipe serve did not register:\n" + procs.tail("serve")) from None
+
+
+def test_serve_registers_the_pipeline_schedule_and_concurrency_limit(server):
+    pipeline = served(server)
+    (schedule,) = pipeline.schedules
+    assert schedule.schedule.cron == "0 3 * * *" and schedule.schedule.timezone == "UTC"
+    assert schedule.active  # the --params defaults say what to start from
+    assert pipeline.parameters == {"params": {"dataset_dir": "/nonexistent/default-dataset"}}
+    assert pipeline.concurrency_limit == 1
+    assert "params" in pipeline.parameter_openapi_schema["properties"]
+    for flow in ["scrape-images", "prepare-dataset", "train-classifier", "write-report"]:
+        assert served(server, f"{flow}/local").tags[0] == "pixelpipe"
+
+
+def run_deployment_cli(server: dict, name: str, parameters: dict) -> str:
+    done = subprocess.run(
+        [str(BIN / "prefect"), "deployment", "run", name, "--params", json.dumps(parameters)],
+        env=server["env"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return re.search(r"UUID: ([0-9a-f-]{36})", done.stdout).group(1)
+
+
+def final_state(api: str, flow_run_id: str):
+    with prefect_client(api) as client:
+        run = client.read_flow_run(flow_run_id)
+    return run if run.state and run.state.is_final() else None
+
+
+def test_pipeline_deployment_runs_through_the_cli_on_a_tiny_gallery(server, tmp_path):
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        FlowRunFilter,
+        FlowRunFilterParentFlowRunId,
+    )
+
+    served(server)
+    data_dir = server["root"] / "data"
+    gallery = build_gallery(tmp_path / "site", per_class=10, per_page=5)
+    run_id = "e2e-run-1"
+    with GalleryServer(gallery.site_dir) as site:
+        params = {
+            "run_id": run_id,
+            "data_dir": str(data_dir),
+            "sources": [f"{label}={site.url}{page}" for label, page in gallery.first_pages.items()],
+            "scrape": {"allow_private_networks": True, "follow_pages": 1, "min_size": 64},
+            "prepare": {"image_size": 32, "val_fraction": 0.3, "dataset": "e2e"},
+            "train": {"epochs": 1, "batch_size": 8},
+            "targets": ["mountain"],
+        }
+        flow_run_id = run_deployment_cli(server, "image-pipeline/local", {"params": params})
+        run = wait_until(
+            lambda: final_state(server["api"], flow_run_id), 240, "the pipeline run", poll=1
+        )
+    assert run.state.is_completed(), f"{run.state}\n" + server["procs"].tail("serve", 80)
+
+    with prefect_client(server["api"]) as client:
+        children = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run.id])
+            )
+        )
+        flows = {c.id: client.read_flow(c.flow_id).name for c in children}
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[c.id for c in children])
+            )
+        )
+    names = sorted(flows.values())
+    assert set(names) >= STAGE_FLOWS | {"write-report"}, names
+    assert names.count("scrape-images") == 2  # one per label
+    assert all(c.state.is_completed() for c in children)
+
+    scraped = read_table("scrape_manifest", data_dir=data_dir, run_id=run_id)
+    assert (scraped["status"] == "ok").sum() == 20 and set(scraped["label"]) == {
+        "mountain",
+        "forest",
+    }
+    for table in ["dataset_manifest", "epoch_history", "batch_history", "predictions"]:
+        assert len(read_table(table, data_dir=data_dir, run_id=run_id)) > 0, table
+    assert (data_dir / "reports" / run_id / "report.html").is_file()
+
+    kinds = {a.type for a in artifacts}
+    assert {"markdown", "table"} <= kinds, kinds
+    report_run = next(i for i, name in flows.items() if name == "write-report")
+    assert any(a.type == "markdown" and a.flow_run_id == report_run for a in artifacts)
+
+
+def test_a_wrong_parameter_is_refused_before_the_run_starts(server):
+    served(server)
+    done = subprocess.run(
+        [
+            str(BIN / "prefect"),
+            "deployment",
+            "run",
+            "image-pipeline/local",
+            "--params",
+            json.dumps({"params": {"dataset_dir": "/x", "train": {"epochs": 0}}}),
+        ],
+        env=server["env"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0
+    assert "epochs" in done.stdout + done.stderr
+
+
+def test_prefect_yaml_deploys_every_flow_to_a_process_pool(server):
+    env = server["env"]
+    prefect = str(BIN / "prefect")
+    subprocess.run(
+        [prefect, "work-pool", "create", "pixelpipe-process", "--type", "process"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    done = subprocess.run(
+        [prefect, "--no-prompt", "deploy", "--all", "--prefect-file", "deployments/prefect.yaml"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    pipeline = deployment(server["api"], "image-pipeline/pixelpipe")
+    assert pipeline.work_pool_name == "pixelpipe-process"
+    assert pipeline.concurrency_limit == 1
+    (schedule,) = pipeline.schedules
+    assert schedule.schedule.cron == "0 3 * * *" and not schedule.active
+    for flow in ["scrape-images", "prepare-dataset", "train-classifier", "predict-batch"]:
+        assert deployment(server["api"], f"{flow}/pixelpipe").entrypoint.startswith("flows/")
