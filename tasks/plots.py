@@ -11,10 +11,11 @@ matplotlib.use("Agg")  # reports are written on servers without a display
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 DPI = 100
-_IMAGE_ERRORS = (OSError, ValueError, Image.DecompressionBombError)
+IMAGE_ERRORS = (OSError, ValueError, Image.DecompressionBombError)
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -31,7 +32,7 @@ def load_rgb(path: str | Path, size: int | None = None) -> np.ndarray | None:
                 image.draft("RGB", (size, size))  # JPEG: decode at reduced scale, much faster
                 image.thumbnail((size, size))
             return np.asarray(image.convert("RGB"))
-    except _IMAGE_ERRORS:
+    except IMAGE_ERRORS:
         return None
 
 
@@ -42,6 +43,19 @@ def thumbnail(source: str | Path, dest: Path, size: int = 96) -> Path | None:
         return None
     dest.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(pixels).save(dest, format="PNG")
+    return dest
+
+
+def enlarge(source: str | Path, dest: Path, min_width: int = 640) -> Path:
+    """A copy of a PNG scaled up by a whole factor (nearest) so small pixel grids are visible."""
+    with Image.open(source) as image:
+        factor = max(1, -(-min_width // max(image.width, 1)))
+        image = image.convert("RGB")
+        if factor > 1:
+            size = (image.width * factor, image.height * factor)
+            image = image.resize(size, Image.Resampling.NEAREST)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        image.save(dest, format="PNG")
     return dest
 
 
@@ -61,6 +75,7 @@ def bar_chart(
         ax.bar_label(bars, fontsize=8)
     ax.set_xticks(x, groups, rotation=30 if len(groups) > 4 else 0, ha="right")
     ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(title=None, fontsize=8)
     return _save(fig, path)
 
@@ -84,6 +99,7 @@ def epoch_curves(
                 best_epoch, color="tab:red", linestyle="--", label=f"best (epoch {best_epoch})"
             )
         ax.set(title=f"{metric} per epoch", xlabel="epoch", ylabel=metric)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     return _save(fig, path)
@@ -96,6 +112,7 @@ def batch_curves(batches: dict[int, tuple[Sequence[int], Sequence[float]]], path
     for epoch, (xs, ys) in sorted(batches.items()):
         ax.plot(xs, ys, linewidth=1, label=f"epoch {epoch}")
     ax.set(title="training accuracy within each epoch", xlabel="batch", ylabel="accuracy")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     if len(batches) <= 12:
         ax.legend(fontsize=8, ncols=2)

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from storage.layout import Layout
 from storage.parquet import read_table
+from tasks import plots
 from tasks import report_stats as S
 from tasks.report_doc import Section, render_html, render_markdown
 from tasks.report_filters import filters_section
@@ -88,13 +89,26 @@ def load_run(runs: dict[str, str], data_dir: str | None) -> RunData:
 
 
 def augment_grid(data: RunData, folder: Path) -> tuple[Path | None, str | None]:
-    """The augmented-samples grid: made by tasks.augment from the model card's dataset and
-    augmentation when possible, else an augment_preview*.png the train stage left behind."""
+    """reports/<run>/augment_samples.png, enlarged so its pixels show, and a note when absent."""
+    found, note = _augment_source(data, folder)
+    if found is None:
+        return None, note
+    try:
+        return plots.enlarge(found, folder / "augment_samples.png"), None
+    except plots.IMAGE_ERRORS as e:
+        return None, f"The augmented samples {found} could not be read: {e}"
+
+
+def _augment_source(data: RunData, folder: Path) -> tuple[Path | None, str | None]:
+    """The grid made by tasks.augment from the model card's dataset and augmentation when
+    possible, else an augment_preview*.png the train stage left behind."""
     card = data.card or {}
     augmentation = (card.get("params") or {}).get("augmentation")
     dataset_dir = card.get("dataset_dir")
     note = None
-    if dataset_dir and Path(dataset_dir).is_dir():
+    if not augmentation:
+        note = "Training used no augmentation, so there is no grid of augmented samples."
+    elif dataset_dir and Path(dataset_dir).is_dir():
         try:
             from tasks.augment import augment_preview, knobs
         except ImportError as e:  # the train stage's module is not installed in this checkout
@@ -125,6 +139,15 @@ def sample_image(data: RunData) -> Path | None:
     return next((Path(p) for p in candidates if Path(p).is_file()), None)
 
 
+def trained_model(data: RunData) -> Path | None:
+    """The run's best.keras: the model card's model_path, else models/<run>/best.keras."""
+    named = (data.card or {}).get("model_path")
+    for path in ([Path(named)] if named else []) + [data.model_dir / "best.keras"]:
+        if path.suffix == ".keras" and path.is_file():
+            return path
+    return None
+
+
 def build_sections(
     data: RunData, folder: Path, sample: int, max_filters: int
 ) -> tuple[list[Section], list[dict[str, Any]], list[str]]:
@@ -141,10 +164,8 @@ def build_sections(
         predictions,
     ]
     image = sample_image(data)
-    model_path = data.model_dir / "best.keras"
     if image is not None:
-        model = model_path if model_path.is_file() else None
-        sections.append(filters_section(image, model, folder, max_filters))
+        sections.append(filters_section(image, trained_model(data), folder, max_filters))
     elif not data.empty:
         notes.append("No Filters section: no readable image in this run's dataset or scrape.")
     return [s for s in sections if s is not None], rows, notes

@@ -107,7 +107,7 @@ table { border-collapse: collapse; margin: 8px 0; font-size: .9rem; }
 caption { text-align: left; font-weight: 600; padding: 4px 0; }
 th, td { border-bottom: 1px solid #e2e5ea; padding: 4px 8px; text-align: left;
   vertical-align: middle; overflow-wrap: anywhere; max-width: 28rem; }
-th { background: #f0f2f5; }
+th { background: #f0f2f5; white-space: nowrap; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 td img { width: 64px; height: 64px; object-fit: cover; border-radius: 4px; display: block; }
 figure { margin: 12px 0; }

@@ -15,6 +15,21 @@ from tasks import report_stats as S
 from tasks.report_doc import Facts, Figure, Heading, Section, Table, Text, Thumb, fmt
 
 FAILED_EXAMPLES = 5
+# Model card keys shown first, in this order, when present (then params and versions).
+CARD_KEYS = (
+    "model",
+    "status",
+    "label_mode",
+    "num_classes",
+    "image_size",
+    "weights",
+    "validation",
+    "evaluated_val_accuracy",
+    "evaluated_val_loss",
+    "dataset_dir",
+    "model_path",
+    "updated_at",
+)
 CONFIDENT = 5
 
 
@@ -155,8 +170,8 @@ def dataset_section(
 
 def _card_table(card: dict[str, Any]) -> Table:
     rows: list[list[Any]] = []
-    for key in ("model", "label_mode", "num_classes", "image_size", "dataset_dir"):
-        if key in card:
+    for key in CARD_KEYS:
+        if card.get(key) is not None:
             rows.append([key, _plain(card[key])])
     if card.get("class_names"):
         rows.append(["class_names", ", ".join(map(str, card["class_names"]))])
@@ -275,7 +290,10 @@ def predictions_section(
     if predictions.empty:
         return None, []
     section = Section("predictions", "Predictions")
-    models = sorted(predictions["model"].astype(str).unique())
+    # The model that predicted the most images first (in a pipeline run: the trained one).
+    per_model = predictions.assign(model=predictions["model"].astype(str))
+    sizes = per_model.groupby("model")["image"].nunique()
+    models = sorted(sizes.index, key=lambda m: (-sizes[m], m))
     artifact_rows = []
     for model in models:
         if len(models) > 1:
@@ -286,7 +304,7 @@ def predictions_section(
         artifact_rows += [
             {
                 "model": model,
-                "image": Path(r.image).name,
+                "image": short(r.image),
                 "rank": int(r.rank),
                 "label": r.label,
                 "probability": round(float(r.probability), 4),
@@ -321,11 +339,19 @@ def _model_predictions(
     if not picked.empty:
         blocks.append(_topk_table(picked, thumbs, len(chosen), total))
     best = S.top1(predictions).sort_values(["probability", "image"], ascending=[False, True])
-    if not best.empty:
-        blocks.append(_confident(best.head(CONFIDENT), thumbs, "Most confident"))
+    if len(best) <= 2 * CONFIDENT:  # too few to split into most and least confident
+        blocks.append(_confident(best, thumbs, "All rank-1 predictions, most confident first"))
+    else:
+        blocks.append(_confident(best.head(CONFIDENT), thumbs, "Most confident predictions"))
         least = best.sort_values(["probability", "image"]).head(CONFIDENT)
-        blocks.append(_confident(least, thumbs, "Least confident"))
+        blocks.append(_confident(least, thumbs, "Least confident predictions"))
     return blocks, picked
+
+
+def short(path: str) -> str:
+    """`label/file.jpg`: the parent folder is usually the class, and file names repeat."""
+    path = Path(path)
+    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
 
 
 def _topk_table(picked: pd.DataFrame, thumbs: Thumbs, shown: int, total: int) -> Table:
@@ -335,14 +361,14 @@ def _topk_table(picked: pd.DataFrame, thumbs: Thumbs, shown: int, total: int) ->
             f"{int(r.rank)}. {r.label} {fmt(float(r.probability))}" for r in group.itertuples()
         )
         target = bool(group["is_target"].fillna(False).astype(bool).any())
-        rows.append([thumbs(str(image), Path(image).name), Path(image).name, ranked, fmt(target)])
+        rows.append([thumbs(str(image), short(image)), short(image), ranked, fmt(target)])
     caption = f"Top-k labels for {shown} of {S.plural(total, 'image')}"
     return Table(["", "image", "top-k (rank. label probability)", "target"], rows, caption)
 
 
 def _confident(rows: pd.DataFrame, thumbs: Thumbs, title: str) -> Table:
     body = [
-        [thumbs(r.image, Path(r.image).name), Path(r.image).name, r.label, float(r.probability)]
+        [thumbs(r.image, short(r.image)), short(r.image), r.label, float(r.probability)]
         for r in rows.itertuples()
     ]
-    return Table(["", "image", "label", "probability"], body, f"{title} predictions")
+    return Table(["", "image", "label", "probability"], body, title)

@@ -386,9 +386,12 @@ def test_a_stage_prefers_its_own_run_id_and_a_left_over_preview_is_used(data_dir
     preview = Image.new("RGB", (40, 20), (200, 10, 10))
     preview.save(model_dir / "augment_preview.png")
     built = build_report.fn({**runs(), "report": other}, str(data_dir), "Parts", sample=2)
-    assert Path(built.html_path).parent.name == other
+    folder = Path(built.html_path).parent
+    assert folder.name == other
     assert built.sections == ["dataset", "training", "filters"]
-    assert str(model_dir / "augment_preview.png") in built.plots
+    assert str(folder / "augment_samples.png") in built.plots
+    with Image.open(folder / "augment_samples.png") as grid:  # enlarged 16x so pixels show
+        assert grid.size == (640, 320) and grid.getpixel((300, 300)) == (200, 10, 10)
     page = Page(Path(built.html_path).read_text())
     assert "No confusion matrix" in page.body and "no trained model (best.keras)" in page.body
 

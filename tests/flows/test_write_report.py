@@ -1,0 +1,86 @@
+from pathlib import Path
+
+import pytest
+from prefect import get_client
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    ArtifactFilterKey,
+)
+from prefect.exceptions import ParameterTypeError
+from typer.testing import CliRunner
+
+from flows import cli
+from flows.params import ReportParams
+from flows.write_report import write_report
+from storage.errors import ConfigError
+from tests.tasks.test_report import RUN, make_run
+
+
+def artifacts_of(flow_run_id, key: str):
+    with get_client(sync_client=True) as client:
+        return client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=[key]),
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
+            )
+        )
+
+
+def test_flow_writes_the_report_and_publishes_artifacts(prefect_harness, data_dir):
+    make_run(data_dir)
+    state = write_report(
+        params={"run_id": RUN, "data_dir": str(data_dir), "sample": 2}, return_state=True
+    )
+    result = state.result()
+    flow_run_id = state.state_details.flow_run_id
+    assert Path(result.report_path) == data_dir / "reports" / RUN / "report.html"
+    assert Path(result.report_path).is_file() and Path(result.markdown_path).is_file()
+    assert result.sections == ["scrape", "dataset", "training", "predictions", "filters"]
+    key = f"report-{RUN}"
+    assert result.artifact_keys == [key, f"{key}-status", f"{key}-predictions"]
+
+    [markdown] = artifacts_of(flow_run_id, key)
+    assert markdown.type == "markdown"
+    assert result.report_path in markdown.data
+    assert (
+        "**downloaded**: 4" in markdown.data and "**validation accuracy**: 0.750" in markdown.data
+    )
+    assert "**target hits**: 3 of 4" in markdown.data
+    assert str(data_dir / "reports" / RUN / "confusion_matrix.png") in markdown.data
+
+    [status] = artifacts_of(flow_run_id, f"{key}-status")
+    assert status.type == "table"
+    assert '"stage": "scrape", "status": "http_error", "count": 1' in status.data
+    [predictions] = artifacts_of(flow_run_id, f"{key}-predictions")
+    assert '"label": "forest"' in predictions.data and "small_cnn" in predictions.data
+
+
+def test_a_run_with_nothing_yet_says_so(prefect_harness, data_dir):
+    state = write_report(
+        params=ReportParams(run_id="20261128-000000-empty0", data_dir=str(data_dir)),
+        return_state=True,
+    )
+    result = state.result()
+    assert result.sections == [] and result.artifact_keys == ["report-20261128-000000-empty0"]
+    assert "Nothing has been recorded" in Path(result.report_path).read_text()
+    [markdown] = artifacts_of(state.state_details.flow_run_id, result.artifact_keys[0])
+    assert "Nothing has been recorded for run 20261128-000000-empty0 yet" in markdown.data
+
+
+def test_bad_parameters_fail_before_any_work(prefect_harness, data_dir, tmp_path):
+    with pytest.raises(ParameterTypeError):
+        write_report(params={"run_id": RUN, "sample": 0})
+    with pytest.raises(ConfigError, match="run id"):
+        write_report(params={"run_id": "../etc", "data_dir": str(data_dir)})
+    with pytest.raises(ConfigError, match="does not exist"):
+        write_report(params={"run_id": RUN, "data_dir": str(tmp_path / "typo")})
+    assert not (data_dir / "reports").exists()
+
+
+def test_cli_report_prints_the_html_path(prefect_harness, data_dir):
+    result = CliRunner().invoke(
+        cli.app, ["report", "--run-id", RUN, "--data-dir", str(data_dir)], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().splitlines()[-1] == str(data_dir / "reports" / RUN / "report.html")
