@@ -172,9 +172,19 @@ def sample_images(dataset_dir: str | Path, count: int, image_size: int | None = 
     picked = picked[:count]
     if not picked:
         raise FileNotFoundError(f"no images under {root}/<class>/")
-    size = image_size or Image.open(picked[0]).width
-    arrays = [np.asarray(Image.open(f).convert("RGB").resize((size, size))) for f in picked]
+    arrays = []
+    for f in picked:
+        with Image.open(f) as im:
+            size = image_size or size_of(picked[0])
+            arrays.append(np.asarray(im.convert("RGB").resize((size, size))))
     return np.stack(arrays).astype("float32")
+
+
+def size_of(path: Path) -> int:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.width
 
 
 def augment_preview(
