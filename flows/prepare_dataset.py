@@ -15,7 +15,7 @@ from storage.errors import ConfigError
 from storage.layout import Layout, new_run_id
 from storage.parquet import read_table, write_table
 from tasks import dataset_plan as plan
-from tasks import images
+from tasks import images, pixels
 from tasks.runtime import Progress, logger
 
 
@@ -39,46 +39,31 @@ class PrepareResult(BaseModel):
 def prepare_dataset(params: PrepareParams) -> PrepareResult:
     run_id = params.run_id or new_run_id()
     layout = Layout.at(params.data_dir)
-    dataset_dir = layout.dataset(params.dataset)
-    source_root = Path(params.source_dir).expanduser().resolve() if params.source_dir else None
-    class_dirs = plan.resolve_classes(source_root or layout.root / "raw", params.labels)
-    _check_apart(source_root or layout.root / "raw", dataset_dir)
-    settings = images.RenderSettings(
+    dataset_dir, class_dirs = _resolve(params, layout)
+    settings = pixels.RenderSettings(
         params.image_size, params.resize_mode, params.image_format, params.quality
     )
     spec = plan.SplitSpec(
         params.seed, params.val_fraction, params.test_fraction, params.max_per_class
     )
     class_names = sorted(set(class_dirs.values()))
-    log = logger()
-
     files = plan.list_source_files(class_dirs)
-    log.info("%d source files in %d classes: %s", len(files), len(class_names), class_names)
+    logger().info("%d source files in %d classes: %s", len(files), len(class_names), class_names)
     infos = _inspect(files, params.batch_size)
     rows = plan.plan(files, infos, class_names, dataset_dir, spec, settings.suffix)
-    force = params.force or not plan.stamp_matches(dataset_dir, asdict(settings))
-    if force:
-        plan.clear_stamp(dataset_dir)  # a run stopped half-way must not look finished
-    else:
-        plan.apply_known_failures(rows, plan.read_stamp(dataset_dir) or {})
-    todo = [r for r in rows if r["status"] == "ok" and (force or not Path(r["path"]).exists())]
-    workers = params.workers or images.default_workers()
+    todo = _pending(rows, dataset_dir, settings, params.force)
     try:
-        _render(todo, settings, workers, params.batch_size)
+        _render(todo, settings, params.workers or pixels.default_workers(), params.batch_size)
     finally:
-        images.shutdown_pool()
+        pixels.shutdown_pool()
 
     kept = {r["path"] for r in rows if r["status"] == "ok"}
     rendered = sum(1 for r in todo if r["status"] == "ok")
     removed = plan.sync_folders(dataset_dir, spec.splits, class_names, kept)
-    urls = _source_urls(layout.root)
-    for row in rows:
-        row.update(run_id=run_id, dataset=params.dataset, source_url=urls.get(row["sha256"]))
-    manifest = write_table("dataset_manifest", rows, run_id=run_id, data_dir=layout.root)
+    manifest = _write_manifest(rows, run_id, params.dataset, layout.root)
     counts = _counts(rows, spec.splits, class_names)
     warnings = _report(counts)
-    stamp = _stamp(run_id, settings, spec, class_names, counts, rows)
-    plan.write_stamp(dataset_dir, stamp)
+    plan.write_stamp(dataset_dir, _stamp(run_id, settings, spec, class_names, counts, rows))
     return PrepareResult(
         run_id=run_id,
         dataset=params.dataset,
@@ -96,15 +81,33 @@ def prepare_dataset(params: PrepareParams) -> PrepareResult:
     )
 
 
-def _check_apart(source_root: Path, dataset_dir: Path) -> None:
+def _resolve(params: PrepareParams, layout: Layout) -> tuple[Path, dict[Path, str]]:
+    """The dataset folder and the source class folders; a ConfigError before any work."""
+    dataset_dir = layout.dataset(params.dataset)
+    source_root = layout.root / "raw"
+    if params.source_dir:
+        source_root = Path(params.source_dir).expanduser().resolve()
+    class_dirs = plan.resolve_classes(source_root, params.labels)
     # Reading from the folder being written (or writing inside the sources) would feed the
     # outputs back in as sources on the next run.
-    dataset_dir = dataset_dir.resolve()
     if source_root.is_relative_to(dataset_dir) or dataset_dir.is_relative_to(source_root):
         raise ConfigError(
             f"source folder {source_root} and dataset folder {dataset_dir} overlap:"
             " choose another --dataset or --source-dir"
         )
+    return dataset_dir, class_dirs
+
+
+def _pending(
+    rows: list[dict[str, Any]], dataset_dir: Path, settings: pixels.RenderSettings, force: bool
+) -> list[dict[str, Any]]:
+    """The kept rows whose output must be (re)made: missing, or rendered with other settings."""
+    force = force or not plan.stamp_matches(dataset_dir, asdict(settings))
+    if force:
+        plan.clear_stamp(dataset_dir)  # a run stopped half-way must not look finished
+    else:
+        plan.apply_known_failures(rows, plan.read_stamp(dataset_dir) or {})
+    return [r for r in rows if r["status"] == "ok" and (force or not Path(r["path"]).exists())]
 
 
 def _inspect(files: list[plan.SourceFile], batch_size: int) -> list[dict[str, Any]]:
@@ -116,7 +119,7 @@ def _inspect(files: list[plan.SourceFile], batch_size: int) -> list[dict[str, An
 
 
 def _render(
-    todo: list[dict[str, Any]], settings: images.RenderSettings, workers: int, batch_size: int
+    todo: list[dict[str, Any]], settings: pixels.RenderSettings, workers: int, batch_size: int
 ) -> None:
     """Render the pending rows batch by batch, two batches in flight so the pool never idles;
     each row's status becomes what decoding found."""
@@ -140,6 +143,13 @@ def _render(
             collect()
     while in_flight:
         collect()
+
+
+def _write_manifest(rows: list[dict[str, Any]], run_id: str, dataset: str, root: Path) -> Path:
+    urls = _source_urls(root)
+    for row in rows:
+        row.update(run_id=run_id, dataset=dataset, source_url=urls.get(row["sha256"]))
+    return write_table("dataset_manifest", rows, run_id=run_id, data_dir=root)
 
 
 def _source_urls(root: Path) -> dict[str, str]:
@@ -183,7 +193,7 @@ def _report(counts: dict[str, dict[str, int]]) -> list[str]:
 
 def _stamp(
     run_id: str,
-    settings: images.RenderSettings,
+    settings: pixels.RenderSettings,
     spec: plan.SplitSpec,
     class_names: list[str],
     counts: dict[str, dict[str, int]],

@@ -1,4 +1,4 @@
-"""Decode, clean and resize images for prepare_dataset, across a process pool; batch tasks."""
+"""Decode, clean and resize images across a process pool; free of Prefect so workers start fast."""
 
 from __future__ import annotations
 
@@ -11,14 +11,11 @@ from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps
-from prefect import task
-from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 
 from tasks.dataset_plan import IMAGE_EXTENSIONS
 
@@ -223,28 +220,3 @@ def _render_isolated(
             shutdown_pool()
             results.append(("corrupt", "decoding this file crashed its worker process"))
     return results
-
-
-# ---------------------------------------------------------------- tasks
-
-
-@task(
-    name="inspect-images",
-    cache_policy=INPUTS + TASK_SOURCE,
-    cache_expiration=timedelta(days=30),
-)
-def inspect_batch(files: list[tuple[str, int, int]]) -> list[dict[str, Any]]:
-    """inspect_file over a batch of (path, size, mtime_ns). The cache key is that list, so a
-    re-run over unchanged files reads nothing; a changed size or mtime misses the cache."""
-    return [inspect_file(path) for path, _size, _mtime in files]
-
-
-@task(name="render-images", cache_policy=NO_CACHE)
-def render_batch(
-    items: list[tuple[str, str]], settings: RenderSettings, workers: int = 1
-) -> list[tuple[str, str | None]]:
-    """Render a batch of (source, output) pairs across the process pool.
-
-    Not cached by Prefect: the flow only sends images whose output file is missing, and a
-    cache record could not see an output deleted or overwritten since it was made."""
-    return render_many(items, settings, workers)

@@ -1,4 +1,4 @@
-"""tasks.images and tasks.dataset_plan on real files made here with Pillow, in every mode."""
+"""tasks.pixels, tasks.images and tasks.dataset_plan on real files made here with Pillow."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from PIL import Image
 
 from storage.errors import ConfigError
 from tasks import dataset_plan as plan
-from tasks import images
+from tasks import images, pixels
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
-SETTINGS = images.RenderSettings(image_size=32)
+SETTINGS = pixels.RenderSettings(image_size=32)
 
 
 # ------------------------------------------------------------------ image makers (shared)
@@ -97,7 +97,7 @@ def test_every_mode_renders_to_8bit_rgb_of_the_right_size(tmp_path):
     }
     for name, source in made.items():
         out = tmp_path / "out" / f"{name}.jpg"
-        assert images.render_file(str(source), str(out), SETTINGS) == ("ok", None), name
+        assert pixels.render_file(str(source), str(out), SETTINGS) == ("ok", None), name
         with Image.open(out) as img:
             assert (img.format, img.mode, img.size) == ("JPEG", "RGB", (32, 32)), name
         if name in expected_centre:
@@ -109,10 +109,10 @@ def test_every_mode_renders_to_8bit_rgb_of_the_right_size(tmp_path):
 def test_exif_orientation_is_applied(tmp_path):
     source = exif_rotated_jpeg(tmp_path / "r.jpg")
     out = tmp_path / "r-out.png"
-    settings = images.RenderSettings(image_size=32, image_format="png")
-    assert images.render_file(str(source), str(out), settings) == ("ok", None)
+    settings = pixels.RenderSettings(image_size=32, image_format="png")
+    assert pixels.render_file(str(source), str(out), settings) == ("ok", None)
     assert close(pixel(out, (16, 3)), RED) and close(pixel(out, (16, 28)), BLUE)
-    info = images.inspect_file(str(source))
+    info = pixels.inspect_file(str(source))
     assert (info["width"], info["height"], info["format"]) == (24, 48, "JPEG")
 
 
@@ -120,9 +120,9 @@ def test_resize_modes(tmp_path):
     wide = Image.new("RGB", (64, 32), GREEN)
     wide.paste(RED, (0, 0, 8, 32))
     wide.paste(BLUE, (56, 0, 64, 32))
-    stretched = images.fit(wide, 32, "stretch")
-    cropped = images.fit(wide, 32, "crop")
-    padded = images.fit(wide, 32, "pad")
+    stretched = pixels.fit(wide, 32, "stretch")
+    cropped = pixels.fit(wide, 32, "crop")
+    padded = pixels.fit(wide, 32, "pad")
     assert stretched.size == cropped.size == padded.size == (32, 32)
     assert close(stretched.getpixel((1, 16)), RED) and close(stretched.getpixel((30, 16)), BLUE)
     assert close(cropped.getpixel((1, 16)), GREEN) and close(cropped.getpixel((30, 16)), GREEN)
@@ -131,28 +131,28 @@ def test_resize_modes(tmp_path):
 
 
 def test_draft_request_keeps_twice_the_needed_pixels():
-    assert images.draft_request((4000, 3000), (224, 224), "stretch") == (448, 448)
-    assert images.draft_request((4000, 2000), (224, 224), "crop") == (896, 448)
-    assert images.draft_request((4000, 2000), (224, 224), "pad") == (448, 224)
-    assert images.draft_request((300, 200), (224, 224), "stretch") == (300, 200)  # no upscale
+    assert pixels.draft_request((4000, 3000), (224, 224), "stretch") == (448, 448)
+    assert pixels.draft_request((4000, 2000), (224, 224), "crop") == (896, 448)
+    assert pixels.draft_request((4000, 2000), (224, 224), "pad") == (448, 224)
+    assert pixels.draft_request((300, 200), (224, 224), "stretch") == (300, 200)  # no upscale
 
 
 def test_big_jpeg_is_decoded_at_reduced_scale_and_still_right(tmp_path):
     source = tmp_path / "big.jpg"
     halves((2048, 1024)).save(source, "JPEG")
     with Image.open(source) as img:
-        rgb = images.load_rgb(img, SETTINGS)
+        rgb = pixels.load_rgb(img, SETTINGS)
     assert rgb.size == (256, 128)  # 1/8 scale: >= 2 x 32 on both sides
     out = tmp_path / "big-out.jpg"
-    assert images.render_file(str(source), str(out), SETTINGS) == ("ok", None)
+    assert pixels.render_file(str(source), str(out), SETTINGS) == ("ok", None)
     assert close(pixel(out, (4, 16)), RED) and close(pixel(out, (28, 16)), BLUE)
 
 
 def test_broken_files_become_statuses_not_crashes(tmp_path):
     broken = broken_files(tmp_path)
-    assert images.inspect_file(str(broken["notes.jpg"]))["status"] == "corrupt"
-    assert "error" not in images.inspect_file(str(broken["truncated.jpg"]))  # header is fine
-    status, error = images.render_file(
+    assert pixels.inspect_file(str(broken["notes.jpg"]))["status"] == "corrupt"
+    assert "error" not in pixels.inspect_file(str(broken["truncated.jpg"]))  # header is fine
+    status, error = pixels.render_file(
         str(broken["truncated.jpg"]), str(tmp_path / "t.jpg"), SETTINGS
     )
     assert status == "corrupt" and "truncated" in error
@@ -166,7 +166,7 @@ def test_render_batch_uses_the_process_pool(tmp_path):
     try:
         results = images.render_batch.fn(items, SETTINGS, workers=2)
     finally:
-        images.shutdown_pool()
+        pixels.shutdown_pool()
     statuses = {
         Path(src).name: status for (src, _), (status, _) in zip(items, results, strict=True)
     }
