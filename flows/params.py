@@ -52,6 +52,11 @@ class ScrapeParams(StageParams):
     )
     user_agent: str = Field(DEFAULT_USER_AGENT, min_length=1, description="User-Agent header")
 
+    @model_validator(mode="after")
+    def _label_is_a_folder_name(self) -> ScrapeParams:
+        safe_name(self.label, "label")  # it becomes raw/<label>/: refuse it before any work
+        return self
+
 
 class PrepareParams(StageParams):
     source_dir: str | None = Field(

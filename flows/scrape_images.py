@@ -36,8 +36,7 @@ class ScrapeResult(BaseModel):
         shown = ", ".join(f"{status} {n}" for status, n in self.counts.items() if n)
         return (
             f"scrape {self.run_id} [{self.label}]: {self.pages} page(s), "
-            f"{self.candidates} URL(s) -> {shown or 'nothing'}; {self.stored} new file(s) in "
-            f"{self.raw_dir}"
+            f"{self.candidates} URL(s) -> {shown or 'nothing'}; images in {self.raw_dir}"
         )
 
 

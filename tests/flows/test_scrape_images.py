@@ -1,0 +1,144 @@
+"""scrape_images as a real Prefect flow against the loopback test site."""
+
+import hashlib
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterType
+from prefect.exceptions import ParameterTypeError
+from typer.testing import CliRunner
+
+from flows import cli
+from flows.scrape_images import scrape_images
+from storage.parquet import read_table
+from tests.http_server import SiteServer
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+@pytest.fixture
+def site():
+    extra = {
+        "again.html": b'<img src="gallery/img/g1.jpg"><img src="img/g1-elsewhere.jpg">',
+    }
+    with SiteServer(files=extra) as server:
+        server.files["img/g1-elsewhere.jpg"] = server.files["gallery/img/g1.jpg"]
+        yield server
+
+
+def params(site, data_dir, pages, **overrides):
+    base = {
+        "pages": [site.url(p) for p in pages],
+        "label": "things",
+        "data_dir": str(data_dir),
+        "allow_private_networks": True,
+        "backoff": 0.01,
+        "timeout": 2.0,
+    }
+    return {**base, **overrides}
+
+
+def statuses(site, run_id: str, data_dir) -> dict[str, str]:
+    """URL (relative to the site, or its first 11 characters) -> status, for one run."""
+    rows = read_table("scrape_manifest", data_dir=data_dir, run_id=run_id)
+    short = {
+        u: u.removeprefix(site.base + "/") if u.startswith(site.base) else u[:11] for u in rows.url
+    }
+    return {short[r.url]: r.status for r in rows.itertuples()}
+
+
+def test_a_run_records_every_url_and_stores_the_good_images(site, data_dir):
+    pages = ["index.html", "gallery/page1.html", "missing.html"]
+    result = scrape_images(params=params(site, data_dir, pages, follow_pages=5, run_id="run-a"))
+    assert statuses(site, "run-a", data_dir) == {
+        "missing.html": "page_error",
+        "img/og.png": "ok",
+        "img/plain.jpg": "ok",
+        "img/large.webp": "ok",
+        "img/lazy.png": "ok",
+        "img/pic-2x.bmp": "ok",
+        "img/full.gif": "ok",
+        "img/thumb.jpg": "too_small",
+        "img/plain-copy.jpg": "duplicate",
+        "data:image/": "ok",
+        "javascript:": "unsupported_scheme",
+        "ftp://examp": "unsupported_scheme",
+        "gallery/img/g1.jpg": "ok",
+        "gallery/img/g2.jpg": "ok",
+        "gallery/img/g3.jpg": "ok",
+    }
+    assert result.run_id == "run-a" and result.label == "things"
+    assert (result.pages, result.candidates, result.stored) == (4, 14, 10)
+    assert result.counts == {
+        "ok": 10, "duplicate": 1, "too_small": 1, "unsupported_scheme": 2, "page_error": 1
+    }  # fmt: skip
+    raw = data_dir / "raw" / "things"
+    assert result.raw_dir == raw.as_posix()
+    assert result.manifest_path.endswith("/run-a-things.parquet")
+    stored = {p.name for p in raw.iterdir()}
+    assert len(stored) == 10
+    for name in stored:
+        assert hashlib.sha256((raw / name).read_bytes()).hexdigest() == name.split(".")[0]
+    assert "ok 10, duplicate 1, too_small 1, unsupported_scheme 2" in result.summary()
+
+
+def test_progress_is_a_prefect_artifact(site, data_dir):
+    scrape_images(params=params(site, data_dir, ["gallery/page1.html"], run_id="run-p"))
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(type=ArtifactFilterType(any_=["progress"]))
+        )
+    assert any("Downloading 1 image(s) for 'things'" in (a.description or "") for a in found)
+
+
+def test_a_rerun_downloads_only_what_it_does_not_have(site, data_dir):
+    scrape_images(params=params(site, data_dir, ["gallery/page1.html"], run_id="run-1"))
+    site.reset_stats()
+    again = scrape_images(params=params(site, data_dir, ["again.html"], run_id="run-2"))
+    assert statuses(site, "run-2", data_dir) == {
+        "gallery/img/g1.jpg": "skipped",  # stored ok by run-1: not requested again
+        "img/g1-elsewhere.jpg": "duplicate",  # new URL, bytes run-1 already stored
+    }
+    assert site.hits("gallery/img/g1.jpg") == [] and len(site.hits("img/g1-elsewhere.jpg")) == 1
+    rows = read_table("scrape_manifest", data_dir=data_dir, run_id="run-2").set_index("url")
+    skipped = rows.loc[site.url("gallery/img/g1.jpg")]
+    assert skipped["error"] == "already stored by run run-1" and skipped["path"].endswith(".jpg")
+    assert again.counts == {"duplicate": 1, "skipped": 1} and again.stored == 0
+    # Re-running the same run id redoes that run instead of skipping its own work.
+    redo = scrape_images(params=params(site, data_dir, ["gallery/page1.html"], run_id="run-1"))
+    assert redo.counts == {"ok": 1}
+    assert len(read_table("scrape_manifest", data_dir=data_dir, run_id="run-1")) == 1
+
+
+def test_two_labels_in_one_run_keep_both_manifests(site, data_dir):
+    for label in ("cats", "dogs"):
+        p = params(site, data_dir, ["gallery/page1.html"], run_id="shared", label=label)
+        scrape_images(params=p)
+    rows = read_table("scrape_manifest", data_dir=data_dir, run_id="shared")
+    assert sorted(rows["label"]) == ["cats", "dogs"] and set(rows["status"]) == {"ok"}
+
+
+def test_private_addresses_are_blocked_by_default(site, data_dir):
+    p = params(site, data_dir, ["index.html"], run_id="run-b")
+    del p["allow_private_networks"]
+    result = scrape_images(params=p)
+    assert result.counts == {"blocked": 1} and result.pages == 0
+    assert site.stats.hits == []
+
+
+def test_bad_parameters_fail_before_any_request(site, data_dir):
+    # Prefect validates the parameter model before the run starts: nothing is fetched.
+    with pytest.raises(ParameterTypeError, match=r"label '\.\./\.\./etc' is not a valid folder"):
+        scrape_images(params=params(site, data_dir, ["index.html"], label="../../etc"))
+    with pytest.raises(ParameterTypeError, match="concurrency"):
+        scrape_images(params=params(site, data_dir, ["index.html"], concurrency=0))
+    assert site.stats.hits == [] and not (data_dir / "raw").exists()
+
+
+def test_the_cli_runs_the_flow_and_prints_the_summary(site, data_dir):
+    args = ["scrape", "--pages", site.url("gallery/page1.html"), "--label", "cli"]
+    args += ["--allow-private-networks", "--follow-pages", "1", "--data-dir", str(data_dir)]
+    result = CliRunner().invoke(cli.app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "[cli]: 2 page(s), 2 URL(s) -> ok 2" in result.output
+    assert "manifest " in result.output
