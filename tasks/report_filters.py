@@ -42,26 +42,39 @@ class LearnedFilters:
     input_size: tuple[int, int]
 
 
-def _first_conv(layers, keras) -> object | None:
-    """The first Conv2D, looking inside nested models (e.g. a ResNet50 base)."""
+def _preprocessing(keras) -> tuple[type, ...]:
+    return (keras.layers.Rescaling, keras.layers.ZeroPadding2D, keras.layers.Conv2D)
+
+
+def _first_conv(layers, keras, before: list) -> object | None:
+    """The first Conv2D with a spatial kernel, looking inside nested models (a ResNet50 base).
+
+    1×1 convolutions (e.g. resnet50_transfer's fixed RGB->BGR "preprocess") have no pattern
+    to show: like Rescaling and padding they are collected in `before`, to be applied first.
+    """
     for layer in layers:
-        if isinstance(layer, keras.layers.Conv2D):
+        if isinstance(layer, keras.layers.Conv2D) and max(layer.kernel_size) > 1:
             return layer
-        if hasattr(layer, "layers") and (found := _first_conv(layer.layers, keras)):
-            return found
+        if isinstance(layer, keras.Model):
+            if found := _first_conv(layer.layers, keras, before):
+                return found
+        elif isinstance(layer, _preprocessing(keras)):
+            before.append(layer)
     return None
 
 
 def learned_filters(model_path: Path, rgb: np.ndarray) -> LearnedFilters | None:
-    """Kernels of the model's first Conv2D and that layer's output on `rgb` (None: no conv).
+    """Kernels of the model's first spatial Conv2D and that layer's output on `rgb`.
 
-    The image is resized to the model's input size and passed through the model's top-level
-    Rescaling layers first, so the maps are what the layer really computes on it.
+    The image is resized to the model's input size and passed through the preprocessing
+    layers before that convolution, so the maps are what the layer really computes on it.
+    None when the model has no such layer.
     """
     import keras  # heavy: only when a trained model exists
 
-    model = keras.models.load_model(model_path, compile=False)
-    conv = _first_conv(model.layers, keras)
+    model = keras.saving.load_model(model_path, compile=False)
+    before: list = []
+    conv = _first_conv(model.layers, keras, before)
     if conv is None:
         return None
     _, height, width, channels = model.input_shape
@@ -71,14 +84,10 @@ def learned_filters(model_path: Path, rgb: np.ndarray) -> LearnedFilters | None:
     if channels == 1:
         x = x @ np.array([0.299, 0.587, 0.114], np.float32)[:, None]
     x = x[None]
-    for layer in model.layers:
-        if layer is conv or isinstance(layer, keras.Model):
-            break
-        if isinstance(layer, keras.layers.Rescaling):
-            x = keras.ops.convert_to_numpy(layer(x))
+    for layer in before:
+        x = layer(x)
     maps = keras.ops.convert_to_numpy(conv(x))[0]
-    kernels = conv.get_weights()[0]
-    return LearnedFilters(conv.name, kernels, maps, (height, width))
+    return LearnedFilters(conv.name, conv.get_weights()[0], maps, (height, width))
 
 
 def _kernel_picture(kernel: np.ndarray) -> np.ndarray:
