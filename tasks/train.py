@@ -389,7 +389,7 @@ def versions() -> dict[str, str]:
     return {"tensorflow": tf.__version__, "keras": keras.__version__, "pixelpipe": pixelpipe}
 
 
-@task(name="train-model", retries=1, retry_delay_seconds=[5], cache_policy=NO_CACHE)
+@task(name="train-model", retries=1, retry_delay_seconds=[2], cache_policy=NO_CACHE)
 def train_model_task(spec: TrainSpec) -> dict:
     """Train; on a crash Prefect retries once and BackupAndRestore continues the run."""
     return train_model(spec)
