@@ -224,7 +224,27 @@ def prepare(params: P.PrepareParams) -> None:
 
 @params_command("train", P.TrainParams, "Train a classifier on a prepared dataset.")
 def train(params: P.TrainParams) -> None:
-    not_available("train_classifier")
+    from flows.train_classifier import train_classifier
+
+    r = train_classifier(params=params)
+    typer.echo(
+        f"run {r.run_id}: {r.model}, {r.epochs_run} epochs, best epoch {r.best_epoch} "
+        f"val_accuracy {r.best_val_accuracy} (evaluated {r.evaluated_val_accuracy})"
+    )
+    typer.echo(f"model {r.model_path}\ncard  {r.model_card_path}\nhistory {r.history_path}")
+
+
+@params_command(
+    "augment-preview", P.AugmentPreviewParams, "Write a PNG grid of augmented training images."
+)
+def augment_preview(params: P.AugmentPreviewParams) -> None:
+    from tasks.augment import augment_preview as preview
+
+    out = preview(
+        params.dataset_dir, params.augmentation, params.out, n=params.variants,
+        images=params.images, seed=params.seed, image_size=params.image_size,
+    )  # fmt: skip
+    typer.echo(out)
 
 
 @params_command("predict", P.PredictParams, "Classify many images; write Parquet predictions.")

@@ -169,7 +169,7 @@ class TrainParams(StageParams):
 class AugmentPreviewParams(Params):
     dataset_dir: str = Field(description="Dataset folder (train/<class>/) or a <class>/ folder")
     out: str = Field("augment-preview.png", description="PNG file to write")
-    n: int = Field(8, ge=1, le=64, description="Augmented variants per image")
+    variants: int = Field(8, ge=1, le=64, description="Augmented variants per image")
     images: int = Field(4, ge=1, le=32, description="Training images shown (one row each)")
     image_size: int | None = Field(None, ge=8, le=1024, description="Side; default: the images'")
     seed: int = Field(0, description="Seed of the random transforms")
