@@ -115,3 +115,23 @@ def test_missing_weights_fail_before_training_with_the_file_name(
     assert "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5" in str(caught.value)
     assert "--weights" in str(caught.value)
     assert not (data_dir / "models" / "w1").exists()
+
+
+def test_cli_train_and_augment_preview(prefect_harness, data_dir, dataset, tmp_path):
+    from typer.testing import CliRunner
+
+    from flows import cli
+
+    runner = CliRunner()
+    out = tmp_path / "grid.png"
+    args = ["augment-preview", "--dataset-dir", str(dataset), "--out", str(out)]
+    result = runner.invoke(cli.app, [*args, "--variants", "3", "--rotation-range", "20"])
+    assert result.exit_code == 0, result.output
+    assert out.is_file() and str(out) in result.output
+    args = ["train", "--dataset-dir", str(dataset), "--epochs", "1", "--run-id", "cli1"]
+    result = runner.invoke(cli.app, [*args, "--batch-size", "16", "--horizontal-flip"])
+    assert result.exit_code == 0, result.output
+    assert "run cli1: small_cnn, 1 epochs, best epoch 1" in result.output
+    assert (data_dir / "models" / "cli1" / "best.keras").is_file()
+    result = runner.invoke(cli.app, ["train", "--resume-run", "nope"])
+    assert result.exit_code == 1 and "cannot resume run 'nope'" in result.output
