@@ -222,6 +222,9 @@ class ReportParams(StageParams):
     predict_run: str | None = Field(None, description="Predictions of this run; default: run_id")
     sample: int = Field(8, ge=1, le=64, description="Images shown per label / in the top-k table")
     max_filters: int = Field(16, ge=1, le=64, description="Learned filters shown")
+    notes: list[str] = Field(
+        default_factory=list, description="Lines shown under the title (e.g. a skipped stage)"
+    )
 
 
 # --- image_pipeline (the parent flow) -------------------------------------------------------

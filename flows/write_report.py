@@ -44,7 +44,9 @@ def write_report(params: ReportParams) -> ReportResult:
             f"data root {root} does not exist: check --data-dir / $PIXELPIPE_DATA_DIR"
         )
     title = params.title or f"pixelpipe run {params.run_id}"
-    built = build_report(runs, str(root), title, params.sample, params.max_filters)
+    built = build_report(
+        runs, str(root), title, params.sample, params.max_filters, notes=params.notes
+    )
     keys = publish_artifacts(built)
     return ReportResult(
         run_id=built.run_id,

@@ -109,8 +109,12 @@ def batch_curves(batches: dict[int, tuple[Sequence[int], Sequence[float]]], path
     """The classic batch-history plot: accuracy per batch, one line per epoch."""
     fig = Figure(figsize=(9, 3.6), layout="constrained")
     ax = fig.add_subplot()
+    few = max((len(xs) for xs, _ in batches.values()), default=0) <= 30
     for epoch, (xs, ys) in sorted(batches.items()):
-        ax.plot(xs, ys, linewidth=1, label=f"epoch {epoch}")
+        # Markers, or an epoch of one batch (a tiny dataset) would draw nothing.
+        ax.plot(
+            xs, ys, linewidth=1, marker="o" if few else None, markersize=3, label=f"epoch {epoch}"
+        )
     ax.set(title="training accuracy within each epoch", xlabel="batch", ylabel="accuracy")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
@@ -147,8 +151,10 @@ def image_grid(
     for ax in axes:
         ax.set_axis_off()
     for ax, (pixels, caption) in zip(axes, images, strict=False):
-        gray = pixels.ndim == 2
-        ax.imshow(pixels, cmap="gray" if gray else None, interpolation="nearest")
+        # Floats are 0..1 (see normalise): a fixed range keeps a flat map mid-grey, not black.
+        limits = (0.0, 1.0) if pixels.dtype.kind == "f" else (None, None)
+        cmap = "gray" if pixels.ndim == 2 else None
+        ax.imshow(pixels, cmap=cmap, vmin=limits[0], vmax=limits[1], interpolation="nearest")
         ax.set_title(caption, fontsize=8)
     fig.suptitle(title)
     return _save(fig, path)

@@ -154,8 +154,6 @@ def build_sections(
     """(sections present, prediction rows for the artifact, notes about what is missing)."""
     notes = list(data.notes)
     grid, grid_note = augment_grid(data, folder) if not data.dataset.empty else (None, None)
-    if grid_note:
-        notes.append(grid_note)
     predictions, rows = predictions_section(data.predictions, Thumbs(folder / "thumbs"), sample)
     sections = [
         scrape_section(data.scrape, folder, sample),
@@ -200,21 +198,23 @@ def build_report(
     title: str,
     sample: int = 8,
     max_filters: int = 16,
+    notes: list[str] | None = None,
 ) -> BuiltReport:
     """Read the run, write reports/<run>/report.html (self-contained) and report.md + PNGs."""
     run_id = runs["report"]
     folder = Layout.ensure(Layout.at(data_dir).report_dir(run_id))
     _clean(folder)
     data = load_run(runs, data_dir)
-    sections, prediction_rows, notes = build_sections(data, folder, sample, max_filters)
+    sections, prediction_rows, missing = build_sections(data, folder, sample, max_filters)
     others = {stage: runs[stage] for stage in STAGES if runs[stage] != run_id}
     intro = [f"Run {run_id}" + "".join(f"; {s} run {r}" for s, r in others.items()) + "."]
+    intro += notes or []
     if not sections:
         intro.append(
             f"Nothing has been recorded for run {run_id} yet: no scraped URLs, dataset,"
             " training history, model card or predictions were found in the warehouse."
         )
-    intro += notes
+    intro += missing
     html_path, md_path = folder / "report.html", folder / "report.md"
     _write_atomic(html_path, render_html(title, intro, sections))
     _write_atomic(md_path, render_markdown(title, intro, sections, folder))

@@ -6,7 +6,7 @@ import base64
 import html
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 
 # Everything scraped (URLs, labels, error messages) is untrusted text: HTML output escapes every
 # string, and Markdown output escapes the characters that would change a table or inject markup.
@@ -71,6 +71,14 @@ class Section:
     @property
     def figures(self) -> list[Path]:
         return [block.path for block in self.blocks if isinstance(block, Figure)]
+
+
+def short(path: str, keep: int = 12) -> str:
+    """`label/0123456789ab….jpg`: the parent folder is usually the class; content-hash
+    file names are cut, the start is enough to tell images apart."""
+    p = PurePath(path)
+    stem = p.stem if len(p.stem) <= keep + 4 else p.stem[:keep] + "…"
+    return f"{p.parent.name}/{stem}{p.suffix}" if p.parent.name else f"{stem}{p.suffix}"
 
 
 def fmt(value: object, digits: int = 3) -> str:

@@ -10,7 +10,7 @@ from PIL import Image
 from scipy import ndimage
 
 from tasks.plots import image_grid, load_rgb, normalise
-from tasks.report_doc import Facts, Figure, Section, Text
+from tasks.report_doc import Facts, Figure, Section, Text, short
 
 # Classic hand-made kernels: what a convolution does before any learning.
 CLASSIC_KERNELS: dict[str, np.ndarray] = {
@@ -90,6 +90,11 @@ def learned_filters(model_path: Path, rgb: np.ndarray) -> LearnedFilters | None:
     return LearnedFilters(conv.name, conv.get_weights()[0], maps, (height, width))
 
 
+def _map_caption(feature_map: np.ndarray, i: int) -> str:
+    flat = float(np.ptp(feature_map)) < 1e-9
+    return f"map {i} (all {float(feature_map.flat[0]):.3g})" if flat else f"map {i}"
+
+
 def _kernel_picture(kernel: np.ndarray) -> np.ndarray:
     """One filter as a picture: RGB when it reads 3 channels, else its mean over channels."""
     if kernel.shape[2] == 3:
@@ -126,7 +131,8 @@ def filters_section(
         )
         kernels = [(_kernel_picture(learned.kernels[..., i]), f"filter {i}") for i in range(n)]
         maps = [(np.asarray(rgb), "input")] + [
-            (normalise(learned.maps[..., i]), f"map {i}") for i in range(n)
+            (normalise(learned.maps[..., i]), _map_caption(learned.maps[..., i], i))
+            for i in range(n)
         ]
         section.blocks += [
             Figure(
@@ -135,7 +141,7 @@ def filters_section(
             ),
             Figure(
                 image_grid(maps, folder / "filters_maps.png", "feature maps on one image"),
-                f"What those filters respond to in {image_path.name} (bright = strong).",
+                f"What those filters respond to in {short(str(image_path))} (bright = strong).",
             ),
         ]
     section.blocks.append(

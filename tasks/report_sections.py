@@ -12,7 +12,7 @@ import pandas as pd
 
 from tasks import plots
 from tasks import report_stats as S
-from tasks.report_doc import Facts, Figure, Heading, Section, Table, Text, Thumb, fmt
+from tasks.report_doc import Facts, Figure, Heading, Section, Table, Text, Thumb, fmt, short
 
 FAILED_EXAMPLES = 5
 # Model card keys shown first, in this order, when present (then params and versions).
@@ -185,7 +185,7 @@ def _card_table(card: dict[str, Any]) -> Table:
 def _plain(value: Any) -> str:
     if isinstance(value, list | tuple):
         return "×".join(map(str, value)) if all(isinstance(v, int) for v in value) else str(value)
-    return fmt(value)
+    return f"{value:g}" if isinstance(value, float) else fmt(value)
 
 
 def _flatten(mapping: dict[str, Any], prefix: str) -> list[tuple[str, str]]:
@@ -193,7 +193,7 @@ def _flatten(mapping: dict[str, Any], prefix: str) -> list[tuple[str, str]]:
     for key, value in mapping.items():
         if isinstance(value, dict):
             items += _flatten(value, f"{prefix}{key}.")
-        else:
+        elif value is not None:  # unset options are noise in a table of settings
             items.append((f"{prefix}{key}", _plain(value)))
     return items
 
@@ -276,7 +276,8 @@ def _confusion_blocks(
         Facts([("validation images", str(len(pairs))), ("validation accuracy", fmt(cm.accuracy))]),
         Figure(
             path,
-            f"Confusion matrix of {model} on {S.plural(len(pairs), 'validation image')}.",
+            f"Confusion matrix of {model_name(model or '?')} on"
+            f" {S.plural(len(pairs), 'validation image')} ({model}).",
         ),
         Table(["class", "images", "precision", "recall"], rows, "Per-class precision and recall"),
     ]
@@ -297,14 +298,14 @@ def predictions_section(
     artifact_rows = []
     for model in models:
         if len(models) > 1:
-            section.blocks.append(Heading(f"Model {model}"))
+            section.blocks.append(Heading(f"Model {model_name(model)}"))
         frame = predictions[predictions["model"].astype(str) == model]
         blocks, picked = _model_predictions(frame, thumbs, sample)
         section.blocks += blocks
         artifact_rows += [
             {
                 "model": model,
-                "image": short(r.image),
+                "image": r.image,
                 "rank": int(r.rank),
                 "label": r.label,
                 "probability": round(float(r.probability), 4),
@@ -322,13 +323,16 @@ def _model_predictions(
     counts = S.status_counts(predictions.drop_duplicates(["image"], keep="first"))
     ok = predictions[predictions["status"] == "ok"]
     hits, total, per_target = S.target_hits(predictions)
-    facts = [("model", str(predictions["model"].iloc[0]))]
+    identity = str(predictions["model"].iloc[0])
+    facts = [("model", model_name(identity))]
     facts += [("images", str(predictions["image"].nunique())), ("predicted", str(total))]
     facts.append(("failed", str(sum(n for s, n in counts.items() if s != "ok"))))
     facts.append(("top-k", str(int(ok["rank"].max())) if not ok.empty else "–"))
     facts.append(("target hits", f"{hits} of {total}"))
     names = " or ".join(per_target) if per_target else "a target"
     blocks: list = [Facts(facts), Text(f"{hits} of {S.plural(total, 'image')} are {names}.")]
+    if identity != model_name(identity):
+        blocks.append(Text(f"Model: {identity}"))
     if per_target:
         rows = [[label, n] for label, n in per_target.items()]
         blocks.append(Table(["target", "images"], rows, "Images per target"))
@@ -348,10 +352,9 @@ def _model_predictions(
     return blocks, picked
 
 
-def short(path: str) -> str:
-    """`label/file.jpg`: the parent folder is usually the class, and file names repeat."""
-    path = Path(path)
-    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+def model_name(identity: str) -> str:
+    """`small_cnn` of `small_cnn@/data/models/<run>/best.keras:sha256=…` (the model column)."""
+    return identity.split("@", 1)[0] or identity
 
 
 def _topk_table(picked: pd.DataFrame, thumbs: Thumbs, shown: int, total: int) -> Table:

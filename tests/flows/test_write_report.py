@@ -57,13 +57,13 @@ def test_flow_writes_the_report_and_publishes_artifacts(prefect_harness, data_di
 
 
 def test_a_run_with_nothing_yet_says_so(prefect_harness, data_dir):
-    state = write_report(
-        params=ReportParams(run_id="20261128-000000-empty0", data_dir=str(data_dir)),
-        return_state=True,
-    )
+    note = "ImageNet stage skipped: <no weights>"
+    params = ReportParams(run_id="20261128-000000-empty0", data_dir=str(data_dir), notes=[note])
+    state = write_report(params=params, return_state=True)
     result = state.result()
     assert result.sections == [] and result.artifact_keys == ["report-20261128-000000-empty0"]
-    assert "Nothing has been recorded" in Path(result.report_path).read_text()
+    page = Path(result.report_path).read_text()
+    assert "Nothing has been recorded" in page and "skipped: &lt;no weights&gt;</p>" in page
     [markdown] = artifacts_of(state.state_details.flow_run_id, result.artifact_keys[0])
     assert "Nothing has been recorded for run 20261128-000000-empty0 yet" in markdown.data
 
