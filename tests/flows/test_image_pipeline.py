@@ -1,0 +1,177 @@
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from flows import cli
+from flows.image_pipeline import image_pipeline, summary_lines
+from flows.params import PipelineParams
+from storage.errors import ConfigError, WeightsNotFoundError
+from storage.parquet import read_table
+from tasks.demo import GalleryServer, build_gallery, generate_pictures
+
+TABLES = ["scrape_manifest", "dataset_manifest", "epoch_history", "batch_history", "predictions"]
+TINY = {
+    "prepare": {"image_size": 32, "val_fraction": 0.3},
+    "train": {"epochs": 1, "batch_size": 8},
+    "predict": {"batch_size": 16},
+}
+
+
+def rows(data_dir: Path, run_id: str) -> dict[str, int]:
+    return {t: len(read_table(t, data_dir=data_dir, run_id=run_id)) for t in TABLES}
+
+
+@pytest.fixture(scope="module")
+def full_run(prefect_harness, tmp_path_factory):
+    """One whole pipeline run on a tiny generated gallery (shared by the tests below)."""
+    data_dir = tmp_path_factory.mktemp("data")
+    gallery = build_gallery(tmp_path_factory.mktemp("site"), per_class=10, per_page=5)
+    with GalleryServer(gallery.site_dir) as server:
+        params = PipelineParams(
+            data_dir=str(data_dir),
+            run_id="full-1",
+            sources=[f"{label}={server.url}{page}" for label, page in gallery.first_pages.items()],
+            scrape={"allow_private_networks": True, "follow_pages": 1, "min_size": 64},
+            targets=["forest"],
+            **TINY,
+        )
+        result = image_pipeline(params=params)
+    return data_dir, server.url, result
+
+
+def test_whole_pipeline_runs_every_stage_under_one_run_id(full_run):
+    data_dir, _, result = full_run
+    assert result.run_id == "full-1"
+    assert result.stages_run == [
+        "scrape_images",
+        "prepare_dataset",
+        "train_classifier",
+        "predict_batch",
+        "write_report",
+    ]
+    counts = rows(data_dir, "full-1")
+    assert all(counts.values()), counts
+    scraped = read_table("scrape_manifest", data_dir=data_dir, run_id="full-1")
+    ok = scraped[scraped["status"] == "ok"]
+    assert sorted(ok["label"].value_counts().items()) == [("forest", 10), ("mountain", 10)]
+    assert {"too_small", "http_error"} <= set(scraped["status"])  # thumbnails, broken link
+    assert result.class_names == ["forest", "mountain"]
+    assert 0.0 <= result.best_val_accuracy <= 1.0
+    # Every path the result names exists, and they are all under the data root.
+    assert set(result.scrape_manifest_paths) == {"mountain", "forest"}
+    for path in result.paths():
+        assert Path(path).exists(), path
+        assert Path(path).resolve().is_relative_to(data_dir.resolve()), path
+    assert Path(result.report_path).name == "report.html"
+    predicted = read_table("predictions", data_dir=data_dir, run_id="full-1")
+    val_images = read_table("dataset_manifest", data_dir=data_dir, run_id="full-1")
+    assert predicted["image"].nunique() == (val_images["split"] == "val").sum()
+    lines = summary_lines(result)
+    assert lines[0].startswith("run full-1: scrape_images") and lines[-1].endswith("report.html")
+
+
+def test_scraping_holds_a_per_host_global_concurrency_limit(full_run):
+    from prefect.client.orchestration import get_client
+
+    _, url, _ = full_run
+    host = url.split("//")[1].rstrip("/").replace(":", "-")
+    with get_client(sync_client=True) as client:
+        limit = client.read_global_concurrency_limit_by_name(f"pixelpipe-scrape-{host}")
+    assert limit.limit == 4 and limit.active_slots == 0  # per_host default; released after
+
+
+def test_predict_only_with_an_existing_model_and_dataset(full_run):
+    data_dir, _, first = full_run
+    result = image_pipeline(
+        params={
+            "data_dir": str(data_dir),
+            "run_id": "predict-only-1",
+            "dataset_dir": first.dataset_dir,
+            "model_path": first.model_path,
+            "predict": {"split": "train"},
+        }
+    )
+    assert result.stages_run == ["predict_batch", "write_report"]
+    assert set(result.stages_skipped) >= {"scrape_images", "prepare_dataset", "train_classifier"}
+    counts = rows(data_dir, "predict-only-1")
+    assert counts["predictions"] > 0
+    assert counts["scrape_manifest"] == counts["dataset_manifest"] == counts["epoch_history"] == 0
+    assert result.model_path == first.model_path and Path(result.report_path).is_file()
+
+
+def test_start_from_a_source_folder_with_a_model_skips_scraping_and_training(
+    full_run, data_dir, tmp_path
+):
+    generate_pictures(tmp_path / "pictures", per_class=8, seed=3)
+    result = image_pipeline(
+        params={
+            "run_id": "from-folder-1",
+            "source_dir": str(tmp_path / "pictures"),
+            "model_path": full_run[2].model_path,
+            **TINY,
+        }
+    )
+    assert result.stages_run == ["prepare_dataset", "predict_batch", "write_report"]
+    assert set(result.stages_skipped) >= {"scrape_images", "train_classifier"}
+    counts = rows(data_dir, "from-folder-1")
+    assert counts["scrape_manifest"] == counts["epoch_history"] == 0
+    assert counts["dataset_manifest"] == 16 and counts["predictions"] > 0
+    assert Path(result.dataset_dir).is_relative_to(data_dir)
+
+
+@pytest.mark.parametrize(
+    ("params", "error", "message"),
+    [
+        ({"source_dir": "/nonexistent/pictures"}, ConfigError, "is not a folder"),
+        ({"dataset_dir": "/nonexistent/dataset"}, ConfigError, "needs train/ and val/"),
+        (
+            {"sources": ["mountain=http://127.0.0.1:9/a"], "targets": ["banana"]},
+            ConfigError,
+            "not classes of this run",
+        ),
+        (
+            {"sources": ["mountain=http://127.0.0.1:9/a"], "imagenet_weights": "/no/such.h5"},
+            WeightsNotFoundError,
+            "--weights",
+        ),
+    ],
+)
+def test_bad_inputs_fail_before_any_stage_runs(prefect_harness, data_dir, params, error, message):
+    with pytest.raises(error, match=message):
+        image_pipeline(params=params)
+    assert not any(data_dir.iterdir())  # no stage wrote anything
+
+
+def test_invalid_values_are_refused_by_validation(prefect_harness, data_dir):
+    from prefect.exceptions import ParameterTypeError
+
+    with pytest.raises(ParameterTypeError, match="epochs"):
+        image_pipeline(params={"sources": ["a=http://127.0.0.1:9/"], "train": {"epochs": 0}})
+    for bad in [{}, {"sources": ["no-equals-sign"]}, {"sources": ["a=x"], "dataset_dir": "d"}]:
+        with pytest.raises(ParameterTypeError):
+            image_pipeline(params=bad)
+    assert not any(data_dir.iterdir())
+
+
+def test_run_command_takes_every_pipeline_parameter_and_a_params_file(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(cli, "_HANDLERS", {**cli._HANDLERS, "run": seen.append})
+    params_file = tmp_path / "run.yaml"
+    params_file.write_text(
+        "sources: [mountain=https://example.com/a.html]\ntrain: {epochs: 3, batch_size: 4}\n"
+    )
+    result = CliRunner().invoke(
+        cli.app,
+        [
+            *("run", "--params", str(params_file), "--epochs", "2", "--rotation-range", "15"),
+            *("--predict-batch-size", "8", "--sources", "forest=https://example.com/b.html"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    (got,) = seen
+    assert got.source_pages() == {"forest": ["https://example.com/b.html"]}
+    assert (got.train.epochs, got.train.batch_size, got.predict.batch_size) == (2, 4, 8)
+    assert got.train.augmentation.rotation_range == 15
+    bad = CliRunner().invoke(cli.app, ["run", "--sources", "x=https://e.com", "--epochs", "0"])
+    assert bad.exit_code == 2 and "--epochs" in bad.output
