@@ -331,18 +331,62 @@ def _compiled(model, preprocess, h: int, w: int, softmax: bool) -> Predict:
     return lambda x: run(x).numpy()
 
 
+def build_backbone(
+    name: str,
+    weights: str | None,
+    *,
+    mixed_precision: bool = False,
+    classifier_activation: str | None = None,
+):
+    """The keras.applications model; weights=None gives the same random weights every time."""
+    import keras
+
+    with _policy("mixed_bfloat16" if mixed_precision else None):
+        model = getattr(keras.applications, BACKBONES[name].constructor)(
+            weights=weights, classifier_activation=classifier_activation
+        )
+    if weights is None:
+        reseed(model, RANDOM_SEED)
+    return model
+
+
+_SEEDED = (
+    ("kernel", "kernel_initializer"),
+    ("depthwise_kernel", "depthwise_initializer"),
+    ("pointwise_kernel", "pointwise_initializer"),
+    ("bias", "bias_initializer"),
+)
+
+
+def reseed(model, seed: int) -> None:
+    """Redraw every randomly initialized variable from its own initializer with a fixed seed.
+
+    keras.utils.set_random_seed is not enough: unseeded initializers take their seeds from
+    Python's global `random`, which Prefect's background threads draw from too.
+    """
+    import keras
+
+    n = 0
+    for layer in model._flatten_layers(include_self=False):
+        for var_name, init_name in _SEEDED:
+            init = getattr(layer, init_name, None)
+            var = getattr(layer, var_name, None)
+            if not isinstance(init, keras.initializers.Initializer) or var is None:
+                continue
+            config = init.get_config()
+            if "seed" in config:  # a random initializer (constants need no redraw)
+                var.assign(
+                    type(init).from_config(config | {"seed": seed + n})(var.shape, var.dtype)
+                )
+                n += 1
+
+
 def _load_backbone(spec: ModelSpec) -> Predict:
     import keras
 
-    b = BACKBONES[spec.name]
-    with _policy("mixed_bfloat16" if spec.mixed_precision else None):
-        if spec.path is None:
-            keras.utils.set_random_seed(RANDOM_SEED)
-        # Logits out, softmax applied by us in float32 (same values as the softmax layer).
-        model = getattr(keras.applications, b.constructor)(
-            weights=spec.path, classifier_activation=None
-        )
-    preprocess = getattr(keras.applications, b.module).preprocess_input
+    # Logits out, softmax applied by us in float32 (same values as the softmax layer).
+    model = build_backbone(spec.name, spec.path, mixed_precision=spec.mixed_precision)
+    preprocess = getattr(keras.applications, BACKBONES[spec.name].module).preprocess_input
     return _compiled(model, preprocess, *spec.image_size, softmax=True)
 
 
