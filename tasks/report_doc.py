@@ -114,7 +114,9 @@ dl.facts dd { margin: 0; font-size: 1.15rem; font-weight: 600; overflow-wrap: an
 table { border-collapse: collapse; margin: 8px 0; font-size: .9rem; }
 caption { text-align: left; font-weight: 600; padding: 4px 0; }
 th, td { border-bottom: 1px solid #e2e5ea; padding: 4px 8px; text-align: left;
-  vertical-align: middle; overflow-wrap: anywhere; max-width: 28rem; }
+  vertical-align: middle; overflow-wrap: break-word; max-width: 28rem; }
+td.long { overflow-wrap: anywhere; min-width: 9rem; }
+p, figcaption { overflow-wrap: anywhere; }
 th { background: #f0f2f5; white-space: nowrap; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 td img { width: 64px; height: 64px; object-fit: cover; border-radius: 4px; display: block; }
@@ -122,8 +124,12 @@ figure { margin: 12px 0; }
 figure img { max-width: 100%; height: auto; display: block; }
 figcaption { font-size: .85rem; color: #55607a; }
 @media (max-width: 600px) { main { padding: 8px; } section { padding: 2px 10px 10px; }
-  h1 { font-size: 1.3rem; } }
+  h1 { font-size: 1.3rem; } table { font-size: .8rem; } th, td { padding: 3px 4px; }
+  td img { width: 44px; height: 44px; } td.long { min-width: 6.5rem; } }
 """
+
+
+LONG_WORD = 20
 
 
 def data_uri(path: Path) -> str:
@@ -179,8 +185,12 @@ def _html_block(block: Block) -> str:
 def _html_cell(cell: Cell) -> str:
     if isinstance(cell, Thumb):
         return f'<td><img src="{data_uri(cell.path)}" alt="{html.escape(cell.alt)}"></td>'
-    css = ' class="num"' if isinstance(cell, int | float) and not isinstance(cell, bool) else ""
-    return f"<td{css}>{html.escape(fmt(cell))}</td>"
+    text = fmt(cell)
+    if isinstance(cell, int | float) and not isinstance(cell, bool):
+        css = ' class="num"'
+    else:  # long strings (URLs, paths) may break anywhere; words of a phrase stay whole
+        css = ' class="long"' if max(map(len, text.split()), default=0) > LONG_WORD else ""
+    return f"<td{css}>{html.escape(text)}</td>"
 
 
 def md_escape(text: str) -> str:

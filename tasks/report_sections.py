@@ -365,8 +365,8 @@ def _topk_table(picked: pd.DataFrame, thumbs: Thumbs, shown: int, total: int) ->
         )
         target = bool(group["is_target"].fillna(False).astype(bool).any())
         rows.append([thumbs(str(image), short(image)), short(image), ranked, fmt(target)])
-    caption = f"Top-k labels for {shown} of {S.plural(total, 'image')}"
-    return Table(["", "image", "top-k (rank. label probability)", "target"], rows, caption)
+    caption = f"Top-k labels (rank. label probability) for {shown} of {S.plural(total, 'image')}"
+    return Table(["", "image", "top-k", "target"], rows, caption)
 
 
 def _confident(rows: pd.DataFrame, thumbs: Thumbs, title: str) -> Table:
