@@ -102,6 +102,34 @@ def _kernel_picture(kernel: np.ndarray) -> np.ndarray:
     return normalise(kernel.mean(axis=2))
 
 
+def _learned_blocks(learned: LearnedFilters, rgb: np.ndarray, image: Path, folder: Path, n: int):
+    kh, kw, cin, total = learned.kernels.shape
+    n = min(n, total)
+    kernels = [(_kernel_picture(learned.kernels[..., i]), f"filter {i}") for i in range(n)]
+    maps = [(np.asarray(rgb), "input")] + [
+        (normalise(learned.maps[..., i]), _map_caption(learned.maps[..., i], i)) for i in range(n)
+    ]
+    size = f"{learned.input_size[0]}×{learned.input_size[1]}"
+    return [
+        Facts(
+            [
+                ("first conv layer", learned.layer),
+                ("filters", str(total)),
+                ("kernel", f"{kh}×{kw}×{cin}"),
+                ("input", size),
+            ]
+        ),
+        Figure(
+            image_grid(kernels, folder / "filters_learned.png", "learned first-layer filters"),
+            f"The first {n} of {total} learned {kh}×{kw} kernels of layer {learned.layer}.",
+        ),
+        Figure(
+            image_grid(maps, folder / "filters_maps.png", "feature maps on one image"),
+            f"What those filters respond to in {short(str(image))} (bright = strong).",
+        ),
+    ]
+
+
 def filters_section(
     image_path: Path, model_path: Path | None, folder: Path, max_filters: int
 ) -> Section | None:
@@ -110,40 +138,14 @@ def filters_section(
     if rgb is None:
         return None
     section = Section("filters", "Filters")
-    gray = to_gray(rgb)
-    classic = [(gray, "original (grey)")] + [(normalise(m), name) for name, m in classic_maps(gray)]
     learned = learned_filters(model_path, rgb) if model_path else None
     if learned is None:
         why = "no trained model (best.keras)" if model_path is None else "no Conv2D layer"
         section.blocks.append(Text(f"Learned filters are not shown: {why} for this run."))
     else:
-        n = min(max_filters, learned.kernels.shape[3])
-        kh, kw, cin, total = learned.kernels.shape
-        section.blocks.append(
-            Facts(
-                [
-                    ("first conv layer", learned.layer),
-                    ("filters", str(total)),
-                    ("kernel", f"{kh}×{kw}×{cin}"),
-                    ("input", f"{learned.input_size[0]}×{learned.input_size[1]}"),
-                ]
-            )
-        )
-        kernels = [(_kernel_picture(learned.kernels[..., i]), f"filter {i}") for i in range(n)]
-        maps = [(np.asarray(rgb), "input")] + [
-            (normalise(learned.maps[..., i]), _map_caption(learned.maps[..., i], i))
-            for i in range(n)
-        ]
-        section.blocks += [
-            Figure(
-                image_grid(kernels, folder / "filters_learned.png", "learned first-layer filters"),
-                f"The first {n} of {total} learned {kh}×{kw} kernels of layer {learned.layer}.",
-            ),
-            Figure(
-                image_grid(maps, folder / "filters_maps.png", "feature maps on one image"),
-                f"What those filters respond to in {short(str(image_path))} (bright = strong).",
-            ),
-        ]
+        section.blocks += _learned_blocks(learned, rgb, image_path, folder, max_filters)
+    gray = to_gray(rgb)
+    classic = [(gray, "original (grey)")] + [(normalise(m), name) for name, m in classic_maps(gray)]
     section.blocks.append(
         Figure(
             image_grid(classic, folder / "filters_classic.png", "classic fixed kernels"),

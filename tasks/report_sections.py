@@ -74,7 +74,8 @@ class Thumbs:
         if not source:
             return None
         name = hashlib.sha1(source.encode()).hexdigest()[:16] + ".png"
-        made = plots.thumbnail(source, self.folder / name)
+        made = self.folder / name  # the same image often shows in several tables
+        made = made if made.is_file() else plots.thumbnail(source, made)
         return Thumb(made, alt) if made else None
 
 

@@ -104,28 +104,26 @@ def validation_pairs(
 
 @dataclass(frozen=True)
 class Confusion:
+    """Rows: true labels; columns: predicted labels, the true ones first in the same order
+    (so cell [i, i] counts the hits of class i), then labels only ever predicted."""
+
     true_labels: list[str]
     pred_labels: list[str]
-    matrix: np.ndarray  # rows: true labels, columns: predicted labels
+    matrix: np.ndarray
 
     @property
     def accuracy(self) -> float:
-        hits = sum(
-            int(self.matrix[i, self.pred_labels.index(label)])
-            for i, label in enumerate(self.true_labels)
-            if label in self.pred_labels
-        )
+        hits = int(np.trace(self.matrix[:, : len(self.true_labels)]))
         return hits / max(int(self.matrix.sum()), 1)
 
     def per_class(self) -> list[dict[str, object]]:
         """Precision and recall per true class (None where a ratio has no denominator)."""
         rows = []
         for i, label in enumerate(self.true_labels):
-            j = self.pred_labels.index(label) if label in self.pred_labels else None
-            hits = int(self.matrix[i, j]) if j is not None else 0
-            support, predicted = (
+            hits, support, predicted = (
+                int(self.matrix[i, i]),
                 int(self.matrix[i].sum()),
-                (int(self.matrix[:, j].sum()) if j is not None else 0),
+                int(self.matrix[:, i].sum()),
             )
             rows.append(
                 {
