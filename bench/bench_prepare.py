@@ -1,0 +1,187 @@
+"""Benchmark prepare_dataset's image work (224x224 JPEG) against a naive one-core Pillow loop.
+
+    .venv/bin/python bench/bench_prepare.py [--copies 3] [--big 60] [--workers N] [--no-flow]
+
+Unpacks ../shared/data/imagenet-samples-200.tar.gz under /tmp, makes `copies` distinct-byte
+copies of each photo in two class folders (n01*, n02*), plus `big` 4x-upscaled re-encodes
+(2000x1500-ish, like phone photos) where JPEG draft decoding matters. Prints one table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+WORK = Path(tempfile.gettempdir()) / "pixelpipe-bench-prepare"
+TARBALL = ROOT.parent / "shared" / "data" / "imagenet-samples-200.tar.gz"
+# The flow runs against a private, fresh Prefect home (its own SQLite database and result
+# storage), so the first run's cached inspection is really cold. Workers inherit it.
+os.environ.setdefault("PREFECT_HOME", str(WORK / f"prefect-home-{os.getpid()}"))
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+from PIL import Image  # noqa: E402
+
+from tasks import pixels  # noqa: E402
+
+SIZE = 224
+SETTINGS = pixels.RenderSettings(image_size=SIZE, resize_mode="stretch", image_format="jpeg")
+
+
+def sources(copies: int, big: int) -> tuple[list[Path], list[Path]]:
+    """(ImageNet sample copies, big re-encodes), made once under WORK."""
+    samples = WORK / "imagenet-samples"
+    if not samples.is_dir():
+        with tarfile.open(TARBALL) as tar:
+            tar.extractall(WORK, filter="data")
+    photos = sorted(samples.glob("*.JPEG"))
+    normal = []
+    for copy in range(copies):
+        for photo in photos:
+            target = WORK / "src" / photo.name[:3] / f"{photo.stem}-{copy}.jpg"
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                # Trailing bytes after the JPEG end marker: same pixels, a distinct sha256.
+                target.write_bytes(photo.read_bytes() + b"\0" * copy)
+            normal.append(target)
+    large = []
+    for photo in photos[:big]:
+        target = WORK / "big" / photo.name[:3] / f"{photo.stem}.jpg"
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with Image.open(photo) as img:
+                rgb = img.convert("RGB")
+                rgb.resize((rgb.width * 4, rgb.height * 4), Image.Resampling.BICUBIC).save(
+                    target, quality=90
+                )
+        large.append(target)
+    return normal, large
+
+
+def naive(files: list[Path], out: Path) -> None:
+    """What a first script does: full decode, convert, default (bicubic) resize, save."""
+    for i, path in enumerate(files):
+        img = Image.open(path).convert("RGB").resize((SIZE, SIZE))
+        img.save(out / f"{i}.jpg", quality=SETTINGS.quality)
+
+
+def ours_one_core(files: list[Path], out: Path) -> None:
+    for i, path in enumerate(files):
+        assert pixels.render_file(str(path), str(out / f"{i}.jpg"), SETTINGS)[0] == "ok"
+
+
+def ours_pool(workers: int) -> Callable[[list[Path], Path], float]:
+    def run(files: list[Path], out: Path) -> float:
+        items = [(str(p), str(out / f"{i}.jpg")) for i, p in enumerate(files)]
+        pool = pixels.get_pool(workers)
+        try:
+            results = pixels.render_many(items, SETTINGS, workers)
+            worker_cpu = sum(_cpu_seconds(pid) for pid in pool._processes)
+        finally:
+            pixels.shutdown_pool()  # pool start and stop are part of the wall time
+        assert all(status == "ok" for status, _ in results)
+        return worker_cpu
+
+    return run
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(action: Callable, files: list[Path], repeat: int) -> tuple[float, float]:
+    """Best of `repeat` (wall seconds, CPU seconds in this process and pool workers).
+
+    The CPU is shared with other work, so wall time is noisy; CPU time per image is the
+    steadier per-core figure."""
+    best = (float("inf"), float("inf"))
+    for _ in range(repeat):
+        out = Path(tempfile.mkdtemp(dir=WORK, prefix="out-"))
+        start, cpu = time.perf_counter(), time.process_time()
+        worker_cpu = action(files, out) or 0.0
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu + worker_cpu
+        best = (min(best[0], wall), min(best[1], cpu))
+        shutil.rmtree(out)
+    return best
+
+
+def flow_times(workers: int) -> tuple[float, float, int]:
+    """(first run, idempotent second run) seconds of the whole flow over WORK/src."""
+    from flows.prepare_dataset import prepare_dataset
+
+    data_dir = WORK / "flow-data"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    warm = WORK / "warm"  # starts Prefect's temporary server outside the timing
+    for name in ("a", "b"):
+        (warm / name).mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8), name.encode()[0]).save(warm / name / "x.png")
+    prepare_dataset(params={"source_dir": str(warm), "data_dir": str(data_dir), "dataset": "w"})
+    params = {"source_dir": str(WORK / "src"), "data_dir": str(data_dir), "workers": workers}
+    start = time.perf_counter()
+    first = prepare_dataset(params=params)
+    middle = time.perf_counter()
+    second = prepare_dataset(params=params)
+    end = time.perf_counter()
+    assert second.rendered == 0, second
+    shutil.rmtree(os.environ["PREFECT_HOME"], ignore_errors=True)
+    return middle - start, end - middle, first.rendered
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--copies", type=int, default=3, help="copies of each of the 200 photos")
+    parser.add_argument("--big", type=int, default=60, help="big (4x) re-encodes to add")
+    parser.add_argument("--workers", type=int, default=pixels.default_workers())
+    parser.add_argument("--repeat", type=int, default=2, help="best of N for the loops")
+    parser.add_argument("--no-flow", action="store_true", help="skip the whole-flow timing")
+    args = parser.parse_args()
+    WORK.mkdir(parents=True, exist_ok=True)
+    normal, large = sources(args.copies, args.big)
+    w = args.workers
+    cases = [
+        ("naive loop (1 core)", normal, naive),
+        ("render_file loop (1 core)", normal, ours_one_core),
+        (f"render_many pool ({w} procs)", normal, ours_pool(w)),
+        ("naive loop, big photos", large, naive),
+        ("render_file loop, big photos", large, ours_one_core),
+        (f"render_many pool, big ({w} procs)", large, ours_pool(w)),
+    ]
+    print(f"cpus available: {pixels.default_workers()}, load avg: {os.getloadavg()[0]:.1f}")
+    print(
+        f"{'case':<32} {'images':>6} {'wall s':>7} {'img/s':>7} {'x naive':>7}"
+        f" {'cpu s':>6} {'img/cpu-s':>9} {'x naive':>7}"
+    )
+    baseline: dict[int, tuple[float, float]] = {}
+    for name, files, action in cases:
+        wall, cpu = timed(action, files, args.repeat)
+        rate, per_cpu = len(files) / wall, len(files) / cpu
+        base = baseline.setdefault(id(files), (rate, per_cpu))
+        print(
+            f"{name:<32} {len(files):>6} {wall:>7.2f} {rate:>7.1f} {rate / base[0]:>6.2f}x"
+            f" {cpu:>6.2f} {per_cpu:>9.1f} {per_cpu / base[1]:>6.2f}x"
+        )
+    if not args.no_flow:
+        first, second, rendered = flow_times(w)
+        rate = rendered / first
+        print(
+            f"{'prepare_dataset flow, 1st run':<32} {rendered:>6} {first:>7.2f} {rate:>7.1f}"
+            f" {rate / baseline[id(normal)][0]:>6.2f}x"
+        )
+        print(f"{'prepare_dataset flow, re-run':<32} {rendered:>6} {second:>7.2f}  (no work)")
+    print(f"load avg at the end: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
