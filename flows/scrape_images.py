@@ -14,7 +14,7 @@ from storage.layout import Layout, new_run_id, safe_name
 from storage.parquet import read_table, write_table
 from storage.schemas import SCRAPE_STATUSES
 from tasks.fetch import FetchConfig
-from tasks.runtime import Progress, logger
+from tasks.runtime import logger
 from tasks.scrape import manifest_row, mark_duplicates
 from tasks.scrape_tasks import download_images, find_image_urls
 
@@ -112,14 +112,12 @@ def scrape_images(params: ScrapeParams) -> ScrapeResult:
     )
     todo, skipped = _skip_rows(found["candidates"], before, params.max_images, run_id, params.label)
     log.info("%d image URL(s), %d to download", len(found["candidates"]), len(todo))
-    progress = Progress(len(todo), f"Downloading {len(todo)} image(s) for {params.label!r}")
     downloaded: list[dict] = []
-    for start in range(0, len(todo), BATCH_SIZE):
+    for start in range(0, len(todo), BATCH_SIZE):  # each batch reports its own progress
         batch = todo[start : start + BATCH_SIZE]
         downloaded += download_images(
             batch, run_id, params.label, str(raw_dir), config, params.min_size
         )
-        progress.advance(len(batch))
 
     known = {r["sha256"] for r in before.values() if r["sha256"]}
     rows = found["rows"] + mark_duplicates(_in_page_order(found, downloaded, skipped), known)

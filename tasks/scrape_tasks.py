@@ -4,7 +4,7 @@ batches, recording one scrape_manifest row per URL."""
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from tasks.fetch import AddressPolicy, FetchConfig, Fetcher
-from tasks.runtime import logger
+from tasks.runtime import Progress, logger
 from tasks.scrape import (
     REFUSALS_KEPT_FOR_PAGES,
     check_image,
@@ -181,9 +181,14 @@ def download_images(
     def work(i: int) -> None:
         outcomes[i] = download_one(fetcher, urls[i], folder, min_size, config.max_bytes)
 
+    progress = Progress(len(urls), f"Downloading {len(urls)} image(s) for {label!r}")
+    step, done = max(1, len(urls) // 20), 0  # about 20 updates: each one is an API call
     with Fetcher(config, policy) as fetcher, ThreadPoolExecutor(workers) as pool:
-        for future in [pool.submit(work, i) for i in interleave_by_host(urls)]:
+        for future in as_completed([pool.submit(work, i) for i in interleave_by_host(urls)]):
             future.result()  # re-raises what is not a bad item (a full disk, say)
+            done += 1
+            if done % step == 0 or done == len(urls):
+                progress.advance(done - progress.done)
     rows = [
         manifest_row(run_id, label, c["page_url"], c["url"], found_in=c.get("found_in"), **o)
         for c, o in zip(candidates, outcomes, strict=True)
