@@ -49,10 +49,11 @@ class Processes:
     """Subprocesses started by the test, each in its own session so its children go too."""
 
     def __init__(self, logs: Path) -> None:
-        self.logs, self.started = logs, []
+        self.logs, self.started, self.files = logs, [], []
 
     def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
         log = (self.logs / f"{name}.log").open("wb")
+        self.files.append(log)
         proc = subprocess.Popen(
             args, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -64,18 +65,21 @@ class Processes:
         return "\n".join(text[-lines:])
 
     def stop_all(self) -> None:
-        """SIGTERM each process group (by the PID we started), then SIGKILL what is left."""
+        """Last started first (serve pauses its schedules through the server as it stops):
+        SIGTERM the process group of each PID we started, SIGKILL it if it lingers."""
         for _, proc in reversed(self.started):
-            if proc.poll() is None:
+            with suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
-        for _, proc in reversed(self.started):
             try:
-                proc.wait(timeout=20)
+                proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+                with suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
-            with suppress(ProcessLookupError):  # children left by a process that exited first
+            with suppress(ProcessLookupError):  # children left behind (a flow run's process)
                 os.killpg(proc.pid, signal.SIGKILL)
+        for log in self.files:
+            log.close()
 
 
 def api_healthy(url: str) -> bool:
@@ -162,7 +166,8 @@ def test_serve_registers_the_pipeline_schedule_and_concurrency_limit(server):
     assert schedule.schedule.cron == "0 3 * * *" and schedule.schedule.timezone == "UTC"
     assert schedule.active  # the --params defaults say what to start from
     assert pipeline.parameters == {"params": {"dataset_dir": "/nonexistent/default-dataset"}}
-    assert pipeline.concurrency_limit == 1
+    assert pipeline.global_concurrency_limit.limit == 1
+    assert pipeline.concurrency_options.collision_strategy == "ENQUEUE"
     assert "params" in pipeline.parameter_openapi_schema["properties"]
     for flow in ["scrape-images", "prepare-dataset", "train-classifier", "write-report"]:
         assert served(server, f"{flow}/local").tags[0] == "pixelpipe"
@@ -291,7 +296,7 @@ def test_prefect_yaml_deploys_every_flow_to_a_process_pool(server):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     pipeline = deployment(server["api"], "image-pipeline/pixelpipe")
     assert pipeline.work_pool_name == "pixelpipe-process"
-    assert pipeline.concurrency_limit == 1
+    assert pipeline.global_concurrency_limit.limit == 1
     (schedule,) = pipeline.schedules
     assert schedule.schedule.cron == "0 3 * * *" and not schedule.active
     for flow in ["scrape-images", "prepare-dataset", "train-classifier", "predict-batch"]:
