@@ -41,7 +41,7 @@ def prepare_dataset(params: PrepareParams) -> PrepareResult:
     layout = Layout.at(params.data_dir)
     dataset_dir, class_dirs = _resolve(params, layout)
     settings = pixels.RenderSettings(
-        params.image_size, params.resize_mode, params.image_format, params.quality
+        params.image_size, params.resize_mode, params.image_format, params.quality, params.resample
     )
     spec = plan.SplitSpec(
         params.seed, params.val_fraction, params.test_fraction, params.max_per_class

@@ -22,9 +22,12 @@ from tasks.dataset_plan import IMAGE_EXTENSIONS
 OUTPUT_SUFFIX = {"jpeg": ".jpg", "png": ".png"}
 PAD_COLOR = (0, 0, 0)
 _SWAPS_AXES = {5, 6, 7, 8}  # EXIF orientations that turn the picture by 90 degrees
-# Decode JPEGs at >= 2x the pixels needed, then reduce() to >= 3x before LANCZOS: as good as
-# LANCZOS from full size to the eye, several times faster on big photos (Pillow's thumbnail()).
+# Decode JPEGs at >= 2x the pixels needed, then reduce() to >= 3x before the filter: as good as
+# filtering from full size to the eye, several times faster on big photos (Pillow's thumbnail()).
 DRAFT_GAP, REDUCING_GAP = 2.0, 3.0
+# Both are antialiased in Pillow (the support widens with the scale). LANCZOS is the sharper;
+# BICUBIC costs about 40% less CPU per resize, which is most of the work on ~500 px photos.
+RESAMPLE = {"lanczos": Image.Resampling.LANCZOS, "bicubic": Image.Resampling.BICUBIC}
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,7 @@ class RenderSettings:
     resize_mode: str = "stretch"
     image_format: str = "jpeg"
     quality: int = 95
+    resample: str = "lanczos"
 
     @property
     def suffix(self) -> str:
@@ -97,21 +101,21 @@ def draft_request(size: tuple[int, int], target: tuple[int, int], mode: str) -> 
     return (min(w, round(need[0] * DRAFT_GAP)), min(h, round(need[1] * DRAFT_GAP)))
 
 
-def fit(img: Image.Image, size: int, mode: str) -> Image.Image:
+def fit(img: Image.Image, size: int, mode: str, resample: str = "lanczos") -> Image.Image:
     """Resize to size x size: `stretch`, `crop` (center crop to the aspect) or `pad` (letterbox)."""
     w, h = img.size
-    lanczos = Image.Resampling.LANCZOS
+    resampling = RESAMPLE[resample]
     if mode == "stretch":
-        return img.resize((size, size), lanczos, reducing_gap=REDUCING_GAP)
+        return img.resize((size, size), resampling, reducing_gap=REDUCING_GAP)
     if mode == "crop":
         side = min(w, h)
         left, top = (w - side) / 2, (h - side) / 2
         box = (left, top, left + side, top + side)
-        return img.resize((size, size), lanczos, box=box, reducing_gap=REDUCING_GAP)
+        return img.resize((size, size), resampling, box=box, reducing_gap=REDUCING_GAP)
     scale = size / max(w, h)
     inner = (max(1, round(w * scale)), max(1, round(h * scale)))
     canvas = Image.new("RGB", (size, size), PAD_COLOR)
-    resized = img.resize(inner, lanczos, reducing_gap=REDUCING_GAP)
+    resized = img.resize(inner, resampling, reducing_gap=REDUCING_GAP)
     canvas.paste(resized, ((size - inner[0]) // 2, (size - inner[1]) // 2))
     return canvas
 
@@ -129,7 +133,8 @@ def render_file(source: str, output: str, settings: RenderSettings) -> tuple[str
     """Decode, clean, resize and atomically write one image; (status, error) for its row."""
     try:
         with Image.open(source) as img:
-            rendered = fit(load_rgb(img, settings), settings.image_size, settings.resize_mode)
+            rgb = load_rgb(img, settings)
+            rendered = fit(rgb, settings.image_size, settings.resize_mode, settings.resample)
         save_atomic(rendered, Path(output), settings)
     except Image.DecompressionBombError as e:
         return "unsupported", f"too many pixels: {e}"

@@ -128,6 +128,13 @@ def test_resize_modes(tmp_path):
     assert close(cropped.getpixel((1, 16)), GREEN) and close(cropped.getpixel((30, 16)), GREEN)
     assert padded.getpixel((16, 2)) == (0, 0, 0) and padded.getpixel((16, 29)) == (0, 0, 0)
     assert close(padded.getpixel((1, 16)), RED) and close(padded.getpixel((16, 16)), GREEN)
+    bicubic = images_array(pixels.fit(wide, 32, "stretch", "bicubic"))
+    difference = np.abs(bicubic - images_array(stretched))
+    assert difference.max() > 0 and difference.mean() < 8  # another filter, the same picture
+
+
+def images_array(img: Image.Image) -> np.ndarray:
+    return np.asarray(img, dtype=np.float64)
 
 
 def test_draft_request_keeps_twice_the_needed_pixels():
