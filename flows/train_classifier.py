@@ -160,10 +160,15 @@ def train_classifier(params: TrainParams) -> TrainResult:
     spec.model_dir.mkdir(parents=True, exist_ok=True)
     write_model_card(card_path, model_card(spec, info, params, None, created))
     log = logger()
+    held_out = (
+        f"{sum(info.val_counts.values())} in val/"
+        if info.has_val
+        else (f"{spec.validation_split:.0%} held out")
+    )
     log.info(
-        "training %s on %s: %s, %d+%d images, %s px, run %s",
+        "training %s on %s: %s, %d train images (%s), %s px, run %s",
         spec.model, info.root, ", ".join(info.class_names), sum(info.train_counts.values()),
-        sum(info.val_counts.values()), "x".join(map(str, spec.image_size)), run_id,
+        held_out, "x".join(map(str, spec.image_size)), run_id,
     )  # fmt: skip
     summary = train_model_task(spec)
     evaluated: dict[str, float] = {}

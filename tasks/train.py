@@ -27,6 +27,8 @@ from tasks.runtime import logger
 
 # Decoded images are cached in memory (as uint8) when they take less than this.
 CACHE_LIMIT_BYTES = 4 << 30
+# One RandomAffine for all geometric knobs (False: one Keras layer per knob; benchmarks).
+FUSED_AUGMENTATION = True
 # Extension point: callbacks appended here join every fit (tests simulate a crash with one).
 EXTRA_CALLBACKS: list[keras.callbacks.Callback] = []
 
@@ -148,7 +150,7 @@ def make_datasets(spec: TrainSpec, cache: bool | None = None) -> tuple[Any, Any]
     n_train, n_val = len(train.file_paths), len(val.file_paths)
     pixels = (n_train + n_val) * spec.image_size[0] * spec.image_size[1] * 3
     cache = pixels <= CACHE_LIMIT_BYTES if cache is None else cache
-    augment = build_augmentation(spec.augmentation, spec.seed)
+    augment = build_augmentation(spec.augmentation, spec.seed, FUSED_AUGMENTATION)
     return (
         _pipeline(train, spec, cache, augment, shuffle=n_train),
         _pipeline(val, spec, cache, None, shuffle=0),
@@ -280,7 +282,7 @@ def _nan(value: float | None) -> float:
 
 def _learning_rate(model: keras.Model) -> float | None:
     try:
-        return float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+        return float(model.optimizer.learning_rate.numpy())
     except (AttributeError, TypeError, ValueError):
         return None
 
