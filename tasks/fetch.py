@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
 
 from storage.errors import BlockedAddressError
 
@@ -54,7 +55,7 @@ class FetchConfig(BaseModel):
 
     @property
     def deadline_s(self) -> float:
-        """Total time one response may take, so a server dripping bytes cannot stall a worker."""
+        """Time a body may take to arrive, so a server dripping bytes cannot stall a worker."""
         return self.timeout * 4
 
 
@@ -200,8 +201,8 @@ def retry_delay(
     return delay
 
 
-def _blocked_in(error: BaseException) -> BlockedAddressError | None:
-    """requests wraps what our guarded connection raised; dig it out of the chain."""
+def _in_chain(error: BaseException, kinds: type | tuple[type, ...]) -> BaseException | None:
+    """requests wraps urllib3's errors, which wrap socket errors: find one of `kinds`."""
     seen: set[int] = set()
     stack: list[object] = [error]
     while stack:
@@ -209,15 +210,26 @@ def _blocked_in(error: BaseException) -> BlockedAddressError | None:
         if not isinstance(item, BaseException) or id(item) in seen:
             continue
         seen.add(id(item))
-        if isinstance(item, BlockedAddressError):
+        if isinstance(item, kinds):
             return item
         stack += [item.__cause__, item.__context__, getattr(item, "reason", None), *item.args]
     return None
 
 
+def _blocked_in(error: BaseException) -> BlockedAddressError | None:
+    return _in_chain(error, BlockedAddressError)  # type: ignore[return-value]
+
+
 def _is_timeout(error: BaseException) -> bool:
-    text = repr(error)
-    return isinstance(error, requests.Timeout) or "ReadTimeoutError" in text or "timed out" in text
+    if isinstance(error, requests.ConnectionError) and _in_chain(error, NewConnectionError):
+        return False  # urllib3 2 makes NewConnectionError a ConnectTimeoutError: it is not
+    kinds = (requests.Timeout, ReadTimeoutError, ConnectTimeoutError, TimeoutError)
+    return _in_chain(error, kinds) is not None
+
+
+def _http_error(response: requests.Response) -> str:
+    wait = response.headers.get("Retry-After")
+    return f"HTTP {response.status_code}" + (f" (Retry-After: {wait})" if wait else "")
 
 
 # --- the client --------------------------------------------------------------------------------
@@ -265,8 +277,8 @@ class Fetcher:
                         current = urljoin(current, location.strip())
                         continue
                     if response.status_code >= 400:
-                        raise _Refused("http_error", f"HTTP {response.status_code}")
-                    result.content = self._read(response, max_bytes or self.config.max_bytes, start)
+                        raise _Refused("http_error", _http_error(response))
+                    result.content = self._read(response, max_bytes or self.config.max_bytes)
                     return result
                 finally:
                     response.close()
@@ -346,8 +358,9 @@ class Fetcher:
             return None
         return retry_delay(attempt, retry_after, self.config, self._rng)
 
-    def _read(self, response: requests.Response, limit: int, start: float) -> bytes:
-        """The body, refused as soon as it passes `limit` bytes or the total deadline."""
+    def _read(self, response: requests.Response, limit: int) -> bytes:
+        """The body, refused as soon as it passes `limit` bytes or the deadline."""
+        start = time.monotonic()
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > limit:
             raise _Refused("too_large", f"Content-Length {declared} exceeds max_bytes {limit}")

@@ -9,6 +9,7 @@ Routes (any other path is a file, else 404):
   /redirect/<n>/<path>  a chain of n 302s ending at /<path>
   /goto?url=<url>       a 302 to any URL (another host, a private address, javascript:...)
   /stream/<path>        the file chunked, without Content-Length
+  /drip/<path>          the file 100 bytes at a time, every 0.1 s
 """
 
 from __future__ import annotations
@@ -165,7 +166,7 @@ class _Handler(BaseHTTPRequestHandler):
         if head == "goto":
             location = parse_qs(parts.query)["url"][0]
             return self._send(302, b"", "text/plain", {"Location": location})
-        if head in ("flaky", "ratelimited", "slow", "stream"):
+        if head in ("flaky", "ratelimited", "slow", "stream", "drip"):
             path = rest
         body = self.server.site.file(path)
         if body is None:
@@ -173,6 +174,8 @@ class _Handler(BaseHTTPRequestHandler):
         ctype = mimetypes.guess_type(path)[0] or "application/octet-stream"
         if head == "stream":
             return self._send_chunked(body, ctype)
+        if head == "drip":
+            return self._send_dripping(body, ctype)
         return self._send(200, body, ctype)
 
     def _send(self, code: int, body: bytes, ctype: str, headers: dict | None = None) -> None:
@@ -183,6 +186,18 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
+
+    def _send_dripping(self, body: bytes, ctype: str) -> None:
+        """Headers at once, then 100 bytes every 0.1 s: no single read ever times out."""
+        self.send_response(200)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        for i in range(0, len(body), 100):
+            self.wfile.write(body[i : i + 100])
+            self.wfile.flush()
+            if self.server.site.stopping.wait(0.1):
+                return
 
     def _send_chunked(self, body: bytes, ctype: str) -> None:
         self.send_response(200)

@@ -9,10 +9,12 @@ from email.utils import format_datetime
 
 import pytest
 import requests
+from urllib3.exceptions import MaxRetryError, NewConnectionError, ReadTimeoutError
 
 from tasks.fetch import (
     FetchConfig,
     Fetcher,
+    _is_timeout,
     make_session,
     parse_retry_after,
     private_address_refusal,
@@ -113,6 +115,28 @@ def test_a_slow_response_times_out_without_retrying(site):
         got = fetcher.get(site.url("slow/img/slow.jpg"))
     assert got.status == "timeout" and got.attempts == 1
     assert time.monotonic() - start < 2.0
+
+
+def test_a_body_that_trickles_in_hits_the_deadline(site):
+    cfg = config(timeout=0.25)  # each 100-byte piece comes within it; the whole body does not
+    start = time.monotonic()
+    with Fetcher(cfg) as fetcher:
+        got = fetcher.get(site.url("drip/img/plain.jpg"))
+    assert got.status == "timeout" and "body took over 1.0 s" in got.error
+    assert time.monotonic() - start < 2.5
+
+
+@pytest.mark.parametrize(
+    ("error", "is_timeout"),
+    [
+        (requests.ConnectTimeout("connect timed out"), True),
+        (requests.ConnectionError(ReadTimeoutError(None, "u", "read timed out")), True),
+        (requests.ConnectionError(MaxRetryError(None, "u", NewConnectionError(None, "no"))), False),
+        (requests.ConnectionError("Connection reset by peer"), False),
+    ],
+)
+def test_timeouts_are_told_apart_from_refused_connections(error, is_timeout):
+    assert _is_timeout(error) is is_timeout
 
 
 def test_a_refused_connection_is_retried_then_reported(site):
