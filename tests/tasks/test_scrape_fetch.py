@@ -17,7 +17,6 @@ from tasks.fetch import (
     _is_timeout,
     make_session,
     parse_retry_after,
-    private_address_refusal,
     retry_delay,
 )
 from tasks.fetch import _blocked_in as blocked_in
