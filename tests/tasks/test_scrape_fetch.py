@@ -20,6 +20,7 @@ from tasks.fetch import (
     retry_delay,
 )
 from tasks.fetch import _blocked_in as blocked_in
+from tasks.netguard import private_address_refusal
 from tests.http_server import SiteServer
 
 UA = "pixelpipe-tests/1.0 (+https://example.invalid/bot)"
