@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow
+from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
 from flows.params import PrepareParams
@@ -35,7 +36,13 @@ class PrepareResult(BaseModel):
     warnings: list[str] = Field(default_factory=list)
 
 
-@flow(name="prepare-dataset", description="Clean, resize, deduplicate and split images.")
+# Threads only wait on file reads and on the process pool; a few keep both busy, and bound
+# how many batches `.map` starts at once on a big folder.
+@flow(
+    name="prepare-dataset",
+    description="Clean, resize, deduplicate and split images.",
+    task_runner=ThreadPoolTaskRunner(max_workers=4),
+)
 def prepare_dataset(params: PrepareParams) -> PrepareResult:
     run_id = params.run_id or new_run_id()
     layout = Layout.at(params.data_dir)
@@ -62,7 +69,8 @@ def prepare_dataset(params: PrepareParams) -> PrepareResult:
     removed = plan.sync_folders(dataset_dir, spec.splits, class_names, kept)
     manifest = _write_manifest(rows, run_id, params.dataset, layout.root)
     counts = _counts(rows, spec.splits, class_names)
-    warnings = _report(counts)
+    skipped = dict(sorted(Counter(r["status"] for r in rows if r["status"] != "ok").items()))
+    warnings = _report(counts, skipped)
     plan.write_stamp(dataset_dir, _stamp(run_id, settings, spec, class_names, counts, rows))
     return PrepareResult(
         run_id=run_id,
@@ -72,7 +80,7 @@ def prepare_dataset(params: PrepareParams) -> PrepareResult:
         class_names=class_names,
         image_size=params.image_size,
         counts=counts,
-        skipped=dict(sorted(Counter(r["status"] for r in rows if r["status"] != "ok").items())),
+        skipped=skipped,
         sources=len(rows),
         rendered=rendered,
         reused=len(kept) - rendered,
@@ -169,9 +177,12 @@ def _counts(
     return counts
 
 
-def _report(counts: dict[str, dict[str, int]]) -> list[str]:
-    """Log the images per class per split; return (and log) a warning for each thin cell."""
+def _report(counts: dict[str, dict[str, int]], skipped: dict[str, int]) -> list[str]:
+    """Log the images per class per split and the files left out; return (and log) a warning
+    for each thin cell and for images found in several classes."""
     log = logger()
+    if skipped:
+        log.info("left out: %s (see the status column of dataset_manifest)", skipped)
     splits = list(counts)
     classes = list(next(iter(counts.values()), {}))
     width = max([5, *map(len, classes)])
@@ -186,6 +197,11 @@ def _report(counts: dict[str, dict[str, int]]) -> list[str]:
         for c in classes
         if counts[s][c] < plan.MIN_PER_SPLIT
     ]
+    if skipped.get("conflict"):
+        warnings.append(
+            f"{skipped['conflict']} file(s) hold an image that is also in another class: all"
+            " copies left out (status conflict); file each image under one class"
+        )
     for warning in warnings:
         log.warning(warning)
     return warnings

@@ -10,15 +10,20 @@ from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 
 from tasks.pixels import RenderSettings, inspect_file, render_many
 
+INSPECT_VERSION = 1  # part of the cache key of inspect_batch
+
 
 @task(
     name="inspect-images",
     cache_policy=INPUTS + TASK_SOURCE,
     cache_expiration=timedelta(days=30),
 )
-def inspect_batch(files: list[tuple[str, int, int]]) -> list[dict[str, Any]]:
-    """inspect_file over a batch of (path, size, mtime_ns). The cache key is that list, so a
-    re-run over unchanged files reads nothing; a changed size or mtime misses the cache."""
+def inspect_batch(
+    files: list[tuple[str, int, int]], version: int = INSPECT_VERSION
+) -> list[dict[str, Any]]:
+    """inspect_file over a batch of (path, size, mtime_ns). The cache key is that list (and
+    `version`), so a re-run over unchanged files reads nothing; a changed size or mtime misses.
+    TASK_SOURCE covers this function only: bump INSPECT_VERSION when inspect_file changes."""
     return [inspect_file(path) for path, _size, _mtime in files]
 
 

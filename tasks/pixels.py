@@ -8,7 +8,7 @@ import os
 import threading
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import CancelledError, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -207,7 +207,8 @@ def render_many(
         pool = get_pool(workers)
         settings_each = [settings] * len(items)
         return list(pool.map(render_file, sources, outputs, settings_each, chunksize=chunk))
-    except BrokenProcessPool:
+    except (BrokenProcessPool, CancelledError, RuntimeError):
+        # A worker died, or another batch's recovery shut the shared pool down under us.
         return _render_isolated(items, settings, workers)
 
 

@@ -123,6 +123,7 @@ def test_prepare_cleans_dedupes_splits_and_is_idempotent(tmp_path, data_dir):
         s: {c: counts.get((s, c), 0) for c in ("cat", "dog")} for s in ("train", "val")
     }
     assert any("in val/" in w for w in result.warnings)  # a few images per class: warned
+    assert any("status conflict" in w for w in result.warnings)
 
     before = outputs(dataset_dir)
     state = prepare_dataset(params=params(source, data_dir), return_state=True)
