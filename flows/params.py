@@ -189,7 +189,9 @@ class PredictParams(StageParams):
     dataset_dir: str | None = Field(None, description="Predict a split of this dataset")
     split: Literal["train", "val", "test"] = Field("val", description="Split of dataset_dir")
     model: str = Field(
-        "resnet50", description="'resnet50', 'mobilenet_v2', a best.keras or a .tflite file"
+        "resnet50",
+        description="An ImageNet backbone (resnet50, mobilenet_v2, resnet101, vgg16, ...), a"
+        " best.keras (or its folder, or a train run id) or a .tflite classifier",
     )
     weights: str | None = Field(
         "imagenet", description="ImageNet backbone weights: 'imagenet', a local file, or none"
@@ -199,11 +201,13 @@ class PredictParams(StageParams):
         default_factory=lambda: ["banana"], description="Class names or WordNet ids to look for"
     )
     target_rank: int | None = Field(
-        None, ge=1, description="A target counts within this rank (default: top_k)"
+        None, ge=1, description="A target counts within this rank (default: top_k, < classes)"
     )
     threshold: float = Field(0.5, ge=0, le=1, description="Binary models: class 1 at or above")
     batch_size: int = Field(32, ge=1, le=4096, description="Images per model call")
-    mixed_precision: bool = Field(False, description="Run the model in mixed_bfloat16")
+    mixed_precision: bool = Field(
+        False, description="Run an ImageNet backbone in mixed_bfloat16 (faster on AMX/GPU)"
+    )
     shard_size: int = Field(1000, ge=1, description="Images per task (shard)")
 
     @model_validator(mode="after")
