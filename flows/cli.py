@@ -267,6 +267,7 @@ def report(params: P.ReportParams) -> None:
     "run", P.PipelineParams, "Run the whole pipeline: scrape, prepare, train, predict, report."
 )
 def run(params: P.PipelineParams) -> None:
+    _patient_ephemeral_server()
     from flows.image_pipeline import image_pipeline, summary_lines
 
     result = image_pipeline(params=params)
@@ -275,6 +276,7 @@ def run(params: P.PipelineParams) -> None:
 
 @params_command("demo", DemoOptions, "Run the whole pipeline offline on generated pictures.")
 def demo(options: DemoOptions) -> None:
+    _patient_ephemeral_server()
     from flows.demo import run_demo
 
     result = run_demo(options, echo=typer.echo)
@@ -282,6 +284,14 @@ def demo(options: DemoOptions) -> None:
     typer.echo(f"validation accuracy: {accuracy} (chance: 0.5)")
     typer.echo(f"report: {result.report_path}")
     typer.echo(f"demo run {result.run_id} took {result.seconds:.0f} s")
+
+
+def _patient_ephemeral_server() -> None:
+    """Without a Prefect server, flows start a temporary one; Prefect gives it 20 s, which a
+    first start (database migrations) on a busy 2-core machine can exceed."""
+    import os
+
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 @app.command("serve", help="Serve the deployments (with schedules) from this process.")
