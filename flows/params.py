@@ -217,6 +217,12 @@ class PredictParams(StageParams):
             raise ValueError("give only one of inputs, scrape_run or dataset_dir")
         return self
 
+    @model_validator(mode="after")
+    def _target_rank(self) -> PredictParams:
+        if self.target_rank is not None and self.target_rank > self.top_k:
+            raise ValueError("target_rank must be at most top_k (targets are marked on kept rows)")
+        return self
+
 
 class ReportParams(StageParams):
     run_id: str = Field(min_length=1, description="The run to report on")

@@ -47,7 +47,7 @@ def decoding_for(params: PredictParams, labels) -> Decoding:
     else:
         target_idx = sorted({i for v in target_indices(labels, params.targets).values() for i in v})
     # A target "somewhere among all classes" is always true: cap the rank below the count.
-    within = params.target_rank or min(params.top_k, max(len(labels) - 1, 1))
+    within = min(params.target_rank or params.top_k, max(len(labels) - 1, 1))
     return Decoding(params.top_k, tuple(target_idx), within, params.threshold)
 
 

@@ -89,12 +89,14 @@ def binary_ranking(p1: np.ndarray, threshold: float) -> tuple[np.ndarray, np.nda
 def target_scores(
     probs: np.ndarray, order: np.ndarray, target_idx: list[int], within: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: is a target class among the `within` best, and the targets' summed probability."""
-    n = probs.shape[0]
-    if not target_idx:
-        return np.zeros(n, dtype=bool), np.zeros(n, dtype=np.float32)
+    """(which of each row's `within` best classes are targets, the targets' summed probability).
+
+    The mask is (n, within): True where the class at that rank is a target. A class with
+    probability 0 is never a hit, even when ties put it high (quantized outputs).
+    """
     best = order[:, :within]
-    # A class with probability 0 is no hit even when ties put it high (quantized outputs).
+    if not target_idx:
+        return np.zeros(best.shape, dtype=bool), np.zeros(len(probs), dtype=np.float32)
     positive = np.take_along_axis(probs, best, axis=-1) > 0
-    hit = (np.isin(best, target_idx) & positive).any(axis=-1)
-    return hit, probs[:, target_idx].sum(axis=-1).astype(np.float32)
+    mask = np.isin(best, target_idx) & positive
+    return mask, probs[:, target_idx].sum(axis=-1).astype(np.float32)

@@ -175,12 +175,17 @@ def prediction_rows(
     run_id: str,
     decoding: Decoding,
 ) -> list[dict]:
-    """Top-k rows per readable image and one status row per unreadable one."""
+    """Top-k rows per readable image and one status row per unreadable one.
+
+    `is_target` marks the rows whose class is a target within the target rank (an image is a
+    hit when any of its rows is); `target_probability` is the image's, on each of its rows.
+    """
     if spec.binary:
         probs, order = binary_ranking(probs, decoding.threshold)
     else:
         order = ranking(probs)
-    hit, target_p = target_scores(probs, order, list(decoding.target_idx), decoding.within)
+    within = min(decoding.within, decoding.top_k)  # a target is marked on a row that is kept
+    is_target, target_p = target_scores(probs, order, list(decoding.target_idx), within)
     rows = []
     for i, image in enumerate(paths):
         base = {"run_id": run_id, "model": spec.identity, "image": image}
@@ -196,7 +201,8 @@ def prediction_rows(
             rows.append(
                 base
                 | {"rank": rank, "label": spec.labels.names[c], "label_index": int(c)}
-                | {"probability": float(probs[i, c]), "is_target": bool(hit[i])}
+                | {"probability": float(probs[i, c])}
+                | {"is_target": rank <= within and bool(is_target[i, rank - 1])}
                 | {"target_probability": float(target_p[i]), "status": "ok", "error": None}
             )
     return rows
@@ -247,7 +253,8 @@ class ShardSummary(BaseModel):
 def summarize(part: str, path: str, rows: list[dict], seconds: float) -> ShardSummary:
     firsts = [r for r in rows if r["status"] != "ok" or r["rank"] == 1]
     statuses = Counter(r["status"] for r in firsts)
-    ok_rows = [r for r in firsts if r["status"] == "ok"]
+    hits = {r["image"] for r in rows if r["is_target"]}
+    ok_rows = [r | {"is_target": r["image"] in hits} for r in firsts if r["status"] == "ok"]
     top = sorted(
         ok_rows, key=lambda r: (r["is_target"], r["target_probability"], r["probability"])
     )[::-1][:TOP_ROWS]
@@ -258,7 +265,7 @@ def summarize(part: str, path: str, rows: list[dict], seconds: float) -> ShardSu
         ok=statuses["ok"],
         corrupt=statuses["corrupt"],
         missing=statuses["missing"],
-        target_hits=sum(bool(r["is_target"]) for r in ok_rows),
+        target_hits=len(hits),
         counts=dict(Counter(r["label"] for r in ok_rows).most_common()),
         top=[{k: r[k] for k in ("image", "label", "probability", "is_target")} for r in top],
         seconds=round(seconds, 3),

@@ -98,11 +98,12 @@ def test_targets_count_within_rank_and_sum_their_probability():
     )
     order = ranking(probs)
     assert order[:, 0].tolist() == [1, 0]
-    hit2, p = target_scores(probs, order, [2], within=2)
-    assert hit2.tolist() == [True, False]
-    hit1, _ = target_scores(probs, order, [2], within=1)
-    assert hit1.tolist() == [False, False]
-    _, p = target_scores(probs, order, [2, 3], within=3)
+    rows2, _ = target_scores(probs, order, [2], within=2)
+    assert rows2.tolist() == [[False, True], [False, False]]  # the rank-2 row of image 0
+    rows1, _ = target_scores(probs, order, [2], within=1)
+    assert not rows1.any()
+    rows3, p = target_scores(probs, order, [2, 3], within=3)
+    assert rows3.tolist() == [[False, True, False], [False, True, False]]
     np.testing.assert_allclose(p, [0.3, 0.3])
 
 
@@ -284,6 +285,8 @@ def test_trained_binary_model_with_its_card_and_threshold(tmp_path):
         decoding = Decoding(top_k=3, target_idx=(1,), within=1, threshold=threshold)
         rows = next(predict_images(paths, spec, batch_size=8, run_id="r", decoding=decoding))
         assert len(rows) == 6  # two classes: top_k is capped
+        # Only the row whose class is the target ("red") and within rank 1 is marked.
+        assert all(r["is_target"] == (r["rank"] == 1 and r["label"] == "red") for r in rows)
         return [(r["label"], r["probability"], r["is_target"]) for r in rows if r["rank"] == 1]
 
     got = top1(0.5)
