@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_mountain_forest.py [--epochs 10] [--mobilenet-epochs 5]
         [--image-size 150] [--per-class N] [--only small_cnn,small_cnn_aug,mobilenet]
+        [--mixed-precision]
 
 Unpacks ../shared/data/mountain-forest-train.tar.gz under --work (default /tmp) and trains
 through the real `train_classifier` flow, holding out 20% with the flow's own seeded
@@ -76,6 +77,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--per-class", type=int, default=None, help="use only N photos per class")
     ap.add_argument("--only", default="small_cnn,small_cnn_aug,mobilenet")
+    ap.add_argument("--mixed-precision", action="store_true", help="train in mixed_bfloat16")
     ap.add_argument("--tarball", type=Path, default=SHARED / "mountain-forest-train.tar.gz")
     ap.add_argument(
         "--weights", type=Path, default=SHARED / "weights/mobilenet_2_5_224_tf_no_top.h5"
@@ -98,6 +100,7 @@ def main() -> None:
                 "dataset_dir": str(dataset),
                 "batch_size": args.batch_size,
                 "validation_split": 0.2,
+                "mixed_precision": args.mixed_precision,
             }
             t0 = time.perf_counter()
             result = train_classifier(params=params)

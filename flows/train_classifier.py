@@ -152,11 +152,10 @@ def train_classifier(params: TrainParams) -> TrainResult:
     params, run_id = resolve_resume(params)
     spec, info = plan(params, run_id)
     card_path = spec.model_dir / "model_card.json"
-    created = (
-        json.loads(card_path.read_text()).get("created_at")
-        if card_path.is_file()
-        else datetime.now(UTC).isoformat()
-    )
+    stored = json.loads(card_path.read_text()) if card_path.is_file() else {}
+    created = stored.get("created_at") or datetime.now(UTC).isoformat()
+    if stored.get("dataset_manifest_sha256", info.manifest_sha256) != info.manifest_sha256:
+        logger().warning("the dataset's files changed since this run started: %s", info.root)
     spec.model_dir.mkdir(parents=True, exist_ok=True)
     write_model_card(card_path, model_card(spec, info, params, None, created))
     log = logger()

@@ -177,7 +177,9 @@ def check_trained(
     assert evaluated["val_loss"] == pytest.approx(summary["best_val_loss"], rel=1e-4)
 
 
-@pytest.mark.parametrize("model", ["small_cnn", "cifar_cnn", "mobilenet_transfer"])
+@pytest.mark.parametrize(
+    "model", ["small_cnn", "cifar_cnn", pytest.param("mobilenet_transfer", marks=pytest.mark.slow)]
+)
 def test_training_writes_checkpoint_histories_and_best_epoch(dataset, tmp_path, model):
     epochs = 1 if model == "mobilenet_transfer" else 2  # a bigger graph: keep it short
     spec = spec_for(
@@ -219,3 +221,17 @@ def test_mixed_precision_trains_and_restores_the_policy(dataset, tmp_path):
     assert any(layer.dtype_policy.name == "mixed_bfloat16" for layer in model.layers)
     assert model.layers[-1].dtype_policy.name == "float32"  # the head stays float32
     assert summary["best_val_accuracy"] is not None
+
+
+@pytest.mark.slow
+def test_fine_tuning_unfreezes_top_layers_at_a_tenth_of_the_learning_rate(dataset, tmp_path):
+    spec = spec_for(
+        dataset, tmp_path, model="mobilenet_transfer", epochs=1, batch_size=16,
+        fine_tune_layers=3, fine_tune_epochs=1, learning_rate=1e-3,
+    )  # fmt: skip
+    summary = train_model(spec)
+    history = read_table("epoch_history", data_dir=tmp_path, run_id="r1")
+    assert summary["epochs_run"] == 2 and history["epoch"].tolist() == [1, 2]
+    assert history["learning_rate"].tolist() == pytest.approx([1e-3, 1e-4])
+    assert len(read_table("batch_history", data_dir=tmp_path, run_id="r1")) == 2 * 3
+    assert spec.best_path.is_file()
