@@ -133,6 +133,7 @@ def _base_url(soup: BeautifulSoup, page_url: str) -> str:
 
 
 def _resolve(base: str, raw: str) -> str:
+    raw = re.sub(r"[\t\n\r]", "", raw)  # as browsers do: markup may wrap a long URL
     if raw.lower().startswith("data:"):
         return raw  # urljoin would mangle it; it carries its own bytes
     return urldefrag(urljoin(base, raw))[0]
@@ -171,7 +172,7 @@ def extract_image_urls(html: str | bytes, base_url: str) -> list[str]:
 
 
 def same_site(a: str, b: str) -> bool:
-    """Same scheme family and host (a leading `www.` ignored): where "next page" may lead."""
+    """Same host, a leading `www.` ignored: where a "next page" link may lead."""
     ha, hb = (urlsplit(u).hostname or "" for u in (a, b))
     return ha.removeprefix("www.") == hb.removeprefix("www.") != ""
 

@@ -134,6 +134,11 @@ def test_other_schemes_and_data_uris_are_kept_for_the_manifest():
     assert urls(html) == ["javascript:alert(1)", data, "ftp://files.example.com/x.jpg"]
 
 
+def test_urls_wrapped_over_lines_are_joined_like_a_browser_does():
+    html = '<img src="very/long/\n\tpath.jpg">'
+    assert urls(html) == ["https://example.com/gallery/very/long/path.jpg"]
+
+
 def test_broken_html_and_bytes_are_fine():
     html = b'<html><body><img src="a.jpg"<div><img src=b.jpg></p></table>'
     assert urls(html)[-1] == "https://example.com/gallery/b.jpg"
