@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import random
 import threading
@@ -157,6 +158,15 @@ def _is_timeout(error: BaseException) -> bool:
     return _in_chain(error, kinds) is not None
 
 
+def _drain(response: requests.Response, limit: int = 64 * 1024) -> None:
+    """Read a small unwanted body (a redirect, an error page) so the connection can go back
+    to the pool; closing it unread would make the next request open a new one."""
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) <= limit:
+        with contextlib.suppress(requests.RequestException):
+            response.content  # noqa: B018 - reading it is the point
+
+
 def _http_error(response: requests.Response) -> str:
     wait = response.headers.get("Retry-After")
     return f"HTTP {response.status_code}" + (f" (Retry-After: {wait})" if wait else "")
@@ -205,8 +215,10 @@ class Fetcher:
                     location = response.headers.get("Location")
                     if response.status_code in REDIRECT_STATUSES and location:
                         current = urljoin(current, location.strip())
+                        _drain(response)
                         continue
                     if response.status_code >= 400:
+                        _drain(response)
                         raise _Refused("http_error", _http_error(response))
                     result.content = self._read(response, max_bytes or self.config.max_bytes)
                     return result
@@ -263,6 +275,7 @@ class Fetcher:
                 delay = self._delay(attempt, wait)
                 if delay is None:
                     return response, slot  # out of retries: the caller records the HTTP error
+                _drain(response)
                 response.close()
                 slot.release()
             time.sleep(delay)  # outside the host slot: a waiting retry does not hold it

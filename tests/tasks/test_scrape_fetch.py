@@ -196,6 +196,11 @@ def test_the_user_agent_names_pixelpipe_and_one_connection_is_reused(site):
             assert fetcher.get(site.url("img/plain.jpg")).ok
     assert {h.headers["User-Agent"] for h in site.stats.hits} == {FetchConfig().user_agent}
     assert site.stats.connections == 1  # robots.txt and five images over one pooled connection
+    with Fetcher(config(retries=1)) as fetcher:  # error pages, retries and redirects too
+        fetcher.get(site.url("img/missing.jpg"))
+        fetcher.get(site.url("status/503"))
+        fetcher.get(site.url("redirect/2/img/plain.jpg"))
+    assert site.stats.connections == 2
     with Fetcher(config()) as fetcher:
         fetcher.get(site.url("img/plain.jpg"))
     assert site.stats.hits[-1].headers["User-Agent"] == UA
