@@ -29,8 +29,6 @@ from storage.errors import ConfigError, NotAvailableError
 from storage.layout import Layout, new_run_id, safe_name
 from tasks.runtime import logger
 
-STAGES = ("scrape_images", "prepare_dataset", "train_classifier", "predict_batch", "write_report")
-
 
 class PipelineResult(BaseModel):
     """What one pipeline run did and every path it wrote (paths as str, like every result)."""
@@ -156,8 +154,11 @@ def host_slots(pages: list[str], per_host: int) -> Iterator[None]:
         yield
 
 
-def _scrape(params: PipelineParams, run_id: str, data_dir: str, result: PipelineResult) -> str:
-    """Scrape each label's pages; returns the raw/ folder prepare reads from."""
+def _scrape(params: PipelineParams, result: PipelineResult) -> str | None:
+    """Scrape each label's pages; returns the folder prepare reads from."""
+    if not params.sources:
+        result.stages_skipped["scrape_images"] = "no sources given"
+        return params.source_dir
     for label, pages in params.source_pages().items():
         with host_slots(pages, params.scrape.per_host):
             scraped = stage("scrape_images")(
@@ -165,70 +166,107 @@ def _scrape(params: PipelineParams, run_id: str, data_dir: str, result: Pipeline
                     **params.scrape.model_dump(),
                     pages=pages,
                     label=label,
-                    data_dir=data_dir,
-                    run_id=run_id,
+                    data_dir=result.data_dir,
+                    run_id=result.run_id,
                 )
             )
         result.scrape_manifest_paths[label] = scraped.manifest_path
         result.raw_dirs[label] = scraped.raw_dir
-    return str(Layout.at(data_dir).root / "raw")
+    result.stages_run.append("scrape_images")
+    return str(Layout.at(result.data_dir).root / "raw")
 
 
-def _prepare(
-    params: PipelineParams, source_dir: str, run_id: str, data_dir: str, result: PipelineResult
-) -> None:
+def _prepare(params: PipelineParams, source_dir: str | None, result: PipelineResult) -> None:
+    if params.dataset_dir:
+        result.dataset_dir = str(Path(params.dataset_dir).resolve())
+        result.stages_skipped["prepare_dataset"] = "dataset_dir given"
+        return
+    if not source_dir:
+        result.stages_skipped["prepare_dataset"] = "nothing to prepare (model_path and inputs)"
+        return
     options = params.prepare.model_dump()
     if params.sources and not options["labels"]:
         options["labels"] = list(params.source_pages())  # raw/ may hold other labels too
     prepared = stage("prepare_dataset")(
-        params=PrepareParams(**options, source_dir=source_dir, data_dir=data_dir, run_id=run_id)
+        params=PrepareParams(
+            **options, source_dir=source_dir, data_dir=result.data_dir, run_id=result.run_id
+        )
     )
     result.dataset_dir = prepared.dataset_dir
     result.dataset_manifest_path = prepared.manifest_path
     result.class_names = list(prepared.class_names)
+    result.stages_run.append("prepare_dataset")
 
 
-def _train(params: PipelineParams, run_id: str, data_dir: str, result: PipelineResult) -> None:
+def _train(params: PipelineParams, result: PipelineResult) -> None:
+    if params.model_path:
+        result.model_path = str(Path(params.model_path).resolve())
+        result.stages_skipped["train_classifier"] = "model_path given"
+        return
     trained = stage("train_classifier")(
         params=TrainParams(
             **params.train.model_dump(),
             dataset_dir=result.dataset_dir,
-            data_dir=data_dir,
-            run_id=run_id,
+            data_dir=result.data_dir,
+            run_id=result.run_id,
         )
     )
     result.model_path = trained.model_path
     result.model_card_path = trained.model_card_path
     result.history_path = trained.history_path
     result.best_val_accuracy = trained.best_val_accuracy
+    result.stages_run.append("train_classifier")
 
 
 def _predict(
-    params: PipelineParams,
-    model: str,
-    weights: str | None,
-    targets: list[str],
-    run_id: str,
-    data_dir: str,
-    result: PipelineResult,
+    params: PipelineParams, result: PipelineResult, model: str, weights: str | None, run_id: str
 ) -> str:
     options = params.predict.model_dump()
-    source: dict[str, Any] = {}
-    if not options["inputs"]:
+    if not options["inputs"]:  # default: the held-back split of the dataset
         options.pop("inputs")
-        source = {"dataset_dir": result.dataset_dir}
+        options["dataset_dir"] = result.dataset_dir
     predicted = stage("predict_batch")(
         params=PredictParams(
             **options,
-            **source,
             model=model,
             weights=weights,
-            targets=targets,
-            data_dir=data_dir,
+            targets=params.targets if weights is None else params.imagenet_targets,
+            data_dir=result.data_dir,
             run_id=run_id,
         )
     )
     return predicted.predictions_path
+
+
+def _predict_all(params: PipelineParams, result: PipelineResult) -> None:
+    result.predictions_path = _predict(params, result, result.model_path, None, result.run_id)
+    result.stages_run.append("predict_batch")
+    imagenet = "predict_batch (resnet50 imagenet)"
+    if not params.imagenet_weights:
+        result.stages_skipped[imagenet] = "imagenet_weights not given"
+        return
+    # predict_batch replaces every prediction of the run id it is given, so the ImageNet model
+    # writes under its own id; the report shows the trained model's.
+    result.imagenet_predictions_path = _predict(
+        params, result, "resnet50", params.imagenet_weights, f"{result.run_id}-imagenet"
+    )
+    result.stages_run.append(imagenet)
+
+
+def _report(params: PipelineParams, result: PipelineResult) -> None:
+    # A model from another run: the report reads that run's training history and card.
+    model_dir = Path(result.model_path).parent
+    from_elsewhere = params.model_path and model_dir.parent.name == "models"
+    reported = stage("write_report")(
+        params=ReportParams(
+            run_id=result.run_id,
+            title=params.report_title,
+            data_dir=result.data_dir,
+            train_run=model_dir.name if from_elsewhere else None,
+        )
+    )
+    result.report_path = reported.report_path
+    result.stages_run.append("write_report")
 
 
 @flow(
@@ -237,61 +275,18 @@ def _predict(
     validate_parameters=True,
 )
 def image_pipeline(params: PipelineParams) -> PipelineResult:
+    """Run the stages as subflows under one run id; a stage whose input is given is skipped."""
     run_id = safe_name(params.run_id, "run id") if params.run_id else new_run_id()
     data_dir = str(Layout.at(params.data_dir).root)
     classes = check_inputs(params)  # fail before any stage runs
     log = logger()
     log.info("pipeline run %s, data root %s", run_id, data_dir)
     result = PipelineResult(run_id=run_id, data_dir=data_dir, class_names=classes or [])
-
-    source_dir = params.source_dir
-    if params.sources:
-        source_dir = _scrape(params, run_id, data_dir, result)
-        result.stages_run.append("scrape_images")
-    else:
-        result.stages_skipped["scrape_images"] = "no sources given"
-
-    if params.dataset_dir:
-        result.dataset_dir = str(Path(params.dataset_dir).resolve())
-        result.stages_skipped["prepare_dataset"] = "dataset_dir given"
-    elif source_dir:
-        _prepare(params, source_dir, run_id, data_dir, result)
-        result.stages_run.append("prepare_dataset")
-    else:
-        result.stages_skipped["prepare_dataset"] = "nothing to prepare (model_path and inputs)"
-
-    if params.model_path:
-        result.model_path = str(Path(params.model_path).resolve())
-        result.stages_skipped["train_classifier"] = "model_path given"
-    else:
-        _train(params, run_id, data_dir, result)
-        result.stages_run.append("train_classifier")
-
-    result.predictions_path = _predict(
-        params, result.model_path, None, params.targets, run_id, data_dir, result
-    )
-    result.stages_run.append("predict_batch")
-    if params.imagenet_weights:
-        result.imagenet_predictions_path = _predict(
-            params,
-            "resnet50",
-            params.imagenet_weights,
-            params.imagenet_targets,
-            # predict_batch replaces every prediction of a run id it is given, so the second
-            # model writes under its own id; the report reads the trained model's.
-            f"{run_id}-imagenet",
-            data_dir,
-            result,
-        )
-        result.stages_run.append("predict_batch (resnet50 imagenet)")
-    else:
-        result.stages_skipped["predict_batch (resnet50 imagenet)"] = "imagenet_weights not given"
-
-    reported = stage("write_report")(
-        params=ReportParams(run_id=run_id, title=params.report_title, data_dir=data_dir)
-    )
-    result.report_path = reported.report_path
-    result.stages_run.append("write_report")
+    source_dir = _scrape(params, result)
+    _prepare(params, source_dir, result)
+    _train(params, result)
+    _predict_all(params, result)
+    _report(params, result)
     log.info("pipeline run %s done: %s", run_id, ", ".join(result.stages_run))
     return result
 
