@@ -83,12 +83,14 @@ def test_a_run_records_every_url_and_stores_the_good_images(site, data_dir):
 
 
 def test_progress_is_a_prefect_artifact(site, data_dir):
-    scrape_images(params=params(site, data_dir, ["gallery/page1.html"], run_id="run-p"))
+    p = params(site, data_dir, ["gallery/page1.html"], run_id="run-p", label="progress-check")
+    scrape_images(params=p)
     with get_client(sync_client=True) as client:
         found = client.read_artifacts(
             artifact_filter=ArtifactFilter(type=ArtifactFilterType(any_=["progress"]))
         )
-    assert any("Downloading 1 image(s) for 'things'" in (a.description or "") for a in found)
+    mine = [a for a in found if a.description == "Downloading 1 image(s) for 'progress-check'"]
+    assert len(mine) == 1 and mine[0].data == 100.0
 
 
 def test_a_rerun_downloads_only_what_it_does_not_have(site, data_dir):
