@@ -278,7 +278,7 @@ class PipelineParams(Params):
         "e.g. mountain=https://example.com/alps.html",
     )
     source_dir: str | None = Field(
-        None, description="Skip scraping: prepare this <class>/<image> folder instead"
+        None, description="Skip scraping: prepare this folder (one subfolder of images per class)"
     )
     dataset_dir: str | None = Field(
         None, description="Skip scraping and preparing: train on this prepared dataset"
