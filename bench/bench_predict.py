@@ -55,14 +55,16 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
-def best_of(repeats: int, run) -> float:
-    """Fastest wall time of `repeats` runs: the CPU is shared, the minimum is least disturbed."""
-    times = []
+def best_of(repeats: int, run) -> dict:
+    """Fastest wall time of `repeats` runs (the CPU is shared: the minimum is least disturbed),
+    and the least CPU time (this process, all threads): steadier than wall time when shared."""
+    walls, cpus = [], []
     for _ in range(repeats):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         run()
-        times.append(time.perf_counter() - started)
-    return min(times)
+        walls.append(time.perf_counter() - started)
+        cpus.append(time.process_time() - cpu)
+    return {"seconds": min(walls), "cpu_seconds": min(cpus)}
 
 
 # ---- variants (each in its own process) ----------------------------------------------------------
@@ -86,9 +88,9 @@ def variant_classic(n: int, repeats: int) -> dict:
             out.append(model.predict(preprocess(x[None]), verbose=0)[0])
 
     model.predict(np.zeros((1, 224, 224, 3), np.float32), verbose=0)  # warm-up
-    seconds = best_of(repeats, run)
+    timing = best_of(repeats, run)
     np.save(WORK / "classic.npy", np.stack(out))
-    return {"images": n, "seconds": seconds}
+    return {"images": n} | timing
 
 
 def _spec(mixed: bool):
@@ -115,9 +117,9 @@ def variant_pipeline(mixed: bool, repeats: int) -> dict:
         ):
             rows.extend(batch)
 
-    seconds = best_of(repeats, run)
+    timing = best_of(repeats, run)
     assert len(rows) == len(paths) and all(r["status"] == "ok" for r in rows)
-    return {"images": len(paths), "seconds": seconds}
+    return {"images": len(paths)} | timing
 
 
 def variant_model(mixed: bool, repeats: int) -> dict:
@@ -136,9 +138,9 @@ def variant_model(mixed: bool, repeats: int) -> dict:
         out.clear()
         out.extend(predict(pixels[i : i + BATCH]) for i in range(0, len(pixels), BATCH))
 
-    seconds = best_of(repeats, run)
+    timing = best_of(repeats, run)
     np.save(WORK / f"model-{'bf16' if mixed else 'fp32'}.npy", np.concatenate(out))
-    return {"images": len(paths), "seconds": seconds}
+    return {"images": len(paths)} | timing
 
 
 def variant_flow() -> dict:
@@ -279,17 +281,24 @@ def main() -> None:
 def report(results: dict, agree: dict) -> None:
     timed = {n: r for n, r in results.items() if "seconds" in r and n != "tflite"}
     rate = {n: r["images"] / r["seconds"] for n, r in timed.items()}
-    a = rate["classic"]
-    print(f"{'variant':<16} {'images':>6} {'img/s':>7} {'x (a)':>7} {'x (c)':>7} {'peak RSS':>9}")
+    per_cpu = {n: r["images"] / r["cpu_seconds"] for n, r in timed.items() if "cpu_seconds" in r}
+    a, a_cpu = rate["classic"], per_cpu["classic"]
+    print(
+        f"{'variant':<14} {'images':>6} {'img/s':>6} {'x (a)':>6} {'x (c)':>6}"
+        f" {'img/cpu-s':>9} {'x (a)':>6} {'x (c)':>6} {'peak RSS':>9}"
+    )
     for name, r in results.items():
-        per_s = rate.get(name)
-        ceiling = rate.get("model-bf16" if "bf16" in name else "model-fp32")
-        cols = (
-            f"{per_s:7.1f} {per_s / a:7.2f} {per_s / ceiling:7.2f}"
-            if per_s
-            else f"{'':7} {'':7} {'':7}"
-        )
-        print(f"{name:<16} {r['images']:>6} {cols} {r['peak_rss_mb']:>7.0f} MB")
+        ceiling = "model-bf16" if "bf16" in name else "model-fp32"
+        cols = ""
+        for table, base in ((rate, a), (per_cpu, a_cpu)):
+            v = table.get(name)
+            width = 9 if table is per_cpu else 6
+            cols += (
+                f" {v:{width}.2f} {v / base:6.2f} {v / table[ceiling]:6.2f}"
+                if v
+                else f" {'':{width}} {'':6} {'':6}"
+            )
+        print(f"{name:<14} {r['images']:>6}{cols} {r['peak_rss_mb']:>6.0f} MB")
     tfl = results["tflite"]
     print(
         f"TFLite MobileNetV2 (uint8): top-1 {tfl['top1']}/{tfl['images']}, top-5 {tfl['top5']}/"

@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from storage.errors import ConfigError
@@ -272,7 +273,8 @@ def summarize(part: str, path: str, rows: list[dict], seconds: float) -> ShardSu
     )
 
 
-@task(name="predict-shard", task_run_name="predict-shard-{part}")
+# NO_CACHE: the task's work is the file it writes; a cache hit would skip writing it.
+@task(name="predict-shard", task_run_name="predict-shard-{part}", cache_policy=NO_CACHE)
 def predict_shard(
     paths: list[str],
     spec: ModelSpec,
