@@ -90,14 +90,26 @@ def test_predict_only_with_an_existing_model_and_dataset(full_run):
             "dataset_dir": first.dataset_dir,
             "model_path": first.model_path,
             "predict": {"split": "train"},
+            "imagenet_weights": "none",  # the ImageNet stage's wiring, with random weights
+            "imagenet_targets": ["alp"],
         }
     )
-    assert result.stages_run == ["predict_batch", "write_report"]
+    assert result.stages_run == [
+        "predict_batch",
+        "predict_batch (resnet50 imagenet)",
+        "write_report",
+    ]
     assert set(result.stages_skipped) >= {"scrape_images", "prepare_dataset", "train_classifier"}
     counts = rows(data_dir, "predict-only-1")
     assert counts["predictions"] > 0
     assert counts["scrape_manifest"] == counts["dataset_manifest"] == counts["epoch_history"] == 0
     assert result.model_path == first.model_path and Path(result.report_path).is_file()
+    # The ImageNet model's rows live under their own id, beside the trained model's.
+    imagenet = read_table("predictions", data_dir=data_dir, run_id="predict-only-1-imagenet")
+    trained = read_table("predictions", data_dir=data_dir, run_id="predict-only-1")
+    assert set(imagenet["model"]) != set(trained["model"])
+    assert imagenet["image"].nunique() == trained["image"].nunique() > 0
+    assert result.imagenet_predictions_path
 
 
 def test_start_from_a_source_folder_with_a_model_skips_scraping_and_training(
