@@ -268,8 +268,9 @@ def report(params: P.ReportParams) -> None:
 )
 def run(params: P.PipelineParams) -> None:
     _patient_ephemeral_server()
-    from flows.image_pipeline import image_pipeline, summary_lines
+    from flows.image_pipeline import check_inputs, image_pipeline, summary_lines
 
+    check_inputs(params)  # the flow checks again; here a mistake costs no failed flow run
     result = image_pipeline(params=params)
     typer.echo("\n".join(summary_lines(result)))
 

@@ -44,6 +44,9 @@ def imagenet_choice(weights: str | None) -> tuple[str | None, str | None]:
     from tasks.predictors import BACKBONES, keras_cache_dirs
 
     if weights:
+        from tasks.predictors import resolve_model
+
+        resolve_model("resnet50", weights)  # a wrong path: one clear error, before any work
         return weights, None
     expected = BACKBONES["resnet50"].file
     if any((cache / "models" / expected).is_file() for cache in keras_cache_dirs()):
