@@ -314,9 +314,15 @@ class PipelineParams(Params):
                 "nothing to start from: give sources (LABEL=URL), source_dir or dataset_dir,"
                 " or model_path with predict inputs"
             )
-        self.source_pages()  # checks the LABEL=URL syntax
         # The stage models' own cross-field checks, before any stage runs.
+        for label, pages in self.source_pages().items():  # also checks LABEL=URL
+            ScrapeParams(**self.scrape.model_dump(), pages=pages, label=label)
         PrepareParams(**self.prepare.model_dump())
+        if not self.model_path:
+            train = self.train.model_dump()
+            if train["image_size"] is None and not self.dataset_dir:  # trains at prepare's size
+                train["image_size"] = self.prepare.image_size
+            TrainParams(**train)
         PredictParams(**self.predict.model_dump())
         return self
 
