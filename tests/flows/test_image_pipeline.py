@@ -160,7 +160,14 @@ def test_invalid_values_are_refused_by_validation(prefect_harness, data_dir):
 
     with pytest.raises(ParameterTypeError, match="epochs"):
         image_pipeline(params={"sources": ["a=http://127.0.0.1:9/"], "train": {"epochs": 0}})
-    for bad in [{}, {"sources": ["no-equals-sign"]}, {"sources": ["a=x"], "dataset_dir": "d"}]:
+    source = ["a=http://127.0.0.1:9/"]
+    for bad in [
+        {},
+        {"sources": ["no-equals-sign"]},
+        {"sources": ["a=x"], "dataset_dir": "d"},
+        {"sources": source, "prepare": {"image_size": 16}},  # too small for small_cnn
+        {"sources": source, "prepare": {"val_fraction": 0.6, "test_fraction": 0.5}},
+    ]:
         with pytest.raises(ParameterTypeError):
             image_pipeline(params=bad)
     assert not any(data_dir.iterdir())
