@@ -8,11 +8,14 @@ Keep it free of heavy imports: the CLI imports it to build `--help`.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from storage.layout import safe_name
+
+Runner = Literal["threads", "processes", "dask"]
+DASK_INSTALL = 'pip install -e ".[dask]"'  # the `dask` extra: prefect-dask, dask, distributed
 
 DEFAULT_USER_AGENT = "pixelpipe/0.1 (+image dataset builder; respects robots.txt)"
 
@@ -30,6 +33,36 @@ class StageParams(Params):
     run_id: str | None = Field(
         None, description="Run id for the rows and folders written; default: a new one"
     )
+
+
+def _runner(default: Runner, why: str) -> Any:
+    return Field(
+        default,
+        description=f"Where shards run: threads, processes (this machine) or dask ({why})",
+    )
+
+
+def _dask_address() -> Any:
+    return Field(
+        None,
+        description="runner=dask: scheduler address (tcp://host:8786); default: a local"
+        " cluster, one single-threaded worker process per core",
+    )
+
+
+def check_runner(runner: str | None, dask_address: str | None) -> None:
+    """runner=dask needs prefect-dask installed, and an address only means something there."""
+    if dask_address and runner != "dask":
+        raise ValueError("dask_address is only used with runner=dask")
+    if runner == "dask":
+        import importlib.util
+
+        try:
+            found = importlib.util.find_spec("prefect_dask") is not None
+        except (ImportError, ValueError):  # a module set to None, a broken install
+            found = False
+        if not found:
+            raise ValueError(f"runner=dask needs prefect-dask, not installed here: {DASK_INSTALL}")
 
 
 class ScrapeParams(StageParams):
@@ -51,10 +84,13 @@ class ScrapeParams(StageParams):
         False, description="Allow loopback/private/link-local addresses (tests, intranets)"
     )
     user_agent: str = Field(DEFAULT_USER_AGENT, min_length=1, description="User-Agent header")
+    runner: Runner = _runner("threads", "downloads wait on the network")
+    dask_address: str | None = _dask_address()
 
     @model_validator(mode="after")
     def _label_is_a_folder_name(self) -> ScrapeParams:
         safe_name(self.label, "label")  # it becomes raw/<label>/: refuse it before any work
+        check_runner(self.runner, self.dask_address)
         return self
 
 
@@ -82,11 +118,14 @@ class PrepareParams(StageParams):
     workers: int | None = Field(None, ge=1, le=256, description="Processes; default: all cores")
     batch_size: int = Field(256, ge=1, le=10_000, description="Images per task")
     force: bool = Field(False, description="Re-render every image even if its output exists")
+    runner: Runner = _runner("processes", "processes: the `workers` pool")
+    dask_address: str | None = _dask_address()
 
     @model_validator(mode="after")
     def _fractions(self) -> PrepareParams:
         if self.val_fraction + self.test_fraction >= 1.0:
             raise ValueError("val_fraction + test_fraction must be below 1 (leave images to train)")
+        check_runner(self.runner, self.dask_address)
         return self
 
 
@@ -209,12 +248,15 @@ class PredictParams(StageParams):
         False, description="Run an ImageNet backbone in mixed_bfloat16 (faster on AMX/GPU)"
     )
     shard_size: int = Field(1000, ge=1, description="Images per task (shard)")
+    runner: Runner = _runner("threads", "threads: one shard at a time, the model uses every core")
+    dask_address: str | None = _dask_address()
 
     @model_validator(mode="after")
     def _one_source(self) -> PredictParams:
         given = [bool(self.inputs), self.scrape_run is not None, self.dataset_dir is not None]
         if sum(given) > 1:
             raise ValueError("give only one of inputs, scrape_run or dataset_dir")
+        check_runner(self.runner, self.dask_address)
         return self
 
     @model_validator(mode="after")
@@ -303,6 +345,23 @@ class PipelineParams(Params):
     train: TrainOptions = Field(default_factory=TrainOptions, description="Training")
     predict: PredictOptions = Field(default_factory=PredictOptions, description="Predicting")
     report_title: str | None = Field(None, description="Report title")
+    runner: Runner | None = Field(
+        None,
+        description="Where scrape, prepare and predict shards run (threads, processes or dask);"
+        " default: each stage's own",
+    )
+    dask_address: str | None = Field(
+        None, description="runner=dask: one scheduler (tcp://host:8786) for every stage"
+    )
+
+    @model_validator(mode="after")
+    def _one_runner(self) -> PipelineParams:
+        """A pipeline-wide runner replaces the stages' own, before their checks below."""
+        check_runner(self.runner, self.dask_address)
+        if self.runner is not None:
+            for stage in (self.scrape, self.prepare, self.predict):
+                stage.runner, stage.dask_address = self.runner, self.dask_address
+        return self
 
     @model_validator(mode="after")
     def _inputs(self) -> PipelineParams:

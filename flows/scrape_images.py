@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -10,22 +11,28 @@ from prefect import flow
 from pydantic import BaseModel, Field
 
 from flows.params import ScrapeParams
+from flows.runners import task_runner_for
 from storage.layout import Layout, new_run_id, safe_name
 from storage.parquet import read_table, write_table
 from storage.schemas import SCRAPE_STATUSES
 from tasks.fetch import FetchConfig
+from tasks.hostlimit import HOST_LIMIT_PREFIX
 from tasks.runtime import logger
-from tasks.scrape import manifest_row, mark_duplicates
-from tasks.scrape_tasks import download_images, find_image_urls
+from tasks.scrape import manifest_row
+from tasks.scrape_tasks import clear_parts, dedupe_shards, download_shard, find_image_urls
 
-BATCH_SIZE = 500  # URLs per download task: few enough tasks, big enough to keep workers busy
+BATCH_SIZE = 500  # URLs per download shard: few enough tasks, big enough to keep workers busy
 _KEPT = ("sha256", "path", "width", "height", "format", "bytes")
 
 
 class ScrapeResult(BaseModel):
     run_id: str
     label: str
-    manifest_path: str = Field(description="This run's scrape_manifest Parquet file")
+    manifest_path: str = Field(description="The scrape_manifest partition of this run's files")
+    manifest_files: list[str] = Field(
+        description="This run's scrape_manifest files for the label: pages and skipped URLs"
+        " (part <label>-0000), then one per download shard"
+    )
     raw_dir: str = Field(description="raw/<label>/ folder the images are stored in")
     pages: int = Field(description="Pages read (rel=next pages included)")
     candidates: int = Field(description="Distinct image URLs found on the pages")
@@ -40,8 +47,9 @@ class ScrapeResult(BaseModel):
         )
 
 
-def fetch_config(params: ScrapeParams) -> FetchConfig:
+def fetch_config(params: ScrapeParams, host_limit: str | None = None) -> FetchConfig:
     return FetchConfig(
+        host_limit=host_limit,
         user_agent=params.user_agent,
         timeout=params.timeout,
         retries=params.retries,
@@ -112,33 +120,57 @@ def scrape_images(params: ScrapeParams) -> ScrapeResult:
     )
     todo, skipped = _skip_rows(found["candidates"], before, params.max_images, run_id, params.label)
     log.info("%d image URL(s), %d to download", len(found["candidates"]), len(todo))
-    downloaded: list[dict] = []
-    for start in range(0, len(todo), BATCH_SIZE):  # each batch reports its own progress
-        batch = todo[start : start + BATCH_SIZE]
-        downloaded += download_images(
-            batch, run_id, params.label, str(raw_dir), config, params.min_size
-        )
-
+    run_date = datetime.now(UTC).date()  # every part of the run in one partition
+    data_dir = layout.root.as_posix()
+    clear_parts(data_dir, run_id, params.label)
+    own = found["rows"] + skipped
+    files = [
+        write_table(
+            "scrape_manifest", own, run_id=run_id, data_dir=data_dir, run_date=run_date,
+            part=f"{params.label}-0000",
+        ).as_posix()
+    ] if own else []  # fmt: skip
+    shards = _download(params, todo, run_id, raw_dir, run_date, data_dir)
     known = {r["sha256"] for r in before.values() if r["sha256"]}
-    rows = found["rows"] + mark_duplicates(_in_page_order(found, downloaded, skipped), known)
-    manifest = write_table(
-        "scrape_manifest", rows, run_id=run_id, data_dir=layout.root, part=params.label
-    )
-    counts = Counter(r["status"] for r in rows)
+    counts = Counter(r["status"] for r in own)
+    counts.update(dedupe_shards(shards, known, run_id=run_id, run_date=run_date, data_dir=data_dir))
     result = ScrapeResult(
         run_id=run_id,
         label=params.label,
-        manifest_path=manifest.as_posix(),
+        manifest_path=(layout.table_dir("scrape_manifest") / f"run_date={run_date}").as_posix(),
+        manifest_files=files + [s.path for s in shards],
         raw_dir=raw_dir.as_posix(),
         pages=found["pages"],
         candidates=len(found["candidates"]),
-        stored=sum(1 for r in rows if r["status"] == "ok"),
+        stored=counts["ok"],
         counts={s: counts[s] for s in SCRAPE_STATUSES if counts[s]},
     )
     log.info("%s", result.summary())
     return result
 
 
-def _in_page_order(found: dict, downloaded: list[dict], skipped: list[dict]) -> list[dict]:
-    by_url = {r["url"]: r for r in downloaded + skipped}
-    return [by_url[c["url"]] for c in found["candidates"]]
+def _download(
+    params: ScrapeParams, todo: list[dict], run_id: str, raw_dir: Path, run_date, data_dir: str
+) -> list:
+    """Download shards on the chosen runner, in page order; each writes its own part.
+
+    threads: one shard at a time, as each already downloads `concurrency` URLs at once with
+    its own per-host slots. processes/dask: shards in parallel, `concurrency` each, and every
+    request also holds its host's Prefect global concurrency limit, so per_host holds overall.
+    """
+    host_limit = None if params.runner == "threads" else HOST_LIMIT_PREFIX
+    config = fetch_config(params, host_limit)
+    batches = [todo[i : i + BATCH_SIZE] for i in range(0, len(todo), BATCH_SIZE)]
+    with task_runner_for(params.runner, params.dask_address, threads=1) as runner:
+        futures = [
+            runner.submit(
+                download_shard,
+                {
+                    "candidates": batch, "run_id": run_id, "label": params.label,
+                    "raw_dir": str(raw_dir), "config": config, "min_size": params.min_size,
+                    "part": f"{params.label}-{n:04d}", "run_date": run_date, "data_dir": data_dir,
+                },
+            )
+            for n, batch in enumerate(batches, start=1)
+        ]  # fmt: skip
+        return [future.result() for future in futures]

@@ -3,16 +3,23 @@ batches, recording one scrape_manifest row per URL."""
 
 from __future__ import annotations
 
+import re
 import threading
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 from prefect import task
 from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel
 
+from storage.layout import Layout
+from storage.parquet import write_table
 from tasks.fetch import AddressPolicy, FetchConfig, Fetcher
 from tasks.runtime import Progress, logger
 from tasks.scrape import (
@@ -194,3 +201,99 @@ def download_images(
         for c, o in zip(candidates, outcomes, strict=True)
     ]
     return mark_duplicates(rows)
+
+
+# --- shards: each written by the process that downloaded it ---------------------------------------
+
+
+class ShardOutcome(BaseModel):
+    """What a download shard sends back: its manifest file and counts, never the rows."""
+
+    part: str
+    path: str
+    counts: dict[str, int]
+
+
+@task(name="download-shard", task_run_name="download-shard-{part}", cache_policy=NO_CACHE)
+def download_shard(
+    candidates: list[dict],
+    run_id: str,
+    label: str,
+    raw_dir: str,
+    config: FetchConfig,
+    min_size: int,
+    *,
+    part: str,
+    run_date: date,
+    data_dir: str,
+) -> ShardOutcome:
+    """download_images over one shard, its rows written as scrape_manifest part `part` by the
+    worker that fetched them. A shard redone after its worker died rewrites the same part (and
+    finds its own files, same name, same bytes), so no row is counted twice."""
+    rows = download_images.fn(candidates, run_id, label, raw_dir, config, min_size)
+    path = write_table(
+        "scrape_manifest", rows, run_id=run_id, data_dir=data_dir, run_date=run_date, part=part
+    )
+    counts = Counter(r["status"] for r in rows)
+    return ShardOutcome(part=part, path=path.as_posix(), counts=dict(counts))
+
+
+@task(name="dedupe-shards", cache_policy=NO_CACHE)
+def dedupe_shards(
+    shards: list[ShardOutcome], known: set[str], *, run_id: str, run_date: date, data_dir: str
+) -> dict[str, int]:
+    """Across shards, in page order: an `ok` row whose bytes an earlier shard (or an earlier
+    run, `known`) stored becomes `duplicate`, as mark_duplicates decides within a shard. Reads
+    three columns per shard and rewrites only the shards that change; returns the counts."""
+    first: dict[str, str] = dict.fromkeys(known, "")
+    counts: Counter[str] = Counter()
+    for shard in shards:
+        table = pq.read_table(shard.path, columns=["url", "status", "sha256"]).to_pydict()
+        changed: dict[int, str] = {}
+        for i, (url, status, sha) in enumerate(zip(*table.values(), strict=True)):
+            if status == "ok" and sha in first:
+                earlier = first[sha]
+                changed[i] = (
+                    f"same bytes as {earlier}" if earlier else "already stored by an earlier run"
+                )
+            elif status == "ok":
+                first[sha] = url
+        if changed:
+            _mark(shard, changed, run_id=run_id, run_date=run_date, data_dir=data_dir)
+        counts.update(table["status"])
+        counts.subtract({"ok": len(changed)})
+        counts.update({"duplicate": len(changed)})
+    return {status: n for status, n in counts.items() if n}
+
+
+def _mark(
+    shard: ShardOutcome, changed: dict[int, str], *, run_id: str, run_date: date, data_dir: str
+) -> None:
+    table = pq.read_table(shard.path)
+    status, error = table.column("status").to_pylist(), table.column("error").to_pylist()
+    for i, why in changed.items():
+        status[i], error[i] = "duplicate", why
+    for name, values in (("status", status), ("error", error)):
+        index = table.schema.get_field_index(name)
+        table = table.set_column(index, table.schema.field(index), pa.array(values, pa.string()))
+    write_table(
+        "scrape_manifest",
+        table,
+        run_id=run_id,
+        data_dir=data_dir,
+        run_date=run_date,
+        part=shard.part,
+    )
+
+
+def clear_parts(data_dir: str, run_id: str, label: str) -> int:
+    """Delete this run's manifest files for `label` (whole or sharded): re-running a run id
+    replaces its rows, even when it now has fewer shards."""
+    folder = Layout.at(data_dir).table_dir("scrape_manifest")
+    stem = f"{run_id}-{label}"
+    removed = 0
+    for path in folder.glob("run_date=*/*.parquet") if folder.is_dir() else ():
+        if path.stem == stem or re.fullmatch(re.escape(stem) + r"-\d{4}", path.stem):
+            path.unlink()
+            removed += 1
+    return removed

@@ -1,0 +1,49 @@
+"""Where a flow's shard tasks run: one helper turns a stage's `runner` choice into a task runner."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner, ThreadPoolTaskRunner
+
+from flows.params import DASK_INSTALL, Runner, check_runner
+from storage.errors import ConfigError
+
+
+def machine_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def local_cluster_kwargs(workers: int | None = None) -> dict[str, Any]:
+    """A LocalCluster sized to the machine: one process per core, one thread each, so a
+    shard owns a core and a worker that dies takes only its own shard with it."""
+    return {"n_workers": workers or machine_cores(), "threads_per_worker": 1, "processes": True}
+
+
+def task_runner_for(
+    runner: Runner,
+    dask_address: str | None = None,
+    *,
+    threads: int | None = None,
+    processes: int | None = None,
+) -> TaskRunner:
+    """A fresh task runner for the shards of one flow run; use it as a context manager and
+    `.submit` tasks to it. `threads` / `processes` bound the local pools (None: Prefect's
+    default); a Dask runner connects to `dask_address` or starts a LocalCluster for the run.
+    """
+    try:
+        check_runner(runner, dask_address)
+    except ValueError as e:  # the parameter models say it first; this guards direct callers
+        raise ConfigError(str(e)) from None
+    if runner == "threads":
+        return ThreadPoolTaskRunner(max_workers=threads)
+    if runner == "processes":
+        return ProcessPoolTaskRunner(max_workers=processes)
+    try:
+        from prefect_dask import DaskTaskRunner
+    except ImportError as e:
+        raise ConfigError(f"runner=dask needs prefect-dask ({e}): {DASK_INSTALL}") from e
+    if dask_address:
+        return DaskTaskRunner(address=dask_address)
+    return DaskTaskRunner(cluster_kwargs=local_cluster_kwargs())
