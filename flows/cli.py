@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import inspect
 import json
+import os
 import sys
 import types
 import typing
@@ -85,7 +86,7 @@ def _parameters(model: type[BaseModel]) -> list[inspect.Parameter]:
             note = " [required]"
         else:
             default = field.get_default(call_default_factory=True)
-            note = "" if default is None else f" [default: {_show(default)}]"
+            note = "" if default is None else f" (default: {_show(default)})"  # [..] is markup
         option = typer.Option(None, flag, help=(field.description or "") + note, show_default=False)
         parameters.append(
             inspect.Parameter(
@@ -267,7 +268,6 @@ def report(params: P.ReportParams) -> None:
     "run", P.PipelineParams, "Run the whole pipeline: scrape, prepare, train, predict, report."
 )
 def run(params: P.PipelineParams) -> None:
-    _patient_ephemeral_server()
     from flows.image_pipeline import check_inputs, image_pipeline, summary_lines
 
     check_inputs(params)  # the flow checks again; here a mistake costs no failed flow run
@@ -277,7 +277,6 @@ def run(params: P.PipelineParams) -> None:
 
 @params_command("demo", DemoOptions, "Run the whole pipeline offline on generated pictures.")
 def demo(options: DemoOptions) -> None:
-    _patient_ephemeral_server()
     from flows.demo import run_demo
 
     result = run_demo(options, echo=typer.echo)
@@ -285,14 +284,6 @@ def demo(options: DemoOptions) -> None:
     typer.echo(f"validation accuracy: {accuracy} (chance: 0.5)")
     typer.echo(f"report: {result.report_path}")
     typer.echo(f"demo run {result.run_id} took {result.seconds:.0f} s")
-
-
-def _patient_ephemeral_server() -> None:
-    """Without a Prefect server, flows start a temporary one; Prefect gives it 20 s, which a
-    first start (database migrations) on a busy 2-core machine can exceed."""
-    import os
-
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 @app.command("serve", help="Serve the deployments (with schedules) from this process.")
@@ -364,6 +355,11 @@ def _guard(action: Callable[[], Any]) -> Any:
 
 
 def main() -> None:
+    # Without a Prefect server, a flow starts a temporary one. Prefect gives it 20 s, which a
+    # first start (database migrations) on a busy 2-core machine can exceed; and its
+    # telemetry only logs failures on an offline machine. A user's own settings still win.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     app()
 
 
