@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -12,6 +12,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
 from flows.params import PrepareParams
+from flows.runners import task_runner_for
 from storage.errors import ConfigError
 from storage.layout import Layout, new_run_id
 from storage.parquet import read_table, write_table
@@ -60,7 +61,7 @@ def prepare_dataset(params: PrepareParams) -> PrepareResult:
     rows = plan.plan(files, infos, class_names, dataset_dir, spec, settings.suffix)
     todo = _pending(rows, dataset_dir, settings, params.force)
     try:
-        _render(todo, settings, params.workers or pixels.default_workers(), params.batch_size)
+        _render(todo, settings, params)
     finally:
         pixels.shutdown_pool()
 
@@ -127,30 +128,44 @@ def _inspect(files: list[plan.SourceFile], batch_size: int) -> list[dict[str, An
 
 
 def _render(
-    todo: list[dict[str, Any]], settings: pixels.RenderSettings, workers: int, batch_size: int
+    todo: list[dict[str, Any]], settings: pixels.RenderSettings, params: PrepareParams
 ) -> None:
-    """Render the pending rows batch by batch, two batches in flight so the pool never idles;
-    each row's status becomes what decoding found."""
+    """Render the pending rows in batches on the chosen runner; each row's status becomes what
+    decoding found.
+
+    processes: this process's pool of `workers` processes, two batches in flight so it never
+    idles. threads: `workers` threads, a batch each. dask: every batch sent to the cluster at
+    once, one per worker process at a time (the scheduler balances them).
+    """
+    workers = params.workers or pixels.default_workers()
+    pooled = params.runner == "processes"
     log = logger()
-    log.info("rendering %d image(s) with %d worker process(es)", len(todo), workers)
+    log.info("rendering %d image(s): runner %s, %d worker(s)", len(todo), params.runner, workers)
     progress = Progress(len(todo), f"rendering {len(todo)} images")
-    batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
-    in_flight: deque = deque()
-
-    def collect() -> None:
-        future, batch = in_flight.popleft()
-        for row, (status, error) in zip(batch, future.result(), strict=True):
-            if status != "ok":
-                row.update(status=status, error=error, split=None, path=None)
-        progress.advance(len(batch))
-
-    for batch in batches:
-        items = [(r["source_path"], r["path"]) for r in batch]
-        in_flight.append((images.render_batch.submit(items, settings, workers), batch))
-        if len(in_flight) >= 2:
-            collect()
-    while in_flight:
-        collect()
+    size = params.batch_size
+    batches = [todo[i : i + size] for i in range(0, len(todo), size)]
+    runner = task_runner_for(
+        "threads" if pooled else params.runner,
+        params.dask_address,
+        threads=2 if pooled else workers,
+    )
+    with runner:
+        futures = [
+            runner.submit(
+                images.render_batch,
+                {
+                    "items": [(r["source_path"], r["path"]) for r in batch],
+                    "settings": settings,
+                    "workers": workers if pooled else 1,
+                },
+            )
+            for batch in batches
+        ]
+        for future, batch in zip(futures, batches, strict=True):
+            for row, (status, error) in zip(batch, future.result(), strict=True):
+                if status != "ok":
+                    row.update(status=status, error=error, split=None, path=None)
+            progress.advance(len(batch))
 
 
 def _write_manifest(rows: list[dict[str, Any]], run_id: str, dataset: str, root: Path) -> Path:
