@@ -14,6 +14,7 @@ from prefect.artifacts import create_table_artifact
 from pydantic import BaseModel
 
 from flows.params import PredictParams
+from flows.runners import task_runner_for
 from storage.layout import Layout, new_run_id
 from tasks.imagenet import check_targets, target_indices
 from tasks.infer import TOP_ROWS, Decoding, ShardSummary, collect_images, predict_shard
@@ -118,19 +119,21 @@ def predict_batch(params: PredictParams) -> PredictResult:
     _clear_previous(layout, run_id, key)
     shards = [images[i : i + params.shard_size] for i in range(0, len(images), params.shard_size)]
     log.info("predicting %d images with %s in %d shard(s)", len(images), spec.identity, len(shards))
-    summaries = [
-        predict_shard(
-            shard,
-            spec,
-            run_id=run_id,
-            part=f"{key}-{n:04d}",
-            run_date=run_date,
-            data_dir=data_dir,
-            batch_size=params.batch_size,
-            decoding=decoding,
-        )
-        for n, shard in enumerate(shards, start=1)
-    ]
+    # threads: one shard at a time (the model already uses every core); processes or dask:
+    # shards in parallel, each worker process loading the model once (get_predictor's cache).
+    with task_runner_for(params.runner, params.dask_address, threads=1) as runner:
+        futures = [
+            runner.submit(
+                predict_shard,
+                {
+                    "paths": shard, "spec": spec, "run_id": run_id, "part": f"{key}-{n:04d}",
+                    "run_date": run_date, "data_dir": data_dir, "batch_size": params.batch_size,
+                    "decoding": decoding,
+                },
+            )
+            for n, shard in enumerate(shards, start=1)
+        ]  # fmt: skip
+        summaries = [future.result() for future in futures]
     top = _top(summaries)
     create_table_artifact(
         table=top,
