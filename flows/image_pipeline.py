@@ -261,6 +261,7 @@ def _report(params: PipelineParams, result: PipelineResult) -> None:
         params=ReportParams(
             run_id=result.run_id,
             title=params.report_title,
+            notes=params.report_notes,
             data_dir=result.data_dir,
             train_run=model_dir.name if from_elsewhere else None,
         )

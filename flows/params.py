@@ -345,6 +345,9 @@ class PipelineParams(Params):
     train: TrainOptions = Field(default_factory=TrainOptions, description="Training")
     predict: PredictOptions = Field(default_factory=PredictOptions, description="Predicting")
     report_title: str | None = Field(None, description="Report title")
+    report_notes: list[str] = Field(
+        default_factory=list, description="Lines under the report's title (e.g. a skipped stage)"
+    )
     runner: Runner | None = Field(
         None,
         description="Where scrape, prepare and predict shards run (threads, processes or dask);"

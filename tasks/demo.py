@@ -280,24 +280,3 @@ class GalleryServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
-
-
-# --- report note ------------------------------------------------------------------------------
-
-
-def add_report_note(report_html: Path, note: str) -> None:
-    """Put one note under the title of report.html and the report.md beside it.
-
-    The demo uses it to say in the report itself why the ImageNet stage did not run.
-    """
-    page = report_html.read_text("utf-8")
-    block = f'<p class="note"><strong>Note:</strong> {html.escape(note)}</p>'
-    head, sep, tail = page.partition("</h1>")
-    page = head + sep + "\n" + block + tail if sep else block + page
-    report_html.write_text(page, "utf-8")
-    markdown = report_html.with_name("report.md")
-    if markdown.is_file():
-        lines = markdown.read_text("utf-8").splitlines()
-        at = next((i + 1 for i, line in enumerate(lines) if line.startswith("# ")), 0)
-        lines[at:at] = ["", f"> **Note:** {note}"]
-        markdown.write_text("\n".join(lines) + "\n", "utf-8")

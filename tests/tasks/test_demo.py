@@ -12,7 +12,6 @@ from tasks.demo import (
     FULL_SIZE,
     THUMB_SIZE,
     GalleryServer,
-    add_report_note,
     build_gallery,
     draw_forest,
     draw_mountain,
@@ -112,15 +111,3 @@ def test_gallery_server_listens_on_loopback_only_and_stops(tmp_path):
         assert get(server.url + "index.html")[2] == b"hi"
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(server.url + "index.html", timeout=2)
-
-
-def test_report_note_goes_under_the_title_of_both_reports(tmp_path):
-    page = tmp_path / "report.html"
-    page.write_text("<html><body><h1>Run 1</h1><h2>Scrape</h2></body></html>")
-    (tmp_path / "report.md").write_text("# Run 1\n\n## Scrape\n")
-    add_report_note(page, "ResNet50 skipped: <no weights>")
-    html_text = page.read_text()
-    assert html_text.index("</h1>") < html_text.index("skipped: &lt;no weights&gt;")
-    assert html_text.index("skipped") < html_text.index("<h2>")
-    lines = (tmp_path / "report.md").read_text().splitlines()
-    assert lines[:3] == ["# Run 1", "", "> **Note:** ResNet50 skipped: <no weights>"]
