@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,6 +21,7 @@ import numpy as np
 
 from storage.errors import ConfigError, WeightsNotFoundError
 from storage.layout import Layout
+from tasks import tflite
 from tasks.imagenet import Labels, imagenet_labels
 
 Kind = Literal["backbone", "keras", "tflite"]
@@ -261,7 +261,7 @@ def _trained_spec(path: Path) -> ModelSpec:
 
 
 def _tflite_spec(path: Path) -> ModelSpec:
-    interpreter = _interpreter(path)
+    interpreter = tflite.interpreter(path)
     shape = interpreter.get_input_details()[0]["shape"]
     outputs = int(interpreter.get_output_details()[0]["shape"][-1])
     if outputs in (1000, 1001):
@@ -293,7 +293,7 @@ def get_predictor(spec: ModelSpec) -> Predict:
     if spec in _LOADED:
         _LOADED.move_to_end(spec)
         return _LOADED[spec]
-    load = {"backbone": _load_backbone, "keras": _load_trained, "tflite": _load_tflite}
+    load = {"backbone": _load_backbone, "keras": _load_trained, "tflite": tflite.load_tflite}
     try:
         predict = load[spec.kind](spec)
     except (OSError, ValueError, TypeError) as e:
@@ -403,70 +403,3 @@ def _load_trained(spec: ModelSpec) -> Predict:
         )
     # Trained models rescale inside (train_classifier's contract): they take raw pixels.
     return _compiled(model, lambda x: x, *spec.image_size, softmax=False)
-
-
-def _interpreter(path: str | os.PathLike[str]):
-    try:  # LiteRT is TFLite's successor; TensorFlow's own interpreter still works in 2.21
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        import tensorflow as tf
-
-        Interpreter = tf.lite.Interpreter
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
-        try:
-            return Interpreter(model_path=str(path), num_threads=os.cpu_count() or 1)
-        except ValueError as e:
-            raise ConfigError(f"{path} is not a TFLite model: {e}") from e
-
-
-def _load_tflite(spec: ModelSpec) -> Predict:
-    interpreter = _interpreter(spec.path)
-    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    state = {"batch": None, "fixed": False}
-
-    def invoke(x: np.ndarray) -> np.ndarray:
-        if state["batch"] != len(x):
-            interpreter.resize_tensor_input(inp["index"], [len(x), *inp["shape"][1:]])
-            interpreter.allocate_tensors()
-            state["batch"] = len(x)
-        interpreter.set_tensor(inp["index"], x)
-        interpreter.invoke()
-        return interpreter.get_tensor(out["index"])
-
-    def predict(batch) -> np.ndarray:
-        x = _tflite_input(np.asarray(batch, dtype=np.float32), inp["dtype"])
-        if not state["fixed"]:
-            try:
-                return _tflite_probabilities(invoke(x), out, spec.label_offset)
-            except (RuntimeError, ValueError):  # a graph fixed to batch 1 (e.g. XNNPACK)
-                state["fixed"], state["batch"] = True, None
-        y = np.concatenate([invoke(x[i : i + 1]) for i in range(len(x))])
-        return _tflite_probabilities(y, out, spec.label_offset)
-
-    return predict
-
-
-def _tflite_input(pixels: np.ndarray, dtype: type) -> np.ndarray:
-    """Raw pixels in the file's input type: uint8 as is, int8 shifted by 128, float as 0-255.
-
-    Quantized image classifiers take raw pixels (the normalization is folded into the
-    input's scale and zero point); float inputs get what pixelpipe's Keras models take.
-    """
-    if dtype == np.uint8:
-        return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
-    if dtype == np.int8:
-        return (np.clip(np.rint(pixels), 0, 255) - 128).astype(np.int8)
-    return pixels.astype(dtype)
-
-
-def _tflite_probabilities(y: np.ndarray, out: dict, offset: int) -> np.ndarray:
-    scale, zero = out["quantization"]
-    y = (y.astype(np.float32) - zero) * scale if scale else y.astype(np.float32)
-    y = y.reshape(len(y), -1)
-    # Probabilities already (softmax inside) when none is negative and no row sums above 1;
-    # quantized ones sum to less (small values round to 0: 0.74-0.98 for the shared file).
-    if y.min() < 0 or y.sum(axis=-1).max() > 1.05:
-        y = np.exp(y - y.max(axis=-1, keepdims=True))
-        y /= y.sum(axis=-1, keepdims=True)
-    return y[:, offset:]
