@@ -84,6 +84,7 @@ class ScrapeParams(StageParams):
         False, description="Allow loopback/private/link-local addresses (tests, intranets)"
     )
     user_agent: str = Field(DEFAULT_USER_AGENT, min_length=1, description="User-Agent header")
+    shard_size: int = Field(500, ge=1, le=100_000, description="URLs per download task (shard)")
     runner: Runner = _runner("threads", "downloads wait on the network")
     dask_address: str | None = _dask_address()
 

@@ -21,7 +21,6 @@ from tasks.runtime import logger
 from tasks.scrape import manifest_row
 from tasks.scrape_tasks import clear_parts, dedupe_shards, download_shard, find_image_urls
 
-BATCH_SIZE = 500  # URLs per download shard: few enough tasks, big enough to keep workers busy
 _KEPT = ("sha256", "path", "width", "height", "format", "bytes")
 
 
@@ -47,9 +46,8 @@ class ScrapeResult(BaseModel):
         )
 
 
-def fetch_config(params: ScrapeParams, host_limit: str | None = None) -> FetchConfig:
+def fetch_config(params: ScrapeParams) -> FetchConfig:
     return FetchConfig(
-        host_limit=host_limit,
         user_agent=params.user_agent,
         timeout=params.timeout,
         retries=params.retries,
@@ -155,12 +153,13 @@ def _download(
     """Download shards on the chosen runner, in page order; each writes its own part.
 
     threads: one shard at a time, as each already downloads `concurrency` URLs at once with
-    its own per-host slots. processes/dask: shards in parallel, `concurrency` each, and every
-    request also holds its host's Prefect global concurrency limit, so per_host holds overall.
+    its own per-host slots. processes/dask: shards in parallel, `concurrency` each; a shard
+    holds its hosts' Prefect global concurrency limits while it runs, so per_host holds overall.
     """
     host_limit = None if params.runner == "threads" else HOST_LIMIT_PREFIX
-    config = fetch_config(params, host_limit)
-    batches = [todo[i : i + BATCH_SIZE] for i in range(0, len(todo), BATCH_SIZE)]
+    config = fetch_config(params)
+    size = params.shard_size  # few enough tasks, big enough to keep a worker's threads busy
+    batches = [todo[i : i + size] for i in range(0, len(todo), size)]
     with task_runner_for(params.runner, params.dask_address, threads=1) as runner:
         futures = [
             runner.submit(
@@ -169,6 +168,7 @@ def _download(
                     "candidates": batch, "run_id": run_id, "label": params.label,
                     "raw_dir": str(raw_dir), "config": config, "min_size": params.min_size,
                     "part": f"{params.label}-{n:04d}", "run_date": run_date, "data_dir": data_dir,
+                    "host_limit": host_limit,
                 },
             )
             for n, batch in enumerate(batches, start=1)

@@ -18,7 +18,6 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
 
 from storage.errors import BlockedAddressError
-from tasks.hostlimit import GlobalHostSlot, limit_name
 from tasks.netguard import (
     AddressPolicy,
     GuardedAdapter,
@@ -51,11 +50,6 @@ class FetchConfig(BaseModel):
     respect_robots: bool = True
     allow_private_networks: bool = False
     max_redirects: int = Field(10, ge=0)
-    host_limit: str | None = Field(
-        None,
-        description="Prefix of a Prefect global concurrency limit per host (<prefix><host>):"
-        " each request also holds a slot of it, so per_host holds across worker processes",
-    )
 
     @property
     def deadline_s(self) -> float:
@@ -193,7 +187,7 @@ class Fetcher:
         self.policy = policy if policy is not None else default
         self.session = make_session(config, self.policy)
         self._lock = threading.Lock()
-        self._slots: dict[str, threading.BoundedSemaphore | GlobalHostSlot] = {}
+        self._slots: dict[str, threading.BoundedSemaphore] = {}
         self._robots: dict[str, tuple[RobotFileParser, str]] = {}
         self._robots_locks: dict[str, threading.Lock] = {}
         self._addresses: dict[tuple[str, int], str | None] = {}
@@ -257,7 +251,7 @@ class Fetcher:
 
     def _request(
         self, url: str, result: Fetched
-    ) -> tuple[requests.Response, threading.BoundedSemaphore | GlobalHostSlot]:
+    ) -> tuple[requests.Response, threading.BoundedSemaphore]:
         """One GET with retries; returns the response open for streaming and the host slot,
         still held, so the body counts against `per_host` until the caller releases it."""
         attempt, slot = 0, self._slot(url)
@@ -333,16 +327,12 @@ class Fetcher:
             self._addresses[key] = address_refusal(host, port, self.policy)
         return self._addresses[key]
 
-    def _slot(self, url: str) -> threading.BoundedSemaphore | GlobalHostSlot:
+    def _slot(self, url: str) -> threading.BoundedSemaphore:
         host = urlsplit(url).netloc.lower()
         with self._lock:
             slot = self._slots.get(host)
             if slot is None:
-                slot = threading.BoundedSemaphore(self.config.per_host)
-                if self.config.host_limit:  # shards on other processes share this host
-                    name = limit_name(self.config.host_limit, host)
-                    slot = GlobalHostSlot(slot, name, self.config.per_host)
-                self._slots[host] = slot
+                slot = self._slots[host] = threading.BoundedSemaphore(self.config.per_host)
         return slot
 
     def _robots_for(self, url: str) -> tuple[RobotFileParser, str]:

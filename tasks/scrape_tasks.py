@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from storage.layout import Layout
 from storage.parquet import write_table
 from tasks.fetch import AddressPolicy, FetchConfig, Fetcher
+from tasks.hostlimit import host_lease
 from tasks.runtime import Progress, logger
 from tasks.scrape import (
     REFUSALS_KEPT_FOR_PAGES,
@@ -226,11 +227,19 @@ def download_shard(
     part: str,
     run_date: date,
     data_dir: str,
+    host_limit: str | None = None,
 ) -> ShardOutcome:
     """download_images over one shard, its rows written as scrape_manifest part `part` by the
     worker that fetched them. A shard redone after its worker died rewrites the same part (and
-    finds its own files, same name, same bytes), so no row is counted twice."""
-    rows = download_images.fn(candidates, run_id, label, raw_dir, config, min_size)
+    finds its own files, same name, same bytes), so no row is counted twice.
+
+    `host_limit`: hold the Prefect global concurrency limits `<host_limit><host>` of the
+    shard's hosts while downloading (shards on other processes share those hosts).
+    """
+    claim = Layout.at(data_dir).root / ".leases" / f"{run_id}-{part}.lease"
+    urls = [c["url"] for c in candidates]
+    with host_lease(urls, config.per_host, host_limit, claim):
+        rows = download_images.fn(candidates, run_id, label, raw_dir, config, min_size)
     path = write_table(
         "scrape_manifest", rows, run_id=run_id, data_dir=data_dir, run_date=run_date, part=part
     )
