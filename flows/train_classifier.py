@@ -144,10 +144,36 @@ def model_card(spec, info, params: TrainParams, summary: dict | None, created_at
     }
 
 
+def announce(spec, info) -> None:
+    held_out = f"{sum(info.val_counts.values())} in val/" if info.has_val else "held out"
+    if not info.has_val:
+        held_out = f"{spec.validation_split:.0%} {held_out}"
+    logger().info(
+        "training %s on %s: %s, %d train images (%s), %s px, run %s",
+        spec.model, info.root, ", ".join(info.class_names), sum(info.train_counts.values()),
+        held_out, "x".join(map(str, spec.image_size)), spec.run_id,
+    )  # fmt: skip
+
+
+def evaluate_best(spec, best_val_accuracy: float | None) -> dict[str, float | None]:
+    """Evaluate best.keras on val; it must reproduce its epoch's val_accuracy."""
+    from tasks.train import evaluate_model_task
+
+    if not Path(spec.best_path).is_file():
+        return {"evaluated_val_accuracy": None, "evaluated_val_loss": None}
+    got = evaluate_model_task(spec, str(spec.best_path))
+    if best_val_accuracy is not None and abs(got["val_accuracy"] - best_val_accuracy) > 1e-6:
+        logger().warning(
+            "best.keras evaluates to val_accuracy %.6f, but its epoch logged %.6f",
+            got["val_accuracy"], best_val_accuracy,
+        )  # fmt: skip
+    return {"evaluated_val_accuracy": got["val_accuracy"], "evaluated_val_loss": got["val_loss"]}
+
+
 @flow(name="train-classifier", log_prints=True)
 def train_classifier(params: TrainParams) -> TrainResult:
     """Train a classifier on a prepared dataset; keep the best epoch; resumable."""
-    from tasks.train import evaluate_model_task, train_model_task, write_model_card
+    from tasks.train import train_model_task, write_model_card
 
     params, run_id = resolve_resume(params)
     spec, info = plan(params, run_id)
@@ -158,33 +184,11 @@ def train_classifier(params: TrainParams) -> TrainResult:
         logger().warning("the dataset's files changed since this run started: %s", info.root)
     spec.model_dir.mkdir(parents=True, exist_ok=True)
     write_model_card(card_path, model_card(spec, info, params, None, created))
-    log = logger()
-    held_out = (
-        f"{sum(info.val_counts.values())} in val/"
-        if info.has_val
-        else (f"{spec.validation_split:.0%} held out")
-    )
-    log.info(
-        "training %s on %s: %s, %d train images (%s), %s px, run %s",
-        spec.model, info.root, ", ".join(info.class_names), sum(info.train_counts.values()),
-        held_out, "x".join(map(str, spec.image_size)), run_id,
-    )  # fmt: skip
+    announce(spec, info)
     summary = train_model_task(spec)
-    evaluated: dict[str, float] = {}
-    if Path(spec.best_path).is_file():
-        evaluated = evaluate_model_task(spec, str(spec.best_path))
-        best = summary["best_val_accuracy"]
-        if best is not None and abs(evaluated["val_accuracy"] - best) > 1e-6:
-            log.warning(
-                "best.keras evaluates to val_accuracy %.6f, but its epoch logged %.6f",
-                evaluated["val_accuracy"], best,
-            )  # fmt: skip
-    summary |= {
-        "evaluated_val_accuracy": evaluated.get("val_accuracy"),
-        "evaluated_val_loss": evaluated.get("val_loss"),
-    }
+    summary |= evaluate_best(spec, summary["best_val_accuracy"])
     write_model_card(card_path, model_card(spec, info, params, summary, created))
-    log.info(
+    logger().info(
         "best epoch %s: val_accuracy %s -> %s", summary["best_epoch"],
         summary["best_val_accuracy"], spec.best_path,
     )  # fmt: skip

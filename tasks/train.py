@@ -8,7 +8,7 @@ import json
 import math
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from storage.layout import Layout
 from storage.parquet import read_table, write_table
 from tasks.augment import IMAGE_SUFFIXES, build_augmentation
 from tasks.models import build_model, compile_model, unfreeze_top
-from tasks.runtime import logger
+from tasks.runtime import Progress, logger
 
 # Decoded images are cached in memory (as uint8) when they take less than this.
 CACHE_LIMIT_BYTES = 4 << 30
@@ -213,6 +213,7 @@ class HistoryRecorder(keras.callbacks.Callback):
         )
         self._started = False
         self._current, self._t0 = 1, 0.0
+        self.progress: Progress | None = None
 
     def attach(self, checkpoint) -> None:
         self.checkpoint = checkpoint
@@ -228,6 +229,8 @@ class HistoryRecorder(keras.callbacks.Callback):
             self.batch_rows = [r for r in self.batch_rows if r["epoch"] <= epoch]
             if epoch:
                 logger().info("resuming at epoch %d/%d", epoch + 1, self.total)
+            self.progress = Progress(self.total, f"training {self.spec.model} ({self.spec.run_id})")
+            self.progress.advance(epoch)
         if self.checkpoint is not None:
             self.checkpoint.best = self.best_val_accuracy()
         self._current = epoch + 1
@@ -253,6 +256,8 @@ class HistoryRecorder(keras.callbacks.Callback):
         }
         self.epoch_rows.append(row)
         self.write()
+        if self.progress is not None:
+            self.progress.advance()
         logger().info(
             "epoch %d/%d: loss %.4f accuracy %.4f val_loss %.4f val_accuracy %.4f (%.1f s)%s",
             epoch + 1, self.total, *(_nan(metrics[k]) for k in metrics), row["seconds"],
@@ -400,7 +405,3 @@ def train_model_task(spec: TrainSpec) -> dict:
 @task(name="evaluate-best-model", cache_policy=NO_CACHE)
 def evaluate_model_task(spec: TrainSpec, model_path: str) -> dict[str, float]:
     return evaluate_model(spec, model_path)
-
-
-def spec_dict(spec: TrainSpec) -> dict[str, Any]:
-    return asdict(spec)
