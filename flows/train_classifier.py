@@ -37,30 +37,28 @@ class TrainResult(BaseModel):
 
 
 def resolve_resume(params: TrainParams) -> tuple[TrainParams, str]:
-    """(effective params, run id). A resume starts from the stored run's parameters and
-    applies only the fields given now (e.g. more epochs); shape-defining ones must match."""
+    """(effective params, run id). `resume_run` starts from the stored run's parameters and
+    applies only the fields given now (e.g. more epochs). Re-running with the `run_id` of a
+    run that already trained (a retried pipeline) continues it too. Either way the fields
+    that shape the model and its data must match the stored run."""
     data_dir = resolve_data_dir(params.data_dir)
-    if not params.resume_run:
-        run_id = params.run_id or new_run_id()
-        model_dir = Layout.at(data_dir).model_dir(run_id)
-        if (model_dir / "best.keras").exists() or (model_dir / "backup").exists():
-            raise ConfigError(
-                f"{model_dir} already holds a training run: pass resume_run={run_id} to "
-                "continue it, or choose another run_id"
-            )
-        return params, run_id
-    run_id = params.resume_run
+    run_id = params.resume_run or params.run_id or new_run_id()
     card_path = Layout.at(data_dir).model_dir(run_id) / "model_card.json"
     if not card_path.is_file():
-        raise ConfigError(f"cannot resume run {run_id!r}: {card_path} does not exist")
+        if params.resume_run:
+            raise ConfigError(f"cannot resume run {run_id!r}: {card_path} does not exist")
+        return params, run_id
     stored = json.loads(card_path.read_text())["params"]
     given = params.model_dump(include=params.model_fields_set - {"resume_run", "run_id"})
     changed = [k for k in _FIXED_ON_RESUME if k in given and given[k] != stored.get(k)]
     if changed:
         raise ConfigError(
-            f"resume_run {run_id}: {', '.join(changed)} differ(s) from the stored run "
-            f"({', '.join(f'{k}={stored.get(k)!r}' for k in changed)}); leave them out"
+            f"run {run_id} was trained with other {', '.join(changed)} "
+            f"({', '.join(f'{k}={stored.get(k)!r}' for k in changed)}): leave them out to "
+            "continue it, or choose another run_id"
         )
+    if not params.resume_run:
+        logger().info("run %s has trained before: continuing it", run_id)
     merged = TrainParams.model_validate({**stored, **given, "run_id": None, "resume_run": run_id})
     return merged, run_id
 
@@ -126,6 +124,7 @@ def model_card(spec, info, params: TrainParams, summary: dict | None, created_at
         "updated_at": datetime.now(UTC).isoformat(),
         "status": "trained" if summary else "training",
         "input": "RGB, raw 0-255 floats, resized to image_size; the model rescales itself",
+        "interpolation": "bilinear",
         "output": (
             f"sigmoid: probability of {spec.class_names[-1]!r}"
             if spec.label_mode == "binary"

@@ -68,10 +68,19 @@ def test_resume_run_continues_from_the_last_finished_epoch(prefect_harness, data
     assert after["epoch"].tolist() == [1, 2]
     assert after["finished_at"].iloc[0] == before["finished_at"].iloc[0]  # not retrained
     assert len(read_table("batch_history", data_dir=data_dir, run_id=first.run_id)) == 12
-    with pytest.raises(ConfigError, match="model differ"):
+    with pytest.raises(ConfigError, match="trained with other model"):
         train_classifier(params=TrainParams(resume_run=first.run_id, model="cifar_cnn"))
-    with pytest.raises(ConfigError, match="already holds a training run"):
-        train_classifier(params=TrainParams(dataset_dir=str(dataset), run_id=first.run_id))
+    # Re-running with the same run_id (a retried pipeline) continues too: nothing retrained.
+    again = train_classifier(
+        params=TrainParams(dataset_dir=str(dataset), run_id=first.run_id, epochs=2, batch_size=8)
+    )
+    assert again.epochs_run == 2 and again.best_epoch == resumed.best_epoch
+    final = read_table("epoch_history", data_dir=data_dir, run_id=first.run_id)
+    assert final["finished_at"].tolist() == after["finished_at"].tolist()
+    with pytest.raises(ConfigError, match="trained with other model"):
+        train_classifier(
+            params=TrainParams(dataset_dir=str(dataset), run_id=first.run_id, model="cifar_cnn")
+        )
 
 
 def test_a_crash_is_retried_by_prefect_and_resumes(prefect_harness, data_dir, dataset):

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tasks.augment import augment_preview, augmentation_layers, build_augmentation, knobs
+from tasks.augment import (
+    augment_preview,
+    augment_preview_task,
+    augmentation_layers,
+    build_augmentation,
+    knobs,
+)
 
 N, S = 16, 33  # odd side: the centre is a pixel
 
@@ -195,6 +201,10 @@ def test_augment_preview_writes_a_grid(tmp_path):
         assert grid.size == (6 * 22 - 2, 3 * 22 - 2)
         top_left = np.asarray(grid)[0, 0]
     assert top_left[0] == 30  # classes alternate: first row is class a's first image
+    again = augment_preview_task.fn(str(tmp_path / "ds"), None, str(tmp_path / "q.png"), n=2)
+    with Image.open(again) as grid:  # the task the report reuses; no augmentation: copies
+        pixels = np.asarray(grid)
+    assert np.array_equal(pixels[:20, :20], pixels[:20, 22:42])
 
 
 def test_fused_affine_matches_image_data_generator_for_the_same_parameters():
