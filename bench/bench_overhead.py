@@ -1,0 +1,337 @@
+"""Prefect's orchestration overhead on scrape -> prepare -> predict, and 1 vs 2 Dask workers.
+
+    .venv/bin/python bench/bench_overhead.py [--images 5000] [--rounds 2] [--no-scaling]
+
+5,000 generated 64x64 JPEGs are served on loopback by a separate process (so the server's
+threads do not share the measured process's GIL). Each round runs the three stages twice into
+fresh data roots: as Prefect flows (a real temporary server, task runs, progress artifacts)
+and as the very same task functions called directly (`.fn`) with the flows' own wiring.
+Overhead = (flow - direct) / flow. Then prepare and predict run on Dask LocalClusters of 1 and
+2 single-threaded worker processes (workers started and TensorFlow imported before timing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+WORK = Path(tempfile.gettempdir()) / "pixelpipe-bench-overhead"
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+LABEL, SIZE, SHARD = "pics", 32, 1000
+SCRAPE = {"label": LABEL, "allow_private_networks": True, "concurrency": 16, "per_host": 16}
+
+
+# --- the site, in its own process --------------------------------------------------------------
+
+
+def _serve(n: int, ready, stop) -> None:
+    from tests.http_server import SiteServer, picture
+
+    files = {f"img/{i}.jpg": picture(10_000 + i, (64, 64)) for i in range(n)}
+    tags = "".join(f'<img src="/img/{i}.jpg">' for i in range(n))
+    files["page.html"] = f"<html><body>{tags}</body></html>".encode()
+    with SiteServer(root=None, files=files) as site:
+        ready.send(site.url("page.html"))
+        stop.wait()
+
+
+# --- the three stages, directly ----------------------------------------------------------------
+
+
+def scrape_direct(page: str, data_dir: Path, run_id: str) -> int:
+    from flows import scrape_images as sf
+    from flows.params import ScrapeParams
+    from storage.layout import Layout
+    from tasks.scrape_tasks import clear_parts, dedupe_shards, download_shard, find_image_urls
+
+    params = ScrapeParams(pages=[page], run_id=run_id, data_dir=str(data_dir), **SCRAPE)
+    layout = Layout.at(params.data_dir)
+    raw_dir, config, root = layout.raw(LABEL), sf.fetch_config(params), layout.root.as_posix()
+    before = sf.stored_before(layout.root, LABEL, run_id)
+    found = find_image_urls.fn(params.pages, run_id, LABEL, config)
+    todo, _skipped = sf._skip_rows(found["candidates"], before, None, run_id, LABEL)
+    run_date = datetime.now(UTC).date()
+    clear_parts(root, run_id, LABEL)
+    shards = [
+        download_shard.fn(
+            todo[i : i + params.shard_size], run_id, LABEL, str(raw_dir), config,
+            params.min_size, part=f"{LABEL}-{i // params.shard_size + 1:04d}",
+            run_date=run_date, data_dir=root,
+        )
+        for i in range(0, len(todo), params.shard_size)
+    ]  # fmt: skip
+    return dedupe_shards.fn(shards, set(), run_id=run_id, run_date=run_date, data_dir=root)["ok"]
+
+
+def prepare_direct(data_dir: Path, run_id: str) -> int:
+    from flows import prepare_dataset as pf
+    from flows.params import PrepareParams
+    from storage.layout import Layout
+    from tasks import dataset_plan as plan
+    from tasks import images, pixels
+
+    params = PrepareParams(data_dir=str(data_dir), run_id=run_id, image_size=SIZE)
+    layout = Layout.at(params.data_dir)
+    dataset_dir, class_dirs = pf._resolve(params, layout)
+    settings = pixels.RenderSettings(
+        SIZE, params.resize_mode, params.image_format, params.quality, params.resample
+    )
+    spec = plan.SplitSpec(params.seed, params.val_fraction, params.test_fraction, None)
+    names = sorted(set(class_dirs.values()))
+    files = plan.list_source_files(class_dirs)
+    keys = [(f.path, f.size, f.mtime_ns) for f in files]
+    b = params.batch_size
+    infos = [x for i in range(0, len(keys), b) for x in images.inspect_batch.fn(keys[i : i + b])]
+    rows = plan.plan(files, infos, names, dataset_dir, spec, settings.suffix)
+    todo = pf._pending(rows, dataset_dir, settings, params.force)
+    workers = pixels.default_workers()
+    try:
+        for i in range(0, len(todo), b):
+            batch = todo[i : i + b]
+            items = [(r["source_path"], r["path"]) for r in batch]
+            done = images.render_batch.fn(items, settings, workers)
+            for row, (status, error) in zip(batch, done, strict=True):
+                if status != "ok":
+                    row.update(status=status, error=error, split=None, path=None)
+    finally:
+        pixels.shutdown_pool()
+    kept = {r["path"] for r in rows if r["status"] == "ok"}
+    plan.sync_folders(dataset_dir, spec.splits, names, kept)
+    pf._write_manifest(rows, run_id, params.dataset, layout.root)
+    counts = pf._counts(rows, spec.splits, names)
+    stamp = pf._stamp(run_id, settings, spec, names, counts, rows)
+    plan.write_stamp(dataset_dir, stamp)
+    return len(kept)
+
+
+def predict_direct(model: str, data_dir: Path, run_id: str) -> int:
+    from flows import predict_batch as pb
+    from tasks.infer import collect_images, predict_shard
+    from tasks.predictors import get_predictor, resolve_model
+
+    params = _predict_params(model, data_dir, run_id)
+    spec = resolve_model(params.model, params.weights, data_dir=str(data_dir))
+    paths = collect_images(params.inputs)
+    decoding = pb.decoding_for(params, spec.labels)
+    get_predictor(spec)
+    key, run_date = pb.model_key(spec.identity), datetime.now(UTC).date()
+    done = [
+        predict_shard.fn(
+            paths[i : i + SHARD], spec, run_id=run_id, part=f"{key}-{i // SHARD + 1:04d}",
+            run_date=run_date, data_dir=str(data_dir), batch_size=params.batch_size,
+            decoding=decoding,
+        )
+        for i in range(0, len(paths), SHARD)
+    ]  # fmt: skip
+    return sum(s.ok for s in done)
+
+
+def _predict_params(model: str, data_dir: Path, run_id: str, **extra):
+    from flows.params import PredictParams
+
+    options = {"shard_size": SHARD, "batch_size": 64, "top_k": 2} | extra
+    return PredictParams(
+        inputs=[str(data_dir / "datasets" / "default")], model=model, run_id=run_id,
+        data_dir=str(data_dir), **options,
+    )  # fmt: skip
+
+
+# --- the three stages as flows -----------------------------------------------------------------
+
+
+def scrape_flow(page, data_dir, run_id) -> int:
+    from flows.scrape_images import scrape_images
+
+    params = {"pages": [page], "run_id": run_id, "data_dir": str(data_dir)} | SCRAPE
+    return scrape_images(params=params).stored
+
+
+def prepare_flow(data_dir, run_id, **extra) -> int:
+    from flows.prepare_dataset import prepare_dataset
+
+    params = {"data_dir": str(data_dir), "run_id": run_id, "image_size": SIZE} | extra
+    return prepare_dataset(params=params).rendered
+
+
+def predict_flow(model, data_dir, run_id, **extra) -> int:
+    from flows.predict_batch import predict_batch
+
+    return predict_batch(params=_predict_params(model, data_dir, run_id, **extra)).ok
+
+
+def tiny_model(folder: Path) -> str:
+    """A small CNN (2 convs, 3 classes) with its model card, as train_classifier leaves one."""
+    import json
+
+    import keras
+
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential(
+        [
+            keras.Input((SIZE, SIZE, 3)),
+            keras.layers.Rescaling(1 / 255),
+            keras.layers.Conv2D(16, 3, activation="relu"),
+            keras.layers.MaxPooling2D(),
+            keras.layers.Conv2D(32, 3, activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(3, activation="softmax"),
+        ]
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(folder / "best.keras")
+    card = {"model": "tiny", "class_names": ["a", "b", "c"], "image_size": [SIZE, SIZE]}
+    (folder / "model_card.json").write_text(json.dumps(card | {"label_mode": "categorical"}))
+    return str(folder / "best.keras")
+
+
+# --- measuring ---------------------------------------------------------------------------------
+
+
+def timed(fn, *args, **kwargs) -> tuple[float, int]:
+    start = time.perf_counter()
+    n = fn(*args, **kwargs)
+    return time.perf_counter() - start, n
+
+
+def one_round(page: str, model: str, r: int, flow_first: bool) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {"flow": {}, "direct": {}}
+    for how in ("flow", "direct") if flow_first else ("direct", "flow"):
+        data = WORK / f"r{r}-{how}"
+        shutil.rmtree(data, ignore_errors=True)
+        run = f"r{r}-{how}"
+        if how == "flow":
+            out[how]["scrape"], n1 = timed(scrape_flow, page, data, run)
+            out[how]["prepare"], n2 = timed(prepare_flow, data, run)
+            out[how]["predict"], n3 = timed(predict_flow, model, data, run)
+        else:
+            out[how]["scrape"], n1 = timed(scrape_direct, page, data, run)
+            out[how]["prepare"], n2 = timed(prepare_direct, data, run)
+            out[how]["predict"], n3 = timed(predict_direct, model, data, run)
+        print(f"  round {r} {how:6}: " + "  ".join(f"{k} {v:6.2f} s" for k, v in out[how].items())
+              + f"  ({n1} stored, {n2} prepared, {n3} predicted)", flush=True)  # fmt: skip
+    return out
+
+
+def scaling(model: str, source: Path, rounds: int) -> dict[int, dict[str, list[float]]]:
+    """prepare and predict with runner=dask on 1 and 2 worker processes (one thread each)."""
+    from distributed import Client, LocalCluster
+
+    results: dict[int, dict[str, list[float]]] = {}
+    for workers in (1, 2):
+        env = {"PREFECT_API_URL": os.environ["PREFECT_API_URL"]}
+        with (
+            LocalCluster(
+                n_workers=workers, threads_per_worker=1, dashboard_address=None, env=env
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+            client.run(lambda: __import__("tasks.infer") and None)  # TensorFlow, once each
+            dask = {"runner": "dask", "dask_address": cluster.scheduler_address}
+            times: dict[str, list[float]] = {"prepare": [], "predict": []}
+            for r in range(rounds):
+                data = WORK / f"scale-{workers}-{r}"
+                shutil.rmtree(data, ignore_errors=True)
+                shutil.copytree(source / "raw", data / "raw")
+                run = f"s{workers}-{r}"
+                times["prepare"].append(timed(prepare_flow, data, run, batch_size=250, **dask)[0])
+                times["predict"].append(
+                    timed(predict_flow, model, data, run, shard_size=500, **dask)[0]
+                )
+                print(f"  {workers} worker(s), round {r}: prepare {times['prepare'][-1]:.2f} s,"
+                      f" predict {times['predict'][-1]:.2f} s", flush=True)  # fmt: skip
+        results[workers] = times
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--no-scaling", action="store_true")
+    args = parser.parse_args()
+
+    from prefect.settings import get_current_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    ready, child = multiprocessing.Pipe()
+    stop = multiprocessing.Event()
+    server = multiprocessing.Process(target=_serve, args=(args.images, child, stop), daemon=True)
+    server.start()
+    page = ready.recv()
+    model = tiny_model(WORK / "model")
+    try:
+        with prefect_test_harness(server_startup_timeout=180):
+            os.environ["PREFECT_API_URL"] = str(get_current_settings().api.url)
+            print(f"{args.images} images, {os.cpu_count()} CPUs; warming up (not timed)")
+            _warm(page, model)
+            rounds = [one_round(page, model, r, r % 2 == 0) for r in range(args.rounds)]
+            report(rounds)
+            if not args.no_scaling:
+                report_scaling(scaling(model, WORK / "r0-direct", args.rounds))
+    finally:
+        stop.set()
+        server.join(timeout=10)
+
+
+def _warm(page: str, model: str) -> None:
+    """Import TensorFlow, trace the model and start the server's caches outside the timing."""
+    from tasks.infer import collect_images, predict_images
+    from tasks.predictors import resolve_model
+
+    data = WORK / "warm"
+    shutil.rmtree(data, ignore_errors=True)
+    scrape_flow(page, data, "warm")
+    prepare_flow(data, "warm")
+    spec = resolve_model(model, None)
+    paths = collect_images([str(data / "datasets" / "default")])[:128]
+    for _ in predict_images(paths, spec, batch_size=64, run_id="warm", decoding=_decoding()):
+        pass
+
+
+def _decoding():
+    from tasks.infer import Decoding
+
+    return Decoding(top_k=2, within=2)
+
+
+def report(rounds: list[dict]) -> None:
+    print("\n| stage | direct (.fn) s | flow s | overhead |")
+    print("|---|---:|---:|---:|")
+    total = {"flow": 0.0, "direct": 0.0}
+    for stage in ("scrape", "prepare", "predict"):
+        d = statistics.median(r["direct"][stage] for r in rounds)
+        f = statistics.median(r["flow"][stage] for r in rounds)
+        total["direct"] += d
+        total["flow"] += f
+        print(f"| {stage} | {d:.2f} | {f:.2f} | {(f - d) / f:+.1%} |")
+    d, f = total["direct"], total["flow"]
+    print(f"| **all three** | {d:.2f} | {f:.2f} | **{(f - d) / f:+.1%}** |")
+    print("(median of the rounds; each round ran both, alternating which went first)")
+
+
+def report_scaling(results: dict[int, dict[str, list[float]]]) -> None:
+    print("\n| stage | 1 worker s | 2 workers s | speed-up |")
+    print("|---|---:|---:|---:|")
+    for stage in ("prepare", "predict"):
+        one, two = (min(results[w][stage]) for w in (1, 2))
+        print(f"| {stage} (runner=dask) | {one:.2f} | {two:.2f} | {one / two:.2f}x |")
+    print("(best of the rounds per case)")
+
+
+if __name__ == "__main__":
+    main()
