@@ -28,3 +28,7 @@ class WeightsNotFoundError(PixelpipeError, FileNotFoundError):
 
 class NotAvailableError(PixelpipeError, NotImplementedError):
     """A CLI command or option whose feature has not landed yet."""
+
+
+class AccuracyDropError(PixelpipeError, ValueError):
+    """A faster engine (int8) would lose more validation accuracy than allowed; nothing ran."""
