@@ -23,7 +23,7 @@ HOST_LIMIT_PREFIX = "pixelpipe-host-"
 # The server's minimum lease; renewed every third of it while the shard runs. A worker that
 # dies stops renewing; its retried shard releases the dead one's lease at once (the claim file).
 LEASE_S = 60.0
-MAX_WAIT_S = 2.0  # longest pause between tries while another shard holds the host
+MAX_WAIT_S = 0.5  # longest pause between tries while another shard holds the host (one API read)
 
 
 def host_of(url: str) -> str:

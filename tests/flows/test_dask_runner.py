@@ -96,6 +96,17 @@ def test_an_address_needs_the_dask_runner():
         ScrapeParams(pages=["http://a/"], label="x", dask_address="tcp://127.0.0.1:8786")
 
 
+def test_the_pipeline_runner_replaces_every_stage_runner(tmp_path):
+    from flows.params import PipelineParams
+
+    own = PipelineParams(source_dir=str(tmp_path))
+    assert (own.scrape.runner, own.prepare.runner, own.predict.runner) == (
+        "threads", "processes", "threads"
+    )  # fmt: skip
+    one = PipelineParams(source_dir=str(tmp_path), runner="threads")
+    assert {s.runner for s in (one.scrape, one.prepare, one.predict)} == {"threads"}
+
+
 def test_the_dask_runner_starts_a_machine_sized_cluster_or_joins_one():
     pytest.importorskip("prefect_dask", reason=NO_DASK)
     local = task_runner_for("dask")
