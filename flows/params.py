@@ -16,6 +16,7 @@ from storage.layout import safe_name
 
 Runner = Literal["threads", "processes", "dask"]
 DASK_INSTALL = 'pip install -e ".[dask]"'  # the `dask` extra: prefect-dask, dask, distributed
+OPENVINO_INSTALL = 'pip install -e ".[openvino]"'  # the `openvino` extra: openvino, nncf
 
 DEFAULT_USER_AGENT = "pixelpipe/0.1 (+image dataset builder; respects robots.txt)"
 
@@ -48,6 +49,15 @@ def _dask_address() -> Any:
         description="runner=dask: scheduler address (tcp://host:8786); default: a local"
         " cluster, one single-threaded worker process per core",
     )
+
+
+def _installed(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a module set to None, a broken install
+        return False
 
 
 def check_runner(runner: str | None, dask_address: str | None) -> None:
@@ -251,6 +261,23 @@ class PredictParams(StageParams):
     shard_size: int = Field(1000, ge=1, description="Images per task (shard)")
     runner: Runner = _runner("threads", "threads: one shard at a time, the model uses every core")
     dask_address: str | None = _dask_address()
+    backend: Literal["keras", "openvino"] = Field(
+        "keras",
+        description="Inference engine: keras, or openvino (the model converted once, cached"
+        " beside it; needs the openvino extra)",
+    )
+    precision: Literal["fp32", "bf16", "int8"] = Field(
+        "fp32",
+        description="backend=openvino: fp32, bf16 (AMX), or int8 (NNCF post-training quantization)",
+    )
+    max_accuracy_drop: float | None = Field(
+        0.5,
+        description="int8 of a trained model: refuse when validation accuracy drops more than"
+        " this many points below fp32 (none: no check)",
+    )
+    calibration_size: int = Field(
+        300, ge=1, le=10_000, description="int8: calibration images (train split, else inputs)"
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> PredictParams:
@@ -258,6 +285,26 @@ class PredictParams(StageParams):
         if sum(given) > 1:
             raise ValueError("give only one of inputs, scrape_run or dataset_dir")
         check_runner(self.runner, self.dask_address)
+        return self
+
+    @model_validator(mode="after")
+    def _engine(self) -> PredictParams:
+        if self.backend == "keras":
+            if self.precision != "fp32":
+                raise ValueError(
+                    "precision applies to backend=openvino; the Keras backend's bf16 is"
+                    " mixed_precision"
+                )
+            return self
+        if self.mixed_precision:
+            raise ValueError("mixed_precision is the Keras backend's bf16: use precision=bf16")
+        needed = ["openvino"] + (["nncf"] if self.precision == "int8" else [])
+        missing = [name for name in needed if not _installed(name)]
+        if missing:
+            raise ValueError(
+                f"backend=openvino needs {' and '.join(missing)}, not installed here:"
+                f" {OPENVINO_INSTALL}"
+            )
         return self
 
     @model_validator(mode="after")

@@ -38,6 +38,7 @@ class PredictResult(BaseModel):
     seconds: float
     images_per_second: float
     top: list[dict]  # rank-1 rows, targets first (also the Prefect table artifact)
+    engine: dict | None = None  # backend=openvino: IR path, reused or converted, int8 accuracy
 
 
 def decoding_for(params: PredictParams, labels) -> Decoding:
@@ -113,6 +114,16 @@ def predict_batch(params: PredictParams) -> PredictResult:
         data_dir=data_dir,
     )
     decoding = decoding_for(params, spec.labels)
+    engine = None
+    if params.backend == "openvino":  # convert once (cached beside the model), int8 checked
+        from tasks.openvino_backend import check_convertible, prepare_openvino
+
+        check_convertible(spec, params.precision, params.mixed_precision)
+        spec, engine = prepare_openvino(
+            spec, params.precision, images=images, calibration_size=params.calibration_size,
+            max_accuracy_drop=params.max_accuracy_drop, threshold=params.threshold,
+            batch_size=params.batch_size,
+        )  # fmt: skip
     get_predictor(spec)  # load once here: a broken model file fails before the shards
     run_date = datetime.now(UTC).date()
     key = model_key(spec.identity)
@@ -160,6 +171,7 @@ def predict_batch(params: PredictParams) -> PredictResult:
         seconds=round(seconds, 3),
         images_per_second=round(len(images) / seconds, 2),
         top=top,
+        engine=engine.model_dump() if engine else None,
     )
     log.info(
         "%d images: %d ok, %d corrupt, %d missing; %d target hits (%s); %.1f img/s",

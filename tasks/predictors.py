@@ -114,6 +114,10 @@ class ModelSpec:
     binary: bool = False  # one sigmoid output: class 1 when p >= threshold
     label_offset: int = 0  # TFLite with 1,001 outputs: index 0 is "background"
     mixed_precision: bool = False
+    # backend="openvino": shards run the converted IR (tasks/openvino_backend.py) at `precision`.
+    backend: str = "keras"
+    precision: str = "fp32"
+    ir_path: str | None = None
 
 
 def file_digest(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
@@ -294,8 +298,12 @@ def get_predictor(spec: ModelSpec) -> Predict:
         _LOADED.move_to_end(spec)
         return _LOADED[spec]
     load = {"backbone": _load_backbone, "keras": _load_trained, "tflite": tflite.load_tflite}
+    if spec.backend == "openvino":
+        from tasks.openvino_backend import load_openvino as loader
+    else:
+        loader = load[spec.kind]
     try:
-        predict = load[spec.kind](spec)
+        predict = loader(spec)
     except (OSError, ValueError, TypeError) as e:
         raise ConfigError(f"cannot load model {spec.identity}: {e}") from e
     _LOADED[spec] = predict
