@@ -270,10 +270,11 @@ class PredictParams(StageParams):
         "fp32",
         description="backend=openvino: fp32, bf16 (AMX), or int8 (NNCF post-training quantization)",
     )
-    max_accuracy_drop: float | None = Field(
+    max_accuracy_drop: float = Field(
         0.5,
+        le=100,
         description="int8 of a trained model: refuse when validation accuracy drops more than"
-        " this many points below fp32 (none: no check)",
+        " this many points below fp32 (100: no check)",
     )
     calibration_size: int = Field(
         300, ge=1, le=10_000, description="int8: calibration images (train split, else inputs)"

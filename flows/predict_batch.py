@@ -90,6 +90,12 @@ def results_table(result: PredictResult, rows: int = 10) -> str:
         name = name if len(name) <= 40 else "..." + name[-37:]
         target = "yes" if r["is_target"] else ""
         lines.append(f"{name:<40} {r['label'][:24]:<24} {r['probability']:>6.3f}  {target}")
+    if result.engine:  # backend=openvino: the IR used and int8's accuracy against fp32
+        from tasks.openvino_backend import OpenVinoInfo, describe
+
+        lines.append(
+            f"openvino {result.engine['precision']}: " + describe(OpenVinoInfo(**result.engine))
+        )
     lines.append(f"predictions: {result.predictions_path}")
     return "\n".join(lines)
 

@@ -152,7 +152,7 @@ def test_int8_reports_accuracy_and_is_refused_when_it_drops_too_much(color_model
 
 @needs_openvino
 def test_flow_with_openvino_writes_the_keras_rows(prefect_harness, data_dir, color_model):
-    from flows.predict_batch import predict_batch
+    from flows.predict_batch import predict_batch, results_table
 
     _, path, val = color_model
     common = {"inputs": [str(Path(val[0]).parents[1])], "model": str(path), "top_k": 2}
@@ -175,3 +175,11 @@ def test_flow_with_openvino_writes_the_keras_rows(prefect_harness, data_dir, col
             | {"max_accuracy_drop": -1.0}
         )
     assert read_table("predictions", run_id="r-int8").empty  # refused before any shard
+    allowed = predict_batch(
+        params={**common, "run_id": "r-int8", "backend": "openvino", "precision": "int8"}
+        | {"max_accuracy_drop": 100}
+    )
+    assert allowed.model.endswith("+openvino-int8") and allowed.ok == len(val)
+    summary = results_table(allowed)
+    assert "openvino int8: cached IR" in summary
+    assert "validation accuracy fp32 1.0000 | int8 " in summary
