@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
@@ -12,6 +13,9 @@ from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 
 T = TypeVar("T")
+# Each artifact update is an API call (tens of ms on a busy machine): a loop that advances per
+# batch would spend seconds on them. The first and the final update always go out.
+MIN_UPDATE_S = 1.0
 
 
 def in_prefect_run() -> bool:
@@ -32,6 +36,7 @@ class Progress:
     def __init__(self, total: int, description: str) -> None:
         self.total, self.done, self.description = max(total, 1), 0, description
         self._artifact = None
+        self._sent = 0.0  # time.monotonic() of the last artifact update
         if in_prefect_run():
             self._artifact = create_progress_artifact(progress=0.0, description=description)
 
@@ -39,7 +44,10 @@ class Progress:
         self.done += n
         percent = min(100.0, 100.0 * self.done / self.total)
         if self._artifact is not None:
-            update_progress_artifact(self._artifact, progress=percent)
+            now = time.monotonic()
+            if percent >= 100.0 or now - self._sent >= MIN_UPDATE_S:
+                update_progress_artifact(self._artifact, progress=percent)
+                self._sent = now
         else:
             logger().debug("%s: %.0f%%", self.description, percent)
 
