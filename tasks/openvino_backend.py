@@ -27,7 +27,6 @@ from tasks.predictors import (
     build_backbone,
     file_digest,
     keras_cache_dirs,
-    read_card,
 )
 from tasks.runtime import logger
 
@@ -57,7 +56,7 @@ class OpenVinoInfo(BaseModel):
     validation_images: int | None = None
 
 
-def _ov():
+def ov_module():
     try:
         import openvino as ov
     except ImportError as e:
@@ -78,7 +77,7 @@ def convert_keras(model, preprocess, size: tuple[int, int]):
     def serve(x):
         return tf.cast(model(preprocess(x), training=False), tf.float32)
 
-    return _ov().convert_model(serve)
+    return ov_module().convert_model(serve)
 
 
 def keras_source(spec: ModelSpec):
@@ -112,7 +111,7 @@ def cache_dir(spec: ModelSpec, ir_precision: str, calibration_size: int) -> Path
         "source": source,
         "precision": ir_precision,
         "input": [*spec.image_size, 3],
-        "openvino": _ov().__version__.split("-")[0],
+        "openvino": ov_module().__version__.split("-")[0],
         "recipe": RECIPE,
     }
     if ir_precision == "int8":
@@ -131,11 +130,11 @@ def _publish(tmp: Path, final: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _write_ir(ov_model, folder: Path, meta: dict, precision: str) -> None:
+def write_ir(ov_model, folder: Path, meta: dict, precision: str) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
     # compress_to_fp16=False: fp32 weights stay exact (OpenVINO equals Keras within 1e-4).
-    _ov().save_model(ov_model, tmp / IR_FILE, compress_to_fp16=False)
+    ov_module().save_model(ov_model, tmp / IR_FILE, compress_to_fp16=False)
     (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     _publish(tmp, folder)
     CONVERSIONS[precision] += 1
@@ -150,7 +149,7 @@ def fp32_ir(spec: ModelSpec) -> tuple[Path, bool, float]:
     model, preprocess = keras_source(spec)
     ov_model = convert_keras(model, preprocess, spec.image_size)
     meta = {"model": spec.identity, "precision": "fp32", "input": [*spec.image_size, 3]}
-    _write_ir(ov_model, folder, meta, "fp32")
+    write_ir(ov_model, folder, meta, "fp32")
     seconds = time.perf_counter() - started
     logger().info("converted %s to OpenVINO IR in %.1f s: %s", spec.identity, seconds, folder)
     return folder / IR_FILE, False, seconds
@@ -162,7 +161,7 @@ def fp32_ir(spec: ModelSpec) -> tuple[Path, bool, float]:
 def compile_ir(model, precision: str):
     """A CPU-compiled model (an IR file or an in-memory ov.Model); for a file, the compiled blob
     is cached beside it (CACHE_DIR), so later loads skip most of the compilation."""
-    core = _ov().Core()
+    core = ov_module().Core()
     if isinstance(model, str | Path):
         core.set_property({"CACHE_DIR": str(Path(model).parent / "compiled")})
         model = str(model)
@@ -178,7 +177,7 @@ def _softmax(y: np.ndarray) -> np.ndarray:
 def async_predictor(compiled, softmax: bool) -> Predict:
     """Each batch split over the pool of asynchronous requests (one per CPU stream); the
     GIL is released while they run, so tf.data keeps decoding the next batch meanwhile."""
-    ov = _ov()
+    ov = ov_module()
     queue = ov.AsyncInferQueue(compiled, 0)  # 0: the device's optimal number of requests
     outputs: dict[int, np.ndarray] = {}
 
@@ -251,6 +250,8 @@ def prepare_openvino(
     `max_accuracy_drop` points of validation accuracy against fp32.
     """
     if precision == "int8":
+        from tasks.openvino_int8 import check_validation_split
+
         check_validation_split(spec, max_accuracy_drop)
     fp32_path, cached, seconds = fp32_ir(spec)
     if precision != "int8":
@@ -288,19 +289,6 @@ def describe(info: OpenVinoInfo) -> str:
     return text
 
 
-def check_validation_split(spec: ModelSpec, max_accuracy_drop: float | None) -> None:
-    """A trained model's int8 is checked on its dataset's val split: it must be there."""
-    if spec.kind != "keras" or max_accuracy_drop is None or max_accuracy_drop >= NO_CHECK:
-        return
-    dataset = trained_dataset(spec)
-    if dataset is None or not (dataset / "val").is_dir():
-        raise ConfigError(
-            "int8 is checked against fp32 on the training dataset's val split, and"
-            f" {dataset or 'the dataset_dir of the model card'}/val is not there: restore it,"
-            " or pass --max-accuracy-drop 100 to quantize without the check"
-        )
-
-
 def check_accuracy(info: OpenVinoInfo, max_accuracy_drop: float | None) -> None:
     """Refuse int8 when it loses more than allowed (stored numbers are re-checked each run)."""
     if max_accuracy_drop is None or info.accuracy_drop_points is None:
@@ -313,11 +301,3 @@ def check_accuracy(info: OpenVinoInfo, max_accuracy_drop: float | None) -> None:
             " use --precision bf16 (or fp32), more --calibration-size images, or allow a larger"
             " --max-accuracy-drop"
         )
-
-
-def trained_dataset(spec: ModelSpec) -> Path | None:
-    """The prepared dataset a trained model learned from (its card's dataset_dir), if present."""
-    if spec.kind != "keras":
-        return None
-    folder = read_card(Path(spec.path)).get("dataset_dir")
-    return Path(folder) if folder and Path(folder).is_dir() else None

@@ -14,15 +14,15 @@ from tasks.infer import OK, image_batches, images_in
 from tasks.openvino_backend import (
     IR_FILE,
     META_FILE,
+    NO_CHECK,
     OpenVinoInfo,
-    _ov,
-    _write_ir,
     async_predictor,
     cache_dir,
     compile_ir,
-    trained_dataset,
+    ov_module,
+    write_ir,
 )
-from tasks.predictors import ModelSpec, Predict
+from tasks.predictors import ModelSpec, Predict, read_card
 from tasks.runtime import logger
 
 
@@ -51,18 +51,65 @@ def predictions(predict: Predict, x: np.ndarray, binary: bool, threshold: float,
     return (p[:, 0] >= threshold).astype(int) if binary else p.argmax(axis=1)
 
 
-def labeled(spec: ModelSpec, split: Path) -> tuple[list[str], np.ndarray]:
-    """Images of a <class>/<image> split with their class index (classes the model knows)."""
+def trained_splits(spec: ModelSpec) -> dict[str, list[str]] | None:
+    """A trained model's dataset as it trained: {"train": [...], "val": [...]} image paths.
+
+    The val/ folder, or else the held-out share of train/ that train_classifier's seeded
+    validation_split took (listed by Keras exactly as training listed it).
+    """
+    if spec.kind != "keras":
+        return None
+    card = read_card(Path(spec.path))
+    dataset = Path(card.get("dataset_dir") or "/nonexistent")
+    if not (dataset / "train").is_dir():
+        return None
+    if (dataset / "val").is_dir():
+        return {"train": images_in(dataset / "train"), "val": images_in(dataset / "val")}
+    params = card.get("params") or {}
+    share = float(params.get("validation_split") or 0)
+    if not 0 < share < 1:
+        return {"train": images_in(dataset / "train"), "val": []}
+    import keras
+
+    train, val = keras.utils.image_dataset_from_directory(
+        dataset / "train",
+        class_names=list(spec.labels.names),
+        image_size=spec.image_size,
+        batch_size=None,
+        shuffle=True,
+        seed=params.get("seed", 42),
+        validation_split=share,
+        subset="both",
+        verbose=False,
+    )
+    return {"train": sorted(train.file_paths), "val": sorted(val.file_paths)}
+
+
+def check_validation_split(spec: ModelSpec, max_accuracy_drop: float | None) -> None:
+    """A trained model's int8 is checked on its validation images: they must be there."""
+    if spec.kind != "keras" or max_accuracy_drop is None or max_accuracy_drop >= NO_CHECK:
+        return
+    splits = trained_splits(spec)
+    if not splits or not splits["val"]:
+        raise ConfigError(
+            "int8 is checked against fp32 on the training dataset's validation images, and"
+            f" the model card of {spec.path} leads to none (its dataset_dir, with val/ or a"
+            " validation_split): restore the dataset, or pass --max-accuracy-drop 100 to"
+            " quantize without the check"
+        )
+
+
+def truth(spec: ModelSpec, paths: list[str]) -> np.ndarray:
+    """Class index of each image from its <class>/ folder name."""
     index = {name: i for i, name in enumerate(spec.labels.names)}
-    paths = [p for p in images_in(split) if Path(p).parent.name in index]
-    return paths, np.array([index[Path(p).parent.name] for p in paths], dtype=int)
+    return np.array([index.get(Path(p).parent.name, -1) for p in paths], dtype=int)
 
 
 def calibration_source(spec: ModelSpec, images: list[str]) -> tuple[list[str], str]:
-    """A trained model calibrates on its dataset's train split; a backbone on the run's inputs."""
-    dataset = trained_dataset(spec)
-    if dataset is not None and (dataset / "train").is_dir():
-        return images_in(dataset / "train"), f"{dataset / 'train'}"
+    """A trained model calibrates on its training images; a backbone on the run's inputs."""
+    splits = trained_splits(spec)
+    if splits and splits["train"]:
+        return splits["train"], f"{Path(splits['train'][0]).parents[1]} (training images)"
     return images, "the run's inputs"
 
 
@@ -70,7 +117,7 @@ def quantize(fp32_path: Path, calibration: np.ndarray):
     """NNCF post-training quantization of the fp32 IR on these calibration pixels."""
     import nncf
 
-    model = _ov().Core().read_model(str(fp32_path))
+    model = ov_module().Core().read_model(str(fp32_path))
     items = [calibration[i : i + 1] for i in range(len(calibration))]
     return nncf.quantize(model, nncf.Dataset(items), subset_size=len(items))
 
@@ -112,26 +159,23 @@ def int8_ir(
     _compare(spec, fp32_path, quantized, info, threshold, batch_size)
     stored = info.model_dump(exclude={"cached", "seconds"})
     meta = {"model": spec.identity, "precision": "int8", "info": stored}
-    _write_ir(quantized, folder, meta, "int8")
+    write_ir(quantized, folder, meta, "int8")
     info.seconds = time.perf_counter() - started
     return info
 
 
 def _compare(spec, fp32_path, quantized, info: OpenVinoInfo, threshold: float, batch: int) -> None:
     """Trained model: validation accuracy fp32 vs int8. Backbone: nothing labeled to check."""
-    dataset = trained_dataset(spec)
-    if dataset is None or not (dataset / "val").is_dir():
+    splits = trained_splits(spec)
+    if not splits or not splits["val"]:
         return
-    paths, truth = labeled(spec, dataset / "val")
-    if not paths:
-        return
-    x, readable = pixels(spec, paths, batch)
-    truth = truth[readable]
+    x, readable = pixels(spec, splits["val"], batch)
+    labels = truth(spec, splits["val"])[readable]
     softmax = spec.kind == "backbone"
     fp32 = async_predictor(compile_ir(fp32_path, "fp32"), softmax)
     int8 = async_predictor(compile_ir(quantized, "int8"), softmax)
     acc = {
-        name: float(np.mean(predictions(p, x, spec.binary, threshold, batch) == truth))
+        name: float(np.mean(predictions(p, x, spec.binary, threshold, batch) == labels))
         for name, p in (("fp32", fp32), ("int8", int8))
     }
     info.accuracy_fp32, info.accuracy_int8 = round(acc["fp32"], 6), round(acc["int8"], 6)

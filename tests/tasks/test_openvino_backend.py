@@ -142,7 +142,7 @@ def test_int8_reports_accuracy_and_is_refused_when_it_drops_too_much(color_model
     int8_spec, info = ovb.prepare_openvino.fn(spec, "int8", images=val, max_accuracy_drop=50)
     assert info.cached and ovb.CONVERSIONS["int8"] == quantized  # the refused IR was kept
     assert info.accuracy_fp32 == 1.0 and info.validation_images == len(val)
-    assert info.calibration_images == 36 and info.calibration.endswith("train")
+    assert info.calibration_images == 36 and "training images" in info.calibration
     assert info.accuracy_drop_points == pytest.approx(100 * (1.0 - info.accuracy_int8))
     assert int8_spec.identity.endswith("+openvino-int8")
     assert "int8" in Path(info.ir_path).parent.name
