@@ -203,6 +203,11 @@ class TrainParams(StageParams):
     mixed_precision: bool = Field(False, description="Train in mixed_bfloat16")
     seed: int = Field(42, description="Seed for shuffling, augmentation and weights")
     resume_run: str | None = Field(None, description="Continue this run's training")
+    export: list[Literal["openvino"]] = Field(
+        default_factory=list,
+        description="Also export the best model for inference: openvino (fp32 IR beside it,"
+        " reused by predict --backend openvino; needs the openvino extra)",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainParams:
@@ -216,6 +221,10 @@ class TrainParams(StageParams):
             raise ValueError(f"image_size must be at least {least} for {self.model}")
         if self.resume_run and self.run_id and self.resume_run != self.run_id:
             raise ValueError("resume_run continues that run: leave run_id empty or equal to it")
+        if "openvino" in self.export and not _installed("openvino"):
+            raise ValueError(
+                f"export=openvino needs OpenVINO, not installed here: {OPENVINO_INSTALL}"
+            )
         return self
 
 

@@ -34,6 +34,7 @@ class TrainResult(BaseModel):
     evaluated_val_loss: float | None
     class_names: list[str]
     dataset_dir: str
+    exports: dict[str, str] = {}  # format -> exported file (export=["openvino"]: the IR)
 
 
 def resolve_resume(params: TrainParams) -> tuple[TrainParams, str]:
@@ -186,7 +187,13 @@ def train_classifier(params: TrainParams) -> TrainResult:
     announce(spec, info)
     summary = train_model_task(spec)
     summary |= evaluate_best(spec, summary["best_val_accuracy"])
-    write_model_card(card_path, model_card(spec, info, params, summary, created))
+    exports = {}
+    if params.export and Path(spec.best_path).is_file():  # e.g. OpenVINO IR for fast inference
+        from tasks.openvino_backend import export_openvino
+
+        exports["openvino"] = export_openvino(str(spec.best_path))
+    card = model_card(spec, info, params, summary, created)
+    write_model_card(card_path, card | ({"exports": exports} if exports else {}))
     logger().info(
         "best epoch %s: val_accuracy %s -> %s", summary["best_epoch"],
         summary["best_val_accuracy"], spec.best_path,
@@ -198,5 +205,6 @@ def train_classifier(params: TrainParams) -> TrainResult:
         model_card_path=str(card_path),
         class_names=spec.class_names,
         dataset_dir=info.root,
+        exports={k: v["path"] for k, v in exports.items()},
         **{k: summary[k] for k in TrainResult.model_fields if k in summary},
     )

@@ -316,3 +316,13 @@ def check_accuracy(info: OpenVinoInfo, max_accuracy_drop: float | None) -> None:
             " use --precision bf16 (or fp32), more --calibration-size images, or allow a larger"
             " --max-accuracy-drop"
         )
+
+
+def export_openvino(model_path: str) -> dict:
+    """train_classifier's export: the fp32 IR of best.keras in the cache predict reads, so a
+    later `predict --backend openvino` loads it without converting (bf16 runs from it too)."""
+    from tasks.predictors import resolve_model
+
+    path, cached, _ = fp32_ir(resolve_model(model_path))
+    version = ov_module().__version__.split("-")[0]
+    return {"path": str(path), "precision": "fp32", "openvino": version, "reused": cached}

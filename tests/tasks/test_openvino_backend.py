@@ -27,14 +27,14 @@ needs_openvino = pytest.mark.skipif(
 COLORS = {"blue": (0, 0, 1), "green": (0, 1, 0), "red": (1, 0, 0)}
 
 
-def color_dataset(root: Path, train: int = 12, val: int = 6) -> Path:
-    """16x16 noisy pictures, one dominant color per class, in train/ and val/ folders."""
+def color_dataset(root: Path, train: int = 12, val: int = 6, size: int = 16) -> Path:
+    """Noisy square pictures, one dominant color per class, in train/ and val/ folders."""
     rng = np.random.RandomState(7)
     for split, n in (("train", train), ("val", val)):
         for name, rgb in COLORS.items():
             (root / split / name).mkdir(parents=True)
             for i in range(n):
-                x = rng.randint(0, 90, (16, 16, 3)) + 150 * np.array(rgb)
+                x = rng.randint(0, 90, (size, size, 3)) + 150 * np.array(rgb)
                 Image.fromarray(x.astype(np.uint8)).save(root / split / name / f"{i}.png")
     return root
 
@@ -183,3 +183,29 @@ def test_flow_with_openvino_writes_the_keras_rows(prefect_harness, data_dir, col
     summary = results_table(allowed)
     assert "openvino int8: cached IR" in summary
     assert "validation accuracy fp32 1.0000 | int8 " in summary
+
+
+@needs_openvino
+def test_train_exports_openvino_and_predict_reuses_it(prefect_harness, data_dir, tmp_path):
+    from flows.predict_batch import predict_batch
+    from flows.train_classifier import train_classifier
+    from tasks import openvino_backend as ovb
+
+    dataset = color_dataset(tmp_path / "ds", train=4, val=2, size=32)
+    trained = train_classifier(
+        params={"dataset_dir": str(dataset), "epochs": 1, "batch_size": 8, "run_id": "t-ov"}
+        | {"export": ["openvino"]}
+    )
+    ir = Path(trained.exports["openvino"])
+    assert ir.is_file() and ir.parent.parent == Path(trained.model_path).parent / "openvino"
+    card = json.loads(Path(trained.model_card_path).read_text())
+    assert card["exports"]["openvino"]["path"] == str(ir) and card["params"]["export"] == [
+        "openvino"
+    ]
+    converted = ovb.CONVERSIONS["fp32"]
+    result = predict_batch(
+        params={"dataset_dir": str(dataset), "model": "t-ov", "backend": "openvino"}
+        | {"precision": "bf16", "run_id": "p-ov"}
+    )
+    assert result.engine["cached"] and result.engine["ir_path"] == str(ir)
+    assert ovb.CONVERSIONS["fp32"] == converted and result.ok == 6
