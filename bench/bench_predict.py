@@ -93,19 +93,31 @@ def variant_classic(n: int, repeats: int) -> dict:
     return {"images": n} | timing
 
 
-def _spec(mixed: bool):
+def _spec(engine: str):
+    """fp32 / bf16: Keras (bf16 = mixed_bfloat16); ov-fp32 / ov-bf16 / ov-int8: OpenVINO, the IR
+    converted (int8: quantized on the 200 photos, the run's inputs) on first use and cached."""
     from tasks.predictors import resolve_model
 
-    return resolve_model("resnet50", "none", mixed_precision=mixed)
+    spec = resolve_model("resnet50", "none", mixed_precision=engine == "bf16")
+    if not engine.startswith("ov-"):
+        return spec
+    from tasks.openvino_backend import prepare_openvino
+
+    started = time.perf_counter()
+    spec, info = prepare_openvino.fn(
+        spec, engine[3:], images=photos(), calibration_size=200, max_accuracy_drop=100
+    )
+    print(f"{engine}: prepared in {time.perf_counter() - started:.1f} s: {info}", file=sys.stderr)
+    return spec
 
 
-def variant_pipeline(mixed: bool, repeats: int) -> dict:
+def variant_pipeline(engine: str, repeats: int) -> dict:
     import numpy as np
 
     from tasks.infer import Decoding, predict_images
     from tasks.predictors import get_predictor
 
-    paths, spec = photos(), _spec(mixed)
+    paths, spec = photos(), _spec(engine)
     predict = get_predictor(spec)
     predict(np.zeros((BATCH, 224, 224, 3), np.float32))  # trace once, as a flow run's first batch
     rows: list[dict] = []
@@ -122,13 +134,13 @@ def variant_pipeline(mixed: bool, repeats: int) -> dict:
     return {"images": len(paths)} | timing
 
 
-def variant_model(mixed: bool, repeats: int) -> dict:
+def variant_model(engine: str, repeats: int) -> dict:
     import numpy as np
 
     from tasks.infer import load_pixels
     from tasks.predictors import get_predictor
 
-    paths, spec = photos(), _spec(mixed)
+    paths, spec = photos(), _spec(engine)
     pixels = np.stack([load_pixels(p, (224, 224)) for p in paths])
     predict = get_predictor(spec)
     predict(pixels[:BATCH])
@@ -139,7 +151,7 @@ def variant_model(mixed: bool, repeats: int) -> dict:
         out.extend(predict(pixels[i : i + BATCH]) for i in range(0, len(pixels), BATCH))
 
     timing = best_of(repeats, run)
-    np.save(WORK / f"model-{'bf16' if mixed else 'fp32'}.npy", np.concatenate(out))
+    np.save(WORK / f"model-{engine}.npy", np.concatenate(out))
     return {"images": len(paths)} | timing
 
 
@@ -157,6 +169,39 @@ def variant_flow() -> dict:
     )
     wall = time.perf_counter() - started
     return {"images": result.images, "seconds": result.seconds, "wall_with_server": wall}
+
+
+def copies(n: int) -> Path:
+    """The photos n times over (hard links under new names: the flow predicts each file once)."""
+    folder = WORK / f"imagenet-samples-x{n}"
+    if not folder.is_dir():
+        for k in range(n):
+            (folder / str(k)).mkdir(parents=True)
+            for p in photos():
+                os.link(p, folder / str(k) / Path(p).name)
+    return folder
+
+
+def variant_ov_flow(precision: str, n: int) -> dict:
+    """The whole flow (JPEG files -> Parquet) with OpenVINO, twice in one process: the first run
+    loads the cached IR and compiles it, the second is a warm worker's steady state."""
+    from flows.predict_batch import predict_batch
+
+    params = {
+        "inputs": [str(copies(n))], "weights": "none", "data_dir": str(WORK / "data"),
+        "run_id": f"bench-ov-flow-{precision}", "backend": "openvino", "precision": precision,
+        "calibration_size": 200, "max_accuracy_drop": 100,
+    }  # fmt: skip
+    _spec(f"ov-{precision}")  # the IR exists before the timed runs (as after any earlier run)
+    first = predict_batch(params=params)
+    cpu = time.process_time()
+    second = predict_batch(params=params)
+    return {
+        "images": second.images,
+        "seconds": second.seconds,
+        "cpu_seconds": time.process_time() - cpu,
+        "first_seconds": first.seconds,
+    }
 
 
 def variant_features(mixed: bool) -> dict:
@@ -207,14 +252,22 @@ def variant_tflite() -> dict:
 
 VARIANTS = {
     "classic": lambda a: variant_classic(a.classic, a.repeats),
-    "pipeline-fp32": lambda a: variant_pipeline(False, a.repeats),
-    "pipeline-bf16": lambda a: variant_pipeline(True, a.repeats),
-    "model-fp32": lambda a: variant_model(False, a.repeats),
-    "model-bf16": lambda a: variant_model(True, a.repeats),
+    "pipeline-fp32": lambda a: variant_pipeline("fp32", a.repeats),
+    "pipeline-bf16": lambda a: variant_pipeline("bf16", a.repeats),
+    "model-fp32": lambda a: variant_model("fp32", a.repeats),
+    "model-bf16": lambda a: variant_model("bf16", a.repeats),
     "flow-fp32": lambda a: variant_flow(),
     "features-fp32": lambda a: variant_features(False),
     "features-bf16": lambda a: variant_features(True),
     "tflite": lambda a: variant_tflite(),
+    # OpenVINO (the `openvino` extra): bare model, task path, whole flow; fp32 converts the IR.
+    "ov-model-fp32": lambda a: variant_model("ov-fp32", a.repeats),
+    "ov-model-bf16": lambda a: variant_model("ov-bf16", a.repeats),
+    "ov-model-int8": lambda a: variant_model("ov-int8", a.repeats),
+    "ov-pipeline-bf16": lambda a: variant_pipeline("ov-bf16", a.repeats),
+    "ov-flow-bf16": lambda a: variant_ov_flow("bf16", a.copies),
+    "ov-pipeline-int8": lambda a: variant_pipeline("ov-int8", a.repeats),
+    "ov-flow-int8": lambda a: variant_ov_flow("int8", a.copies),
 }
 
 
@@ -224,15 +277,35 @@ VARIANTS = {
 def run_variant(name: str, args: argparse.Namespace) -> dict:
     command = [sys.executable, __file__, "--variant", name]
     command += ["--classic", str(args.classic), "--repeats", str(args.repeats)]
+    command += ["--copies", str(args.copies)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode:
         raise SystemExit(f"variant {name} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def ov_agreement() -> dict:
+    """OpenVINO fp32 against Keras fp32 (same pixels); bf16 and int8 against OpenVINO fp32."""
+    import numpy as np
+
+    out = {}
+    if (WORK / "model-ov-fp32.npy").is_file() and (WORK / "model-fp32.npy").is_file():
+        ov = np.load(WORK / "model-ov-fp32.npy")
+        out["ov_fp32_vs_keras_max_abs"] = float(np.abs(ov - np.load(WORK / "model-fp32.npy")).max())
+    for p in ("bf16", "int8"):
+        if (WORK / f"model-ov-{p}.npy").is_file() and (WORK / "model-ov-fp32.npy").is_file():
+            a, b = np.load(WORK / "model-ov-fp32.npy"), np.load(WORK / f"model-ov-{p}.npy")
+            out[f"ov_{p}_top1_vs_fp32"] = float((a.argmax(1) == b.argmax(1)).mean())
+    return out
+
+
 def agreement() -> dict:
     import numpy as np
 
+    if not all((WORK / f).is_file() for f in ("model-fp32.npy", "model-bf16.npy", "classic.npy")):
+        return ov_agreement()
+    if not (WORK / "features-bf16.npy").is_file():
+        return ov_agreement()
     fp32, bf16 = np.load(WORK / "model-fp32.npy"), np.load(WORK / "model-bf16.npy")
     classic = np.load(WORK / "classic.npy")
     top5_same = [
@@ -255,7 +328,7 @@ def agreement() -> dict:
         "features_cos_mean": float(cos.mean()),
         "features_cos_min": float(cos.min()),
         "features_nn_same": float((nearest(f32) == nearest(f16)).mean()),
-    }
+    } | ov_agreement()
 
 
 def main() -> None:
@@ -264,13 +337,22 @@ def main() -> None:
     parser.add_argument("--classic", type=int, default=64, help="images for the per-image loop")
     parser.add_argument("--repeats", type=int, default=2, help="timed passes (best is kept)")
     parser.add_argument("--no-flow", action="store_true", help="skip the Prefect flow run")
+    parser.add_argument("--only", default="", help="comma-separated variant name prefixes")
+    parser.add_argument("--copies", type=int, default=3, help="photo copies in the OpenVINO flow")
     args = parser.parse_args()
     if args.variant:
         result = VARIANTS[args.variant](args) | {"peak_rss_mb": peak_rss_mb()}
         print(json.dumps(result))
         return
     photos()
-    names = [n for n in VARIANTS if not (args.no_flow and n.startswith("flow"))]
+    names = [n for n in VARIANTS if not (args.no_flow and "flow" in n)]
+    if args.only:
+        names = [n for n in names if n.startswith(tuple(args.only.split(",")))]
+    if not _openvino_installed():
+        print(
+            "OpenVINO not installed: no ov-* rows (pip install -e '.[openvino]')", file=sys.stderr
+        )
+        names = [n for n in names if not n.startswith("ov-")]
     results = {}
     for name in names:
         results[name] = run_variant(name, args)
@@ -278,7 +360,18 @@ def main() -> None:
     report(results, agreement())
 
 
+def _openvino_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
+
+
 def report(results: dict, agree: dict) -> None:
+    report_openvino({n: r for n, r in results.items() if n.startswith("ov-")}, results)
+    results = {n: r for n, r in results.items() if not n.startswith("ov-")}
+    if "classic" not in results:
+        print("agreement: " + ", ".join(f"{k}={v:.6g}" for k, v in agree.items()))
+        return
     timed = {n: r for n, r in results.items() if "seconds" in r and n != "tflite"}
     rate = {n: r["images"] / r["seconds"] for n, r in timed.items()}
     per_cpu = {n: r["images"] / r["cpu_seconds"] for n, r in timed.items() if "cpu_seconds" in r}
@@ -299,7 +392,7 @@ def report(results: dict, agree: dict) -> None:
                 else f" {'':{width}} {'':6} {'':6}"
             )
         print(f"{name:<14} {r['images']:>6}{cols} {r['peak_rss_mb']:>6.0f} MB")
-    tfl = results["tflite"]
+    tfl = results.get("tflite", {"top1": 0, "top5": 0, "images": 0, "seconds": 1})
     print(
         f"TFLite MobileNetV2 (uint8): top-1 {tfl['top1']}/{tfl['images']}, top-5 {tfl['top5']}/"
         f"{tfl['images']}, {tfl['images'] / tfl['seconds']:.1f} img/s (incl. first-batch setup)"
@@ -308,6 +401,28 @@ def report(results: dict, agree: dict) -> None:
         f = results["flow-fp32"]
         print(f"flow: {f['seconds']:.1f} s in the flow, {f['wall_with_server']:.1f} s with server")
     print("agreement: " + ", ".join(f"{k}={v:.6g}" for k, v in agree.items()))
+
+
+def report_openvino(ov: dict, results: dict) -> None:
+    """OpenVINO rows: img/s, against Keras fp32 on preloaded batches (c), against OpenVINO's own
+    bare throughput at the same precision (the flow's target: >= 0.85), and per CPU-second."""
+    if not ov:
+        return
+    keras_c = results.get("model-fp32")
+    print(f"{'OpenVINO':<17} {'images':>6} {'img/s':>6} {'x keras(c)':>10} {'x own bare':>10}"
+          f" {'img/cpu-s':>9} {'x own bare':>10} {'peak RSS':>9}")  # fmt: skip
+    for name, r in ov.items():
+        bare = ov.get("ov-model-" + name.rsplit("-", 1)[1])
+        v, c = r["images"] / r["seconds"], r["images"] / r["cpu_seconds"]
+        vs_keras = f"{v / (keras_c['images'] / keras_c['seconds']):10.2f}" if keras_c else " " * 10
+        own = f"{v / (bare['images'] / bare['seconds']):10.2f}" if bare else " " * 10
+        own_cpu = f"{c / (bare['images'] / bare['cpu_seconds']):10.2f}" if bare else " " * 10
+        print(f"{name:<17} {r['images']:>6} {v:6.1f} {vs_keras} {own} {c:9.1f} {own_cpu}"
+              f" {r['peak_rss_mb']:>6.0f} MB")  # fmt: skip
+        if "first_seconds" in r:
+            print(
+                f"  {name}: first run in the process {r['first_seconds']:.1f} s (IR load + compile)"
+            )
 
 
 if __name__ == "__main__":
