@@ -41,7 +41,8 @@ class DemoResult(BaseModel):
 
 def imagenet_choice(weights: str | None) -> tuple[str | None, str | None]:
     """(weights for the ImageNet stage or None, the line saying why it is skipped)."""
-    from tasks.predictors import BACKBONES, keras_cache_dirs
+    from tasks.predictors import BACKBONES
+    from tasks.weights import cached_weights, keras_cache_dirs
 
     if weights:
         from tasks.predictors import resolve_model
@@ -49,7 +50,7 @@ def imagenet_choice(weights: str | None) -> tuple[str | None, str | None]:
         resolve_model("resnet50", weights)  # a wrong path: one clear error, before any work
         return weights, None
     expected = BACKBONES["resnet50"].file
-    if any((cache / "models" / expected).is_file() for cache in keras_cache_dirs()):
+    if cached_weights(expected, BACKBONES["resnet50"].md5) is not None:
         return "imagenet", None
     where = keras_cache_dirs()[0] / "models"
     return None, (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import numpy as np
 from keras import layers
 
 from storage.errors import ConfigError, WeightsNotFoundError
+from tasks.weights import imagenet_weights
 
 MODELS = ("cifar_cnn", "small_cnn", "resnet50_transfer", "mobilenet_transfer")
 TRANSFER_MODELS = ("resnet50_transfer", "mobilenet_transfer")
@@ -29,20 +29,6 @@ _RESNET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resn
 _MOBILENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet/"
 _RESNET_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 _RESNET_MD5 = "4d473c1dd8becc155b73f8504c6f6626"
-# Set to "1" to never try a download (tests, air-gapped machines): a missing cache file is
-# then reported at once instead of after a failed fetch.
-OFFLINE_ENV = "PIXELPIPE_OFFLINE"
-
-
-def keras_cache_dir() -> Path:
-    """Where Keras keeps downloaded weights: $KERAS_HOME/models (default ~/.keras/models)."""
-    try:
-        from keras.src.backend.config import keras_home
-
-        home = keras_home()
-    except ImportError:  # private accessor moved: mirror its rule
-        home = os.environ.get("KERAS_HOME") or os.path.expanduser("~/.keras")
-    return Path(home).expanduser() / "models"
 
 
 def imagenet_weights_file(model: str, alpha: float = 0.25, image_size: int = 224) -> tuple:
@@ -75,22 +61,8 @@ def resolve_weights(
             )
         return str(path.resolve())
     name, url, md5 = imagenet_weights_file(model, alpha, image_size)
-    cached = keras_cache_dir() / name
-    if cached.is_file():
-        return "imagenet"
-    problem = "downloads are off ($PIXELPIPE_OFFLINE=1)"
-    if os.environ.get(OFFLINE_ENV) != "1":
-        try:  # Keras' own fetch, into its own cache, so the application finds it there.
-            keras.utils.get_file(name, url, cache_subdir="models", file_hash=md5)
-            return "imagenet"
-        except Exception as e:  # offline Keras raises a bare Exception("URL fetch failure")
-            problem = f"the download failed ({str(e).splitlines()[0][:120]})"
-    raise WeightsNotFoundError(
-        f"ImageNet weights for {model} are not in the Keras cache: expected {cached}, and "
-        f"{problem}. Copy {name} there (on a machine with internet access Keras downloads it "
-        "on first use), or pass --weights /path/to/weights.h5 (or --weights none for random "
-        "weights)."
-    )
+    imagenet_weights(model, name, url, md5)  # cached, or fetched by Keras now, or one clear error
+    return "imagenet"
 
 
 def _head(x, num_classes: int):

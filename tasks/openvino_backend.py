@@ -25,10 +25,9 @@ from tasks.predictors import (
     ModelSpec,
     Predict,
     build_backbone,
-    file_digest,
-    keras_cache_dirs,
 )
 from tasks.runtime import logger
+from tasks.weights import file_digest, keras_cache_dirs
 
 Precision = Literal["fp32", "bf16", "int8"]
 INSTALL = 'pip install -e ".[openvino]"'

@@ -7,9 +7,7 @@ Every predictor maps a batch of raw 0-255 RGB pixels (n, h, w, 3) to float32 pro
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,7 +20,9 @@ import numpy as np
 from storage.errors import ConfigError, WeightsNotFoundError
 from storage.layout import Layout
 from tasks import tflite
+from tasks import weights as keras_weights
 from tasks.imagenet import Labels, imagenet_labels
+from tasks.weights import file_digest
 
 Kind = Literal["backbone", "keras", "tflite"]
 RANDOM_SEED = 0  # weights=None is seeded, so "random weights" are the same in every run
@@ -120,22 +120,6 @@ class ModelSpec:
     ir_path: str | None = None
 
 
-def file_digest(path: str | os.PathLike[str], algorithm: str = "sha256") -> str:
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def keras_cache_dirs() -> list[Path]:
-    """Where Keras keeps downloads: $KERAS_HOME (default ~/.keras), or /tmp/.keras when that
-    is not writable (keras.utils.get_file's own fallback, where it then writes; a read-only
-    home may still hold a file put there for it)."""
-    home = Path(os.environ.get("KERAS_HOME") or "~/.keras").expanduser()
-    return [home] if os.access(home, os.W_OK) else [Path("/tmp/.keras"), home]
-
-
 def resolve_model(
     model: str,
     weights: str | None = "imagenet",
@@ -198,35 +182,9 @@ def _backbone_spec(name: str, weights: str | None, mixed_precision: bool) -> Mod
 
 
 def imagenet_weights(name: str) -> Path:
-    """The cached ImageNet weights file of a backbone, downloaded by Keras if missing.
-
-    Offline, Keras only says `Exception: URL fetch failure`; this names the file instead.
-    """
+    """The cached ImageNet weights file of a backbone, downloaded by Keras if missing."""
     b = BACKBONES[name]
-    for cache in keras_cache_dirs():
-        cached = cache / "models" / b.file
-        if cached.is_file() and (b.md5 is None or file_digest(cached, "md5") == b.md5):
-            return cached
-    import keras
-
-    where = keras_cache_dirs()[0] / "models"
-    try:
-        return Path(
-            keras.utils.get_file(
-                b.file,
-                b.origin + b.file,
-                cache_subdir="models",
-                cache_dir=str(where.parent),
-                file_hash=b.md5,
-            )
-        )
-    except Exception as e:  # Keras raises a bare Exception for every download failure
-        md5 = f" (md5 {b.md5})" if b.md5 else ""
-        raise WeightsNotFoundError(
-            f"ImageNet weights for {name} are not in the Keras cache and could not be"
-            f" downloaded ({e}). Keras expects {b.file}{md5} in {where}: copy it there, or"
-            " point at it with --weights PATH (or --weights none for random weights)"
-        ) from e
+    return keras_weights.imagenet_weights(name, b.file, b.origin + b.file, b.md5)
 
 
 def read_card(model_path: Path) -> dict:

@@ -10,10 +10,10 @@ from storage.errors import ConfigError, WeightsNotFoundError
 from tasks.models import (
     build_model,
     caffe_preprocess,
-    keras_cache_dir,
     resolve_weights,
     unfreeze_top,
 )
+from tasks.weights import keras_cache_dirs
 
 
 @pytest.mark.parametrize(
@@ -85,7 +85,9 @@ def test_missing_imagenet_weights_name_the_file_and_the_option(monkeypatch):
     with pytest.raises(WeightsNotFoundError) as caught:
         resolve_weights("resnet50_transfer", "imagenet", image_size=32)
     message = str(caught.value)
-    expected = keras_cache_dir() / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    expected = (
+        keras_cache_dirs()[0] / "models" / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+    )
     assert str(expected) in message and "--weights" in message
     assert isinstance(caught.value, FileNotFoundError)
     with pytest.raises(WeightsNotFoundError, match=r"mobilenet_2_5_224_tf_no_top\.h5"):
@@ -102,7 +104,7 @@ def test_weights_resolution_for_cached_local_and_none(tmp_path, monkeypatch):
     local = tmp_path / "w.h5"
     local.write_bytes(b"x")
     assert resolve_weights("resnet50_transfer", str(local)) == str(local)
-    cache = keras_cache_dir()
+    cache = keras_cache_dirs()[0] / "models"
     cache.mkdir(parents=True, exist_ok=True)
     cached = cache / "mobilenet_5_0_128_tf_no_top.h5"
     cached.write_bytes(b"x")
