@@ -16,7 +16,7 @@ from storage.layout import Layout, new_run_id, safe_name
 from storage.parquet import read_table, write_table
 from storage.schemas import SCRAPE_STATUSES
 from tasks.fetch import FetchConfig
-from tasks.hostlimit import HOST_LIMIT_PREFIX
+from tasks.hostlimit import HOST_LIMIT_PREFIX, create_host_limits
 from tasks.runtime import logger
 from tasks.scrape import manifest_row
 from tasks.scrape_tasks import clear_parts, dedupe_shards, download_shard, find_image_urls
@@ -157,6 +157,8 @@ def _download(
     holds its hosts' Prefect global concurrency limits while it runs, so per_host holds overall.
     """
     host_limit = None if params.runner == "threads" else HOST_LIMIT_PREFIX
+    if host_limit:
+        create_host_limits([c["url"] for c in todo], params.per_host, host_limit)
     config = fetch_config(params)
     size = params.shard_size  # few enough tasks, big enough to keep a worker's threads busy
     batches = [todo[i : i + size] for i in range(0, len(todo), size)]

@@ -124,6 +124,19 @@ class HostLease:
                     logger().warning("could not renew the host lease %s: %s", self._lease, e)
 
 
+def create_host_limits(urls: list[str], per_host: int, prefix: str) -> list[str]:
+    """Create (or set) every host's limit up front, in the flow, so shards starting together
+    do not race to create them (the loser's insert fails on the server and is logged there)."""
+    from prefect.client.orchestration import get_client
+
+    hosts = {host_of(u) for u in urls if urlsplit(u).scheme.lower() in ("http", "https")}
+    names = sorted(limit_name(prefix, h) for h in hosts if h)
+    with get_client(sync_client=True) as client:
+        for name in names:
+            ensure_limit(client, name, per_host)
+    return names
+
+
 def host_lease(urls: list[str], per_host: int, prefix: str | None, claim: Path) -> HostLease:
     """The lease a shard holds over `urls`: all `per_host` slots of each http(s) host's limit
     named `<prefix><host>`; nothing to hold when `prefix` is None (one process: its own
