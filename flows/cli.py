@@ -45,8 +45,8 @@ def _option_type(annotation: Any) -> Any:
         return _option_type(inner[0]) if len(inner) == 1 else str
     if origin is Literal:
         return enum.Enum("Choice", {str(a): str(a) for a in args}, type=str)
-    if origin is list:
-        return list[args[0]]
+    if origin is list:  # list[Literal[...]] (TrainParams.export) becomes a list of choices
+        return list[_option_type(args[0])]
     if origin is tuple:
         return tuple[args]
     return annotation
@@ -113,6 +113,8 @@ def _unflatten(values: dict[str, Any]) -> dict[str, Any]:
             target = target.setdefault(parent, {})
         if isinstance(value, enum.Enum):
             value = value.value
+        if isinstance(value, list):
+            value = [v.value if isinstance(v, enum.Enum) else v for v in value]
         target[leaf] = list(value) if isinstance(value, tuple) else value
     return nested
 
