@@ -130,6 +130,7 @@ def _publish(tmp: Path, final: Path) -> None:
 def write_ir(ov_model, folder: Path, meta: dict, precision: str) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the cache is as readable as the model beside it
     # compress_to_fp16=False: fp32 weights stay exact (OpenVINO equals Keras within 1e-4).
     ov_module().save_model(ov_model, tmp / IR_FILE, compress_to_fp16=False)
     (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
