@@ -10,6 +10,7 @@ import re
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -24,11 +25,6 @@ from storage.errors import ConfigError
 from storage.parquet import read_table
 from tasks.hostlimit import HOST_LIMIT_PREFIX, limit_name
 from tests.http_server import SiteServer, picture
-
-try:
-    from distributed.diagnostics.plugin import WorkerPlugin
-except ImportError:  # the tests that need it skip, saying why
-    WorkerPlugin = object
 
 NO_DASK = "prefect-dask is not installed (the `dask` extra): " + DASK_INSTALL
 IGNORED = ("run_id", "run_date", "fetched_at", "elapsed_s")  # differ between two runs by design
@@ -249,45 +245,44 @@ def test_predict_on_dask_writes_the_same_predictions(prefect_harness, cluster, t
 # --- a worker dies mid-shard ---------------------------------------------------------------------
 
 
-class KillFirstShard(WorkerPlugin):
-    """A Dask worker plugin: the first task to start executing anywhere (the marker file says
-    which was first) has its worker process SIGKILLed `after_s` seconds in."""
+def kill_workers_once_fetching(client, site, names, killed: threading.Event) -> threading.Thread:
+    """SIGKILL every worker process as soon as the first image request reaches the site.
 
-    name = "kill-first-shard"
+    With a per-host limit only one shard fetches from the site at a time, so that shard is
+    certainly mid-way when its worker dies; killing every worker makes it not matter which.
+    """
+    pids = list(client.run(os.getpid).values())
 
-    def __init__(self, marker: str, after_s: float) -> None:
-        self.marker, self.after_s = marker, after_s
+    def watch() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any(site.hits(n) for n in names):
+            time.sleep(0.01)
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        killed.set()
 
-    def transition(self, key, start, finish, **kwargs) -> None:
-        if finish != "executing":
-            return
-        try:
-            os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL))  # only the first one wins
-        except FileExistsError:
-            return
-        kill = threading.Timer(self.after_s, os.kill, (os.getpid(), signal.SIGKILL))
-        kill.daemon = True
-        kill.start()
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
 
 
 @pytest.mark.slow
 def test_a_worker_killed_mid_shard_costs_a_retry_not_rows(prefect_harness, cluster, tmp_path):
-    marker = tmp_path / "killed"
     files = {f"img/k{i}.jpg": picture(500 + i) for i in range(12)}
     html = "".join(f'<img src="/{name}">' for name in files)
     files["page.html"] = f"<html><body>{html}</body></html>".encode()
-    cluster.register_plugin(KillFirstShard(str(marker), after_s=1.2))
-    try:
-        # One request at a time, 0.5 s each: a shard of 4 lasts 2 s, so the kill lands in it.
-        with SiteServer(root=None, files=files, latency=0.5) as site:
-            result = scrape(
-                site, tmp_path / "data", "run-kill", runner="dask", concurrency=1,
-                dask_address=cluster.scheduler.address,
-            )  # fmt: skip
-            hits = {name: len(site.hits(name)) for name in files if name != "page.html"}
-    finally:
-        cluster.unregister_worker_plugin(KillFirstShard.name)
-    assert marker.exists()  # a worker was killed
+    images = [name for name in files if name != "page.html"]
+    killed = threading.Event()
+    # One request at a time, 0.5 s each: the first image is still in flight at the kill.
+    with SiteServer(root=None, files=files, latency=0.5) as site:
+        watcher = kill_workers_once_fetching(cluster, site, images, killed)
+        result = scrape(
+            site, tmp_path / "data", "run-kill", runner="dask", concurrency=1,
+            dask_address=cluster.scheduler.address,
+        )  # fmt: skip
+        watcher.join(timeout=5)
+        hits = {name: len(site.hits(name)) for name in images}
+    assert killed.is_set()  # the workers were killed
     assert 2 in hits.values()  # the killed shard had started fetching, and was run again
     assert result.counts == {"ok": 12} and result.stored == 12
     rows = read_table("scrape_manifest", data_dir=tmp_path / "data", run_id="run-kill")
