@@ -245,21 +245,32 @@ def test_predict_on_dask_writes_the_same_predictions(prefect_harness, cluster, t
 # --- a worker dies mid-shard ---------------------------------------------------------------------
 
 
-def kill_workers_once_fetching(client, site, names, killed: threading.Event) -> threading.Thread:
-    """SIGKILL every worker process as soon as the first image request reaches the site.
+def kill_the_fetching_worker(client, site, killed: threading.Event) -> threading.Thread:
+    """SIGKILL the worker process that holds a connection to the site, once it has one.
 
-    With a per-host limit only one shard fetches from the site at a time, so that shard is
-    certainly mid-way when its worker dies; killing every worker makes it not matter which.
+    With a per-host limit only one shard fetches from the site at a time, so the worker with
+    the open connection is the one mid-way through a shard. (Killing a worker that is waiting
+    for the host limit instead would test lease expiry, not a retried shard.)
     """
+    import psutil
+
     pids = list(client.run(os.getpid).values())
+
+    def fetching() -> int | None:
+        for pid in pids:
+            connections = psutil.Process(pid).net_connections(kind="tcp")
+            if any(c.raddr and c.raddr.port == site.port for c in connections):
+                return pid
+        return None
 
     def watch() -> None:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not any(site.hits(n) for n in names):
+        while time.monotonic() < deadline:
+            if (pid := fetching()) is not None:
+                os.kill(pid, signal.SIGKILL)
+                killed.set()
+                return
             time.sleep(0.01)
-        for pid in pids:
-            os.kill(pid, signal.SIGKILL)
-        killed.set()
 
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
@@ -275,14 +286,14 @@ def test_a_worker_killed_mid_shard_costs_a_retry_not_rows(prefect_harness, clust
     killed = threading.Event()
     # One request at a time, 0.5 s each: the first image is still in flight at the kill.
     with SiteServer(root=None, files=files, latency=0.5) as site:
-        watcher = kill_workers_once_fetching(cluster, site, images, killed)
+        watcher = kill_the_fetching_worker(cluster, site, killed)
         result = scrape(
             site, tmp_path / "data", "run-kill", runner="dask", concurrency=1,
             dask_address=cluster.scheduler.address,
         )  # fmt: skip
         watcher.join(timeout=5)
         hits = {name: len(site.hits(name)) for name in images}
-    assert killed.is_set()  # the workers were killed
+    assert killed.is_set()  # the fetching worker was killed
     assert 2 in hits.values()  # the killed shard had started fetching, and was run again
     assert result.counts == {"ok": 12} and result.stored == 12
     rows = read_table("scrape_manifest", data_dir=tmp_path / "data", run_id="run-kill")
