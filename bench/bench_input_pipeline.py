@@ -62,7 +62,7 @@ class Runner:
     def __init__(self, data, size: int):
         import keras
 
-        from tasks.models import build_model
+        from tasks.train.models import build_model
 
         self.model, self.data, self.seconds = build_model("small_cnn", (size, size, 3), 2), data, []
         runner = self
@@ -86,8 +86,8 @@ class Runner:
 
 
 def ours(dataset: Path, size: int, augmentation: dict | None, fused: bool = True):
-    from tasks import train
-    from tasks.train import TrainSpec, make_datasets
+    from tasks.train import fit as train
+    from tasks.train.fit import TrainSpec, make_datasets
 
     train.FUSED_AUGMENTATION = fused
 

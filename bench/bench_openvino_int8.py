@@ -76,9 +76,9 @@ def rate(predict, x, repeats: int = 2) -> tuple[float, float]:
 
 
 def measure(best: Path, calibration_size: int) -> dict:
-    from tasks.openvino_backend import prepare_openvino
-    from tasks.openvino_int8 import pixels, trained_splits
-    from tasks.predictors import get_predictor, resolve_model
+    from tasks.predict.engines import get_predictor
+    from tasks.predict.engines.openvino_ir import pixels, prepare_openvino, trained_splits
+    from tasks.predict.spec import resolve_model
 
     spec = resolve_model(str(best))
     specs, infos = {"keras": spec}, {}

@@ -56,7 +56,7 @@ def scrape_direct(page: str, data_dir: Path, run_id: str) -> int:
     from flows import scrape_images as sf
     from flows.params import ScrapeParams
     from storage.layout import Layout
-    from tasks.scrape_tasks import clear_parts, dedupe_shards, download_shard, find_image_urls
+    from tasks.scrape.tasks import clear_parts, dedupe_shards, download_shard, find_image_urls
 
     params = ScrapeParams(pages=[page], run_id=run_id, data_dir=str(data_dir), **SCRAPE)
     layout = Layout.at(params.data_dir)
@@ -81,8 +81,9 @@ def prepare_direct(data_dir: Path, run_id: str) -> int:
     from flows import prepare_dataset as pf
     from flows.params import PrepareParams
     from storage.layout import Layout
-    from tasks import dataset_plan as plan
-    from tasks import images, pixels
+    from tasks.prepare import plan
+    from tasks.prepare import render as pixels
+    from tasks.prepare import tasks as images
 
     params = PrepareParams(data_dir=str(data_dir), run_id=run_id, image_size=SIZE)
     layout = Layout.at(params.data_dir)
@@ -120,8 +121,10 @@ def prepare_direct(data_dir: Path, run_id: str) -> int:
 
 def predict_direct(model: str, data_dir: Path, run_id: str) -> int:
     from flows import predict_batch as pb
-    from tasks.infer import collect_images, predict_shard
-    from tasks.predictors import get_predictor, resolve_model
+    from tasks.predict.engines import get_predictor
+    from tasks.predict.images import collect_images
+    from tasks.predict.spec import resolve_model
+    from tasks.predict.tasks import predict_shard
 
     params = _predict_params(model, data_dir, run_id)
     spec = resolve_model(params.model, params.weights, data_dir=str(data_dir))
@@ -249,7 +252,7 @@ def scaling(model: str, source: Path, rounds: int) -> dict[int, dict[str, list[f
             ) as cluster,
             Client(cluster) as client,
         ):
-            client.run(lambda: __import__("tasks.infer") and None)  # TensorFlow, once each
+            client.run(lambda: __import__("tasks.predict.infer") and None)  # TensorFlow, once each
             dask = {"runner": "dask", "dask_address": cluster.scheduler_address}
             times: dict[str, list[float]] = {"prepare": [], "predict": []}
             for r in range(rounds):
@@ -300,8 +303,9 @@ def main() -> None:
 
 def _warm(page: str, model: str) -> None:
     """Import TensorFlow, trace the model and start the server's caches outside the timing."""
-    from tasks.infer import collect_images, predict_images
-    from tasks.predictors import resolve_model
+    from tasks.predict.images import collect_images
+    from tasks.predict.spec import resolve_model
+    from tasks.predict.tasks import predict_images
 
     data = WORK / "warm"
     shutil.rmtree(data, ignore_errors=True)
@@ -314,7 +318,7 @@ def _warm(page: str, model: str) -> None:
 
 
 def _decoding():
-    from tasks.infer import Decoding
+    from tasks.predict.tasks import Decoding
 
     return Decoding(top_k=2, within=2)
 

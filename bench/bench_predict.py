@@ -74,7 +74,7 @@ def variant_classic(n: int, repeats: int) -> dict:
     import keras
     import numpy as np
 
-    from tasks.predictors import build_backbone
+    from tasks.predict.engines.keras import build_backbone
 
     paths = photos()[:n]
     model = build_backbone("resnet50", None, classifier_activation="softmax")
@@ -96,12 +96,12 @@ def variant_classic(n: int, repeats: int) -> dict:
 def _spec(engine: str):
     """fp32 / bf16: Keras (bf16 = mixed_bfloat16); ov-fp32 / ov-bf16 / ov-int8: OpenVINO, the IR
     converted (int8: quantized on the 200 photos, the run's inputs) on first use and cached."""
-    from tasks.predictors import resolve_model
+    from tasks.predict.spec import resolve_model
 
     spec = resolve_model("resnet50", "none", mixed_precision=engine == "bf16")
     if not engine.startswith("ov-"):
         return spec
-    from tasks.openvino_backend import prepare_openvino
+    from tasks.predict.engines.openvino_ir import prepare_openvino
 
     started = time.perf_counter()
     spec, info = prepare_openvino.fn(
@@ -114,8 +114,8 @@ def _spec(engine: str):
 def variant_pipeline(engine: str, repeats: int) -> dict:
     import numpy as np
 
-    from tasks.infer import Decoding, predict_images
-    from tasks.predictors import get_predictor
+    from tasks.predict.engines import get_predictor
+    from tasks.predict.tasks import Decoding, predict_images
 
     paths, spec = photos(), _spec(engine)
     predict = get_predictor(spec)
@@ -137,8 +137,8 @@ def variant_pipeline(engine: str, repeats: int) -> dict:
 def variant_model(engine: str, repeats: int) -> dict:
     import numpy as np
 
-    from tasks.infer import load_pixels
-    from tasks.predictors import get_predictor
+    from tasks.predict.engines import get_predictor
+    from tasks.predict.images import load_pixels
 
     paths, spec = photos(), _spec(engine)
     pixels = np.stack([load_pixels(p, (224, 224)) for p in paths])
@@ -209,8 +209,8 @@ def variant_features(mixed: bool) -> dict:
     import keras
     import numpy as np
 
-    from tasks.infer import load_pixels
-    from tasks.predictors import _policy
+    from tasks.predict.engines.keras import policy as _policy
+    from tasks.predict.images import load_pixels
 
     with _policy("mixed_bfloat16" if mixed else None):
         model = keras.applications.MobileNet(
@@ -228,8 +228,8 @@ def variant_features(mixed: bool) -> dict:
 
 
 def variant_tflite() -> dict:
-    from tasks.infer import Decoding, predict_images
-    from tasks.predictors import resolve_model
+    from tasks.predict.spec import resolve_model
+    from tasks.predict.tasks import Decoding, predict_images
 
     paths, spec = photos(), resolve_model(str(TFLITE))
     started = time.perf_counter()

@@ -34,7 +34,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 from PIL import Image  # noqa: E402
 
-from tasks import pixels  # noqa: E402
+from tasks.prepare import render as pixels  # noqa: E402
 
 SIZE = 224
 SETTINGS = pixels.RenderSettings(image_size=SIZE, resize_mode="stretch", image_format="jpeg")

@@ -47,7 +47,7 @@ def jpegs(count: int, scratch: Path) -> tuple[dict[str, bytes], str]:
             ImageOps.mirror(Image.open(p).convert("RGB")).save(out, "JPEG", quality=90)
             files[f"img/{p.stem}-mirror.jpg"] = out.getvalue()
         return files, f"ImageNet samples ({SAMPLES.name})"
-    from tasks.demo import generate_pictures
+    from tasks.demo.gallery import generate_pictures
 
     made = generate_pictures(scratch / "made", (count + 1) // 2)
     paths = sorted(p for group in made.values() for p in group)[:count]
@@ -113,8 +113,8 @@ def flow_run(site: RemoteSite, scratch: Path, conc: int, per_host: int, page: st
 
 def task_run(site: RemoteSite, urls: list[str], scratch: Path, conc: int):
     """The download task alone (.fn(), no Prefect run): the flow minus its fixed costs."""
-    from tasks.fetch import FetchConfig
-    from tasks.scrape_tasks import download_images
+    from tasks.scrape.fetch import FetchConfig
+    from tasks.scrape.tasks import download_images
 
     site.ask("reset")
     cfg = FetchConfig(concurrency=conc, per_host=conc, allow_private_networks=True)

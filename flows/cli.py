@@ -241,7 +241,7 @@ def train(params: P.TrainParams) -> None:
     "augment-preview", P.AugmentPreviewParams, "Write a PNG grid of augmented training images."
 )
 def augment_preview(params: P.AugmentPreviewParams) -> None:
-    from tasks.augment import augment_preview as preview
+    from tasks.train.augment import augment_preview as preview
 
     out = preview(
         params.dataset_dir, params.augmentation, params.out, n=params.variants,

@@ -41,11 +41,11 @@ class DemoResult(BaseModel):
 
 def imagenet_choice(weights: str | None) -> tuple[str | None, str | None]:
     """(weights for the ImageNet stage or None, the line saying why it is skipped)."""
-    from tasks.predictors import BACKBONES
+    from tasks.predict.spec import BACKBONES
     from tasks.weights import cached_weights, keras_cache_dirs
 
     if weights:
-        from tasks.predictors import resolve_model
+        from tasks.predict.spec import resolve_model
 
         resolve_model("resnet50", weights)  # a wrong path: one clear error, before any work
         return weights, None
@@ -97,7 +97,7 @@ def pipeline_params(
 def run_demo(options: DemoOptions, echo: Callable[[str], None] = print) -> DemoResult:
     """Generate and serve the gallery, run the pipeline on it, and say where the report is."""
     from flows.image_pipeline import image_pipeline
-    from tasks.demo import GalleryServer, build_gallery
+    from tasks.demo.gallery import GalleryServer, build_gallery
 
     started = time.perf_counter()
     weights, skipped = imagenet_choice(options.weights)

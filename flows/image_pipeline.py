@@ -109,7 +109,7 @@ def check_inputs(params: PipelineParams) -> list[str] | None:
         if unknown:
             raise ConfigError(f"targets {unknown} are not classes of this run (classes: {classes})")
     if params.imagenet_weights:
-        from tasks.imagenet import check_targets, imagenet_labels
+        from tasks.predict.labels import check_targets, imagenet_labels
 
         check_targets(imagenet_labels(), params.imagenet_targets)
         _check_imagenet_weights(params.imagenet_weights)
@@ -117,7 +117,7 @@ def check_inputs(params: PipelineParams) -> list[str] | None:
 
 
 def _check_model(model: Path) -> list[str]:
-    from tasks.predictors import resolve_model
+    from tasks.predict.spec import resolve_model
 
     if not model.is_file():
         raise ConfigError(f"model_path {model} does not exist (a best.keras from pixelpipe train)")
@@ -125,7 +125,7 @@ def _check_model(model: Path) -> list[str]:
 
 
 def _check_imagenet_weights(weights: str) -> None:
-    from tasks.predictors import resolve_model
+    from tasks.predict.spec import resolve_model
 
     resolve_model("resnet50", weights)  # names the missing file and --weights when absent
 

@@ -16,9 +16,11 @@ from pydantic import BaseModel
 from flows.params import PredictParams
 from flows.runners import task_runner_for
 from storage.layout import Layout, new_run_id
-from tasks.imagenet import check_targets, target_indices
-from tasks.infer import TOP_ROWS, Decoding, ShardSummary, collect_images, predict_shard
-from tasks.predictors import get_predictor, resolve_model
+from tasks.predict.engines import get_predictor
+from tasks.predict.images import collect_images
+from tasks.predict.labels import check_targets, target_indices
+from tasks.predict.spec import resolve_model
+from tasks.predict.tasks import TOP_ROWS, Decoding, ShardSummary, predict_shard
 from tasks.runtime import logger
 
 
@@ -91,7 +93,7 @@ def results_table(result: PredictResult, rows: int = 10) -> str:
         target = "yes" if r["is_target"] else ""
         lines.append(f"{name:<40} {r['label'][:24]:<24} {r['probability']:>6.3f}  {target}")
     if result.engine:  # backend=openvino: the IR used and int8's accuracy against fp32
-        from tasks.openvino_backend import OpenVinoInfo, describe
+        from tasks.predict.engines.openvino import OpenVinoInfo, describe
 
         lines.append(
             f"openvino {result.engine['precision']}: " + describe(OpenVinoInfo(**result.engine))
@@ -122,7 +124,8 @@ def predict_batch(params: PredictParams) -> PredictResult:
     decoding = decoding_for(params, spec.labels)
     engine = None
     if params.backend == "openvino":  # convert once (cached beside the model), int8 checked
-        from tasks.openvino_backend import check_convertible, prepare_openvino
+        from tasks.predict.engines.openvino import check_convertible
+        from tasks.predict.engines.openvino_ir import prepare_openvino
 
         check_convertible(spec, params.precision, params.mixed_precision)
         spec, engine = prepare_openvino(

@@ -16,8 +16,9 @@ from flows.runners import task_runner_for
 from storage.errors import ConfigError
 from storage.layout import Layout, new_run_id
 from storage.parquet import read_table, write_table
-from tasks import dataset_plan as plan
-from tasks import images, pixels
+from tasks.prepare import plan
+from tasks.prepare import render as pixels
+from tasks.prepare import tasks as images
 from tasks.runtime import Progress, logger
 
 

@@ -15,11 +15,11 @@ from flows.runners import task_runner_for
 from storage.layout import Layout, new_run_id, safe_name
 from storage.parquet import read_table, write_table
 from storage.schemas import SCRAPE_STATUSES
-from tasks.fetch import FetchConfig
-from tasks.hostlimit import HOST_LIMIT_PREFIX, create_host_limits
 from tasks.runtime import logger
-from tasks.scrape import manifest_row
-from tasks.scrape_tasks import clear_parts, dedupe_shards, download_shard, find_image_urls
+from tasks.scrape.fetch import FetchConfig
+from tasks.scrape.manifest import manifest_row
+from tasks.scrape.politeness import HOST_LIMIT_PREFIX, create_host_limits
+from tasks.scrape.tasks import clear_parts, dedupe_shards, download_shard, find_image_urls
 
 _KEPT = ("sha256", "path", "width", "height", "format", "bytes")
 

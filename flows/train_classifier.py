@@ -67,8 +67,8 @@ def resolve_resume(params: TrainParams) -> tuple[TrainParams, str]:
 def plan(params: TrainParams, run_id: str) -> tuple[Any, Any]:
     """Check everything that needs the disk and build the TrainSpec, before any training:
     the dataset layout and the backbone weights (WeightsNotFoundError names the file)."""
-    from tasks.models import resolve_weights
-    from tasks.train import TrainSpec, scan_dataset
+    from tasks.train.fit import TrainSpec, scan_dataset
+    from tasks.train.models import resolve_weights
 
     if not params.dataset_dir:
         raise ConfigError("dataset_dir is required: a prepared folder with train/<class>/")
@@ -104,7 +104,7 @@ def plan(params: TrainParams, run_id: str) -> tuple[Any, Any]:
 
 def model_card(spec, info, params: TrainParams, summary: dict | None, created_at: str) -> dict:
     """The model card: what predict and report need, and what reproduces the run."""
-    from tasks.train import versions
+    from tasks.train.fit import versions
 
     summary = summary or {}
     return {
@@ -157,7 +157,7 @@ def announce(spec, info) -> None:
 
 def evaluate_best(spec, best_val_accuracy: float | None) -> dict[str, float | None]:
     """Evaluate best.keras on val; it must reproduce its epoch's val_accuracy."""
-    from tasks.train import evaluate_model_task
+    from tasks.train.fit import evaluate_model_task
 
     if not Path(spec.best_path).is_file():
         return {"evaluated_val_accuracy": None, "evaluated_val_loss": None}
@@ -173,7 +173,7 @@ def evaluate_best(spec, best_val_accuracy: float | None) -> dict[str, float | No
 @flow(name="train-classifier", log_prints=True)
 def train_classifier(params: TrainParams) -> TrainResult:
     """Train a classifier on a prepared dataset; keep the best epoch; resumable."""
-    from tasks.train import train_model_task, write_model_card
+    from tasks.train.fit import train_model_task, write_model_card
 
     params, run_id = resolve_resume(params)
     spec, info = plan(params, run_id)
@@ -189,7 +189,7 @@ def train_classifier(params: TrainParams) -> TrainResult:
     summary |= evaluate_best(spec, summary["best_val_accuracy"])
     exports = {}
     if params.export and Path(spec.best_path).is_file():  # e.g. OpenVINO IR for fast inference
-        from tasks.openvino_backend import export_openvino
+        from tasks.predict.engines.openvino_ir import export_openvino
 
         exports["openvino"] = export_openvino(str(spec.best_path))
     card = model_card(spec, info, params, summary, created)

@@ -8,7 +8,7 @@ from pydantic import BaseModel
 from flows.params import ReportParams
 from storage.errors import ConfigError
 from storage.layout import resolve_data_dir, safe_name
-from tasks.report import build_report, publish_artifacts
+from tasks.report.tasks import build_report, publish_artifacts
 
 
 class ReportResult(BaseModel):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from storage import files
 from storage.errors import SchemaError
 from storage.layout import Layout
 from storage.schemas import STATUSES, TABLES
@@ -87,7 +88,7 @@ def write_table(
     run_date = run_date or datetime.now(UTC).date()
     path = Layout.at(data_dir).table_file(table, run_id, str(run_date), part)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(arrow, path)
+    files.write_with(path, partial(pq.write_table, arrow, compression="zstd"))
     return path
 
 
@@ -167,23 +168,3 @@ def _to_pandas(arrow: pa.Table) -> pd.DataFrame:
 
 def _select(arrow: pa.Table, columns: list[str] | None) -> pa.Table:
     return arrow.select(columns) if columns else arrow
-
-
-def _write_atomic(arrow: pa.Table, path: Path) -> None:
-    # The temporary name starts with "." so pyarrow.dataset (and our glob) never reads it.
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        pq.write_table(arrow, tmp, compression="zstd")
-        _fsync(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync(path.parent)
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

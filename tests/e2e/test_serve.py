@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from storage.parquet import read_table
-from tasks.demo import GalleryServer, build_gallery
+from tasks.demo.gallery import GalleryServer, build_gallery
 
 pytestmark = pytest.mark.e2e
 

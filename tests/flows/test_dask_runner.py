@@ -23,7 +23,7 @@ from flows.runners import local_cluster_kwargs, machine_cores, task_runner_for
 from flows.scrape_images import scrape_images
 from storage.errors import ConfigError
 from storage.parquet import read_table
-from tasks.hostlimit import HOST_LIMIT_PREFIX, limit_name
+from tasks.scrape.politeness import HOST_LIMIT_PREFIX, limit_name
 from tests.http_server import SiteServer, picture
 
 NO_DASK = "prefect-dask is not installed (the `dask` extra): " + DASK_INSTALL

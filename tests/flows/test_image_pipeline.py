@@ -8,7 +8,7 @@ from flows.image_pipeline import image_pipeline, summary_lines
 from flows.params import PipelineParams
 from storage.errors import ConfigError, WeightsNotFoundError
 from storage.parquet import read_table
-from tasks.demo import GalleryServer, build_gallery, generate_pictures
+from tasks.demo.gallery import GalleryServer, build_gallery, generate_pictures
 
 TABLES = ["scrape_manifest", "dataset_manifest", "epoch_history", "batch_history", "predictions"]
 TINY = {

@@ -19,9 +19,9 @@ from flows.params import PredictParams
 from flows.predict_batch import predict_batch
 from storage.errors import WeightsNotFoundError
 from storage.parquet import read_table
-from tasks.imagenet import imagenet_labels
-from tasks.predictors import build_backbone
-from tests.tasks.test_infer import make_bad_files, make_images
+from tasks.predict.engines.keras import build_backbone
+from tasks.predict.labels import imagenet_labels
+from tests.tasks.predict.test_infer import make_bad_files, make_images
 
 
 def classic_recipe(model: keras.Model, path: str) -> np.ndarray:

@@ -16,7 +16,7 @@ from flows.cli import app
 from flows.prepare_dataset import prepare_dataset
 from storage.errors import ConfigError
 from storage.parquet import read_table, write_table
-from tests.tasks.test_images import (
+from tests.tasks.prepare.test_render import (
     BLUE,
     RED,
     broken_files,

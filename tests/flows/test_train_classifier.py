@@ -13,8 +13,8 @@ from flows.params import TrainParams
 from flows.train_classifier import train_classifier
 from storage.errors import ConfigError, WeightsNotFoundError
 from storage.parquet import read_table
-from tasks import train as train_tasks
-from tests.tasks.test_train import make_image_dataset
+from tasks.train import fit as train_tasks
+from tests.tasks.train.test_fit import make_image_dataset
 
 CARD_KEYS = {
     "run_id", "model", "class_names", "image_size", "label_mode", "num_classes", "best_epoch",

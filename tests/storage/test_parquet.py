@@ -5,7 +5,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 
-from storage import parquet
+from storage import files
 from storage.errors import SchemaError
 from storage.parquet import read_table, table_counts, write_table
 from storage.schemas import STATUSES, TABLES
@@ -99,7 +99,7 @@ def test_a_write_that_dies_half_way_leaves_no_visible_file(data_dir, monkeypatch
         assert path.exists()  # the temporary file was written...
         raise OSError("disk pulled out")  # ...and the writer dies before the rename
 
-    monkeypatch.setattr(parquet, "_fsync", crash)
+    monkeypatch.setattr(files, "fsync", crash)
     with pytest.raises(OSError, match="disk pulled out"):
         write_table("batch_history", sample_rows("batch_history", "r"), run_id="r")
     folder = data_dir / "warehouse" / "batch_history"

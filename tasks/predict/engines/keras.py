@@ -1,0 +1,111 @@
+"""The Keras engine: ImageNet backbones from keras.applications and trained `.keras` files,
+compiled once into a tf.function that takes whole batches of raw pixels."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from storage.errors import ConfigError
+from tasks.predict.spec import BACKBONES, RANDOM_SEED, ModelSpec, Predict
+
+
+@contextmanager
+def policy(name: str | None) -> Iterator[None]:
+    """Build layers under a dtype policy, then put the global one back."""
+    import keras
+
+    before = keras.mixed_precision.global_policy()
+    if name:
+        keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(before)
+
+
+def _compiled(model, preprocess, h: int, w: int, softmax: bool) -> Predict:
+    import tensorflow as tf
+
+    # One traced graph for every batch size (the last batch is smaller); no retracing.
+    @tf.function(input_signature=[tf.TensorSpec([None, h, w, 3], tf.float32)])
+    def run(x):
+        y = tf.cast(model(preprocess(x), training=False), tf.float32)
+        # Softmax in float32 even when the model ran in bfloat16 (bf16 has 8 mantissa bits).
+        return tf.nn.softmax(y, axis=-1) if softmax else y
+
+    return lambda x: run(x).numpy()
+
+
+def build_backbone(
+    name: str,
+    weights: str | None,
+    *,
+    mixed_precision: bool = False,
+    classifier_activation: str | None = None,
+):
+    """The keras.applications model; weights=None gives the same random weights every time."""
+    import keras
+
+    with policy("mixed_bfloat16" if mixed_precision else None):
+        model = getattr(keras.applications, BACKBONES[name].constructor)(
+            weights=weights, classifier_activation=classifier_activation
+        )
+    if weights is None:
+        reseed(model, RANDOM_SEED)
+    return model
+
+
+_SEEDED = (
+    ("kernel", "kernel_initializer"),
+    ("depthwise_kernel", "depthwise_initializer"),
+    ("pointwise_kernel", "pointwise_initializer"),
+    ("bias", "bias_initializer"),
+)
+
+
+def reseed(model, seed: int) -> None:
+    """Redraw every randomly initialized variable from its own initializer with a fixed seed.
+
+    keras.utils.set_random_seed is not enough: unseeded initializers take their seeds from
+    Python's global `random`, which Prefect's background threads draw from too.
+    """
+    import keras
+
+    n = 0
+    for layer in model._flatten_layers(include_self=False):
+        for var_name, init_name in _SEEDED:
+            init = getattr(layer, init_name, None)
+            var = getattr(layer, var_name, None)
+            if not isinstance(init, keras.initializers.Initializer) or var is None:
+                continue
+            config = init.get_config()
+            if "seed" in config:  # a random initializer (constants need no redraw)
+                var.assign(
+                    type(init).from_config(config | {"seed": seed + n})(var.shape, var.dtype)
+                )
+                n += 1
+
+
+def load_backbone(spec: ModelSpec) -> Predict:
+    import keras
+
+    # Logits out, softmax applied by us in float32 (same values as the softmax layer).
+    model = build_backbone(spec.name, spec.path, mixed_precision=spec.mixed_precision)
+    preprocess = getattr(keras.applications, BACKBONES[spec.name].module).preprocess_input
+    return _compiled(model, preprocess, *spec.image_size, softmax=True)
+
+
+def load_trained(spec: ModelSpec) -> Predict:
+    import keras
+
+    model = keras.saving.load_model(spec.path, compile=False)
+    outputs = int(model.outputs[0].shape[-1])
+    expected = 1 if spec.binary else len(spec.labels)
+    if outputs != expected:
+        raise ConfigError(
+            f"{spec.path} has {outputs} outputs but its model card says {expected}"
+            f" ({len(spec.labels)} classes, {'binary' if spec.binary else 'categorical'})"
+        )
+    # Trained models rescale inside (train_classifier's contract): they take raw pixels.
+    return _compiled(model, lambda x: x, *spec.image_size, softmax=False)

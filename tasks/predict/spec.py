@@ -1,0 +1,244 @@
+"""The model of a prediction run: resolved and checked up front, then loaded once per process.
+
+Three kinds: a Keras ImageNet backbone by name (weights "imagenet" from the Keras cache, a local
+file, or random), a trained `best.keras` with its `model_card.json`, and a `.tflite` classifier.
+Every predictor maps a batch of raw 0-255 RGB pixels (n, h, w, 3) to float32 probabilities.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from storage.errors import ConfigError, WeightsNotFoundError
+from storage.layout import Layout
+from tasks import weights as keras_weights
+from tasks.predict.engines import tflite
+from tasks.predict.labels import Labels, imagenet_labels
+from tasks.weights import file_digest
+
+Kind = Literal["backbone", "keras", "tflite"]
+RANDOM_SEED = 0  # weights=None is seeded, so "random weights" are the same in every run
+CARD_FILE = "model_card.json"
+_GCS = "https://storage.googleapis.com/tensorflow/keras-applications/"
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """A keras.applications ImageNet classifier and the weights file Keras caches for it."""
+
+    constructor: str  # attribute of keras.applications
+    module: str  # keras.applications.<module>.preprocess_input
+    file: str  # name in $KERAS_HOME/models
+    origin: str
+    md5: str | None  # Keras checks it when it has one
+    size: int = 224
+
+
+# File names and hashes as keras/src/applications/*.py spell them (Keras 3.15).
+BACKBONES: dict[str, Backbone] = {
+    "resnet50": Backbone(
+        "ResNet50",
+        "resnet50",
+        "resnet50_weights_tf_dim_ordering_tf_kernels.h5",
+        _GCS + "resnet/",
+        "2cb95161c43110f7111970584f804107",
+    ),
+    "resnet101": Backbone(
+        "ResNet101",
+        "resnet",
+        "resnet101_weights_tf_dim_ordering_tf_kernels.h5",
+        _GCS + "resnet/",
+        "f1aeb4b969a6efcfb50fad2f0c20cfc5",
+    ),
+    "mobilenet": Backbone(
+        "MobileNet", "mobilenet", "mobilenet_1_0_224_tf.h5", _GCS + "mobilenet/", None
+    ),
+    "mobilenet_v2": Backbone(
+        "MobileNetV2",
+        "mobilenet_v2",
+        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5",
+        _GCS + "mobilenet_v2/",
+        None,
+    ),
+    "vgg16": Backbone(
+        "VGG16",
+        "vgg16",
+        "vgg16_weights_tf_dim_ordering_tf_kernels.h5",
+        _GCS + "vgg16/",
+        "64373286793e3c8b2b4e3219cbf3544b",
+    ),
+    "densenet121": Backbone(
+        "DenseNet121",
+        "densenet",
+        "densenet121_weights_tf_dim_ordering_tf_kernels.h5",
+        _GCS + "densenet/",
+        "9d60b8095a5708f2dcce2bca79d332c7",
+    ),
+    "inception_v3": Backbone(
+        "InceptionV3",
+        "inception_v3",
+        "inception_v3_weights_tf_dim_ordering_tf_kernels.h5",
+        _GCS + "inception_v3/",
+        "9a0d58056eeedaa3f26cb7ebd46da564",
+        299,
+    ),
+    "efficientnet_b0": Backbone(
+        "EfficientNetB0",
+        "efficientnet",
+        "efficientnetb0.h5",
+        "https://storage.googleapis.com/keras-applications/",
+        "902e53a9f72be733fc0bcb005b3ebbac",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything needed to load a model anywhere; hashable, so it keys the per-process cache."""
+
+    kind: Kind
+    name: str
+    path: str | None  # the model file; for a backbone its weights file (None: random)
+    identity: str  # the `model` column: name plus weights hash or path
+    labels: Labels
+    image_size: tuple[int, int]  # (height, width)
+    interpolation: str = "nearest"  # PIL resize, as keras.utils.load_img does
+    binary: bool = False  # one sigmoid output: class 1 when p >= threshold
+    label_offset: int = 0  # TFLite with 1,001 outputs: index 0 is "background"
+    mixed_precision: bool = False
+    # backend="openvino": shards run the converted IR (tasks/openvino_backend.py) at `precision`.
+    backend: str = "keras"
+    precision: str = "fp32"
+    ir_path: str | None = None
+
+
+def resolve_model(
+    model: str,
+    weights: str | None = "imagenet",
+    *,
+    data_dir: str | None = None,
+    mixed_precision: bool = False,
+) -> ModelSpec:
+    """Check a model choice against the disk and return its spec; raise before any work.
+
+    `model`: a backbone name, a `.keras` file (or its folder, or a train run id under
+    models/), or a `.tflite` file.
+    """
+    if model in BACKBONES:
+        return _backbone_spec(model, weights, mixed_precision)
+    path = Path(model).expanduser()
+    if not path.exists() and "/" not in model:
+        run_dir = Layout.at(data_dir).root / "models" / model
+        path = run_dir if run_dir.is_dir() else path
+    if path.is_dir():
+        path = path / "best.keras"
+    path = path.resolve()
+    if mixed_precision and path.suffix in {".tflite", ".keras", ".h5"}:
+        raise ConfigError("mixed_precision applies to ImageNet backbones only; drop it")
+    if path.suffix == ".tflite" and path.is_file():
+        return _tflite_spec(path)
+    if path.suffix in {".keras", ".h5"} and path.is_file():
+        return _trained_spec(path)
+    raise ConfigError(
+        f"model {model!r} is neither a backbone ({', '.join(BACKBONES)}) nor an existing"
+        " .keras/.tflite file, model folder or train run id"
+    )
+
+
+def _backbone_spec(name: str, weights: str | None, mixed_precision: bool) -> ModelSpec:
+    b = BACKBONES[name]
+    choice = (weights or "none").strip()
+    if choice.lower() in {"none", "null", "random", ""}:
+        path, identity = None, f"{name}@random(seed={RANDOM_SEED})"
+    elif choice == "imagenet":
+        weights_file = imagenet_weights(name)
+        path = str(weights_file)
+        identity = f"{name}@imagenet:md5={b.md5 or file_digest(weights_file, 'md5')}"
+    else:
+        local = Path(choice).expanduser().resolve()
+        if not local.is_file():
+            raise WeightsNotFoundError(
+                f"weights file {local} does not exist: pass an existing file with --weights"
+                " PATH, --weights imagenet (the Keras cache) or --weights none (random)"
+            )
+        path, identity = str(local), f"{name}@{local.as_posix()}:sha256={file_digest(local)[:12]}"
+    return ModelSpec(
+        kind="backbone",
+        name=name,
+        path=path,
+        identity=identity + ("+mixed_bfloat16" if mixed_precision else ""),
+        labels=imagenet_labels(),
+        image_size=(b.size, b.size),
+        mixed_precision=mixed_precision,
+    )
+
+
+def imagenet_weights(name: str) -> Path:
+    """The cached ImageNet weights file of a backbone, downloaded by Keras if missing."""
+    b = BACKBONES[name]
+    return keras_weights.imagenet_weights(name, b.file, b.origin + b.file, b.md5)
+
+
+def read_card(model_path: Path) -> dict:
+    card_path = model_path.parent / CARD_FILE
+    try:
+        card = json.loads(card_path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{model_path} has no {CARD_FILE} beside it: the model card gives class names"
+            " and image size (train_classifier writes it)"
+        ) from None
+    except ValueError as e:
+        raise ConfigError(f"{card_path} is not valid JSON: {e}") from e
+    if not isinstance(card, dict) or not card.get("class_names"):
+        raise ConfigError(f"{card_path} lacks class_names")
+    return card
+
+
+def _trained_spec(path: Path) -> ModelSpec:
+    card = read_card(path)
+    names = tuple(str(c) for c in card["class_names"])
+    size = card.get("image_size") or [224, 224]
+    size = (int(size[0]), int(size[1])) if isinstance(size, list | tuple) else (size, size)
+    return ModelSpec(
+        kind="keras",
+        name=str(card.get("model") or path.stem),
+        path=str(path),
+        identity=f"{card.get('model') or 'keras'}@{path.as_posix()}"
+        f":sha256={file_digest(path)[:12]}",
+        labels=Labels(names),
+        image_size=size,
+        # image_dataset_from_directory (what training read) resizes bilinearly.
+        interpolation=str(card.get("interpolation", "bilinear")),
+        binary=card.get("label_mode") == "binary",
+    )
+
+
+def _tflite_spec(path: Path) -> ModelSpec:
+    interpreter = tflite.interpreter(path)
+    shape = interpreter.get_input_details()[0]["shape"]
+    outputs = int(interpreter.get_output_details()[0]["shape"][-1])
+    if outputs in (1000, 1001):
+        labels, offset = imagenet_labels(), outputs - 1000
+    else:
+        labels, offset = Labels(tuple(read_card(path)["class_names"])), 0
+        if len(labels) != outputs:
+            raise ConfigError(f"{path}: {outputs} outputs but {len(labels)} class names")
+    return ModelSpec(
+        kind="tflite",
+        name=path.stem,
+        path=str(path),
+        identity=f"tflite@{path.as_posix()}:sha256={file_digest(path)[:12]}",
+        labels=labels,
+        image_size=(int(shape[1]), int(shape[2])),
+        label_offset=offset,
+    )
+
+
+Predict = Callable[[object], np.ndarray]  # (n, h, w, 3) raw pixels -> (n, classes) float32

@@ -1,0 +1,6 @@
+"""prepare_dataset: source images -> resized RGB files in <split>/<class>/ folders.
+
+- `plan.py`    classes, duplicates, per-class caps and the deterministic split (pure)
+- `render.py`  decode, fix orientation, convert to RGB and resize, across a process pool
+- `tasks.py`   the Prefect tasks: inspect files (cached by content) and render batches
+"""

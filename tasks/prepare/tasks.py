@@ -1,0 +1,38 @@
+"""prepare_dataset's batch tasks: hash and inspect files (cached), render them (pooled)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
+
+from tasks.prepare.render import RenderSettings, inspect_file, render_many
+
+INSPECT_VERSION = 1  # part of the cache key of inspect_batch
+
+
+@task(
+    name="inspect-images",
+    cache_policy=INPUTS + TASK_SOURCE,
+    cache_expiration=timedelta(days=30),
+)
+def inspect_batch(
+    files: list[tuple[str, int, int]], version: int = INSPECT_VERSION
+) -> list[dict[str, Any]]:
+    """inspect_file over a batch of (path, size, mtime_ns). The cache key is that list (and
+    `version`), so a re-run over unchanged files reads nothing; a changed size or mtime misses.
+    TASK_SOURCE covers this function only: bump INSPECT_VERSION when inspect_file changes."""
+    return [inspect_file(path) for path, _size, _mtime in files]
+
+
+@task(name="render-images", cache_policy=NO_CACHE)
+def render_batch(
+    items: list[tuple[str, str]], settings: RenderSettings, workers: int = 1
+) -> list[tuple[str, str | None]]:
+    """Render a batch of (source, output) pairs across the process pool.
+
+    Not cached by Prefect: the flow only sends images whose output file is missing, and a
+    cache record could not see an output deleted or overwritten since it was made."""
+    return render_many(items, settings, workers)

@@ -1,0 +1,93 @@
+"""Downloaded bytes as images: `data:` URIs decoded, validated by Pillow, stored by content hash."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote_to_bytes
+
+from PIL import Image, UnidentifiedImageError
+
+from storage import files
+
+# Pillow format -> stored extension. MPO is how Pillow names many phone cameras' JPEGs.
+FORMAT_EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp"}
+FORMAT_EXTENSIONS["BMP"] = "bmp"
+
+# --- data: URIs --------------------------------------------------------------------------------
+
+_DATA_URI = re.compile(r"^data:(?P<type>[^,;]*)(?P<params>(;[^,;]*)*?)(?P<b64>;base64)?,", re.I)
+
+
+def decode_data_uri(uri: str) -> bytes:
+    """The bytes of a `data:` URI (base64 or percent-encoded); ValueError when malformed."""
+    match = _DATA_URI.match(uri)
+    if not match:
+        raise ValueError("malformed data: URI (no comma after the media type)")
+    payload = uri[match.end() :]
+    if match.group("b64"):
+        try:
+            return base64.b64decode(
+                re.sub(r"\s+", "", unquote_to_bytes(payload).decode()), validate=True
+            )
+        except (binascii.Error, UnicodeDecodeError) as e:
+            raise ValueError(f"bad base64 in data: URI: {e}") from e
+    return unquote_to_bytes(payload)
+
+
+# --- validating images -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageCheck:
+    """What Pillow made of some bytes: `status` "ok" or the reason they are not kept."""
+
+    status: str
+    error: str | None = None
+    format: str | None = None
+    width: int | None = None
+    height: int | None = None
+
+    @property
+    def extension(self) -> str | None:
+        return FORMAT_EXTENSIONS.get(self.format or "")
+
+
+def check_image(data: bytes, min_size: int) -> ImageCheck:
+    """Open and fully decode `data` with Pillow; never trusts what the server said it was."""
+    fmt = width = height = None
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            fmt, (width, height) = image.format, image.size
+            if fmt not in FORMAT_EXTENSIONS:
+                return ImageCheck("not_image", f"format {fmt} is not accepted", fmt, width, height)
+            if width * height > (Image.MAX_IMAGE_PIXELS or float("inf")):
+                return ImageCheck("too_large", f"{width}x{height} pixels", fmt, width, height)
+            if min(width, height) < min_size:
+                error = f"{width}x{height} is below min_size {min_size}"
+                return ImageCheck("too_small", error, fmt, width, height)
+            image.load()  # decode every pixel of the (first) frame: truncation shows up here
+    except Image.DecompressionBombError as e:
+        return ImageCheck("too_large", f"decompression bomb: {e}")
+    except UnidentifiedImageError:
+        return ImageCheck("not_image", "not an image Pillow can identify")
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as e:
+        return ImageCheck("corrupt", f"{type(e).__name__}: {e}", fmt, width, height)
+    return ImageCheck("ok", None, fmt, width, height)
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def store_image(data: bytes, path: Path) -> None:
+    """Write `data` to `path` atomically (a temporary file renamed over it); a file already
+    there with the same size is the same content (its name is the hash) and is kept."""
+    if path.exists() and path.stat().st_size == len(data):
+        return
+    files.write_bytes(path, data)

@@ -1,0 +1,55 @@
+"""scrape_manifest rows: complete rows, duplicates decided in page order, hosts interleaved."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+from storage.schemas import SCRAPE_MANIFEST
+
+# --- manifest rows -----------------------------------------------------------------------------
+
+COLUMNS = tuple(field.name for field in SCRAPE_MANIFEST)
+REFUSALS_KEPT_FOR_PAGES = frozenset({"blocked", "robots_disallowed", "unsupported_scheme"})
+
+
+def manifest_row(run_id: str, label: str, page_url: str, url: str, status: str, **fields) -> dict:
+    """A complete scrape_manifest row: every column present, unknown ones refused."""
+    row = dict.fromkeys(COLUMNS)
+    row.update(run_id=run_id, label=label, page_url=page_url, url=url, status=status)
+    unknown = set(fields) - set(COLUMNS)
+    if unknown:
+        raise KeyError(f"not scrape_manifest columns: {sorted(unknown)}")
+    row.update(fields)
+    return row
+
+
+def mark_duplicates(rows: list[dict], known: Iterable[str] = ()) -> list[dict]:
+    """Rows in page order: an `ok` row whose bytes an earlier row (or an earlier run, `known`
+    sha256s) already stored becomes `duplicate`. Deciding here, in order, rather than in the
+    race between download threads makes the outcome the same on every run."""
+    first: dict[str, str] = dict.fromkeys(known, "")
+    out = []
+    for row in rows:
+        sha = row.get("sha256")
+        if row["status"] == "ok" and sha in first:
+            earlier = first[sha]
+            error = f"same bytes as {earlier}" if earlier else "already stored by an earlier run"
+            row = {**row, "status": "duplicate", "error": error}
+        elif row["status"] == "ok":
+            first[sha] = row["url"]
+        out.append(row)
+    return out
+
+
+def interleave_by_host(urls: list[str]) -> list[int]:
+    """Indices of `urls` taking one per host in turn, so workers blocked on one host's limit
+    do not leave other hosts' downloads waiting behind them in the queue."""
+    by_host: dict[str, list[int]] = {}
+    for i, url in enumerate(urls):
+        by_host.setdefault(urlsplit(url).netloc.lower(), []).append(i)
+    queues = list(by_host.values())
+    order: list[int] = []
+    for rank in range(max((len(q) for q in queues), default=0)):
+        order += [q[rank] for q in queues if rank < len(q)]
+    return order

@@ -1,0 +1,304 @@
+"""The scraper's Prefect tasks: read pages for image URLs, then download and keep images, in
+batches, recording one scrape_manifest row per URL."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from pydantic import BaseModel
+
+from storage.layout import Layout
+from storage.parquet import write_table
+from tasks.runtime import Progress, logger
+from tasks.scrape.extract import extract_candidates, next_page_urls
+from tasks.scrape.fetch import AddressPolicy, FetchConfig, Fetcher
+from tasks.scrape.images import check_image, decode_data_uri, sha256_hex, store_image
+from tasks.scrape.manifest import (
+    REFUSALS_KEPT_FOR_PAGES,
+    interleave_by_host,
+    manifest_row,
+    mark_duplicates,
+)
+from tasks.scrape.politeness import host_lease
+
+HTML_TYPES = ("text/html", "application/xhtml+xml", "application/xml", "text/xml")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- pages ---------------------------------------------------------------------------------------
+
+
+def _read_chain(
+    fetcher: Fetcher, start: str, follow: int, limit: int | None, visited: set[str], lock
+) -> tuple[list[dict], list[dict], int]:
+    """Read `start` and up to `follow` rel=next pages after it.
+
+    Returns (candidates, failed-page outcomes, pages read). Stops early once `limit`
+    candidates are found: more would only be cut off later.
+    """
+    candidates: list[dict] = []
+    failures: list[dict] = []
+    url: str | None = start
+    read = 0
+    for _ in range(follow + 1):
+        with lock:
+            if url is None or url in visited:
+                break
+            visited.add(url)
+        fetched = fetcher.get(url)
+        ctype = (fetched.content_type or "").split(";")[0].strip().lower()
+        if fetched.ok and ctype and ctype not in HTML_TYPES:
+            fetched.status, fetched.error = "page_error", f"not an HTML page ({ctype})"
+        if not fetched.ok:
+            status = fetched.status if fetched.status in REFUSALS_KEPT_FOR_PAGES else "page_error"
+            failures.append({"url": url, "status": status, "fetched": fetched})
+            break
+        read += 1
+        for c in extract_candidates(fetched.content, fetched.final_url):
+            candidates.append({"url": c.url, "page_url": url, "found_in": c.found_in})
+        if limit is not None and len(candidates) >= limit:
+            break
+        url = next(iter(next_page_urls(fetched.content, fetched.final_url)), None)
+    return candidates, failures, read
+
+
+@task(name="find-image-urls", cache_policy=NO_CACHE)
+def find_image_urls(
+    pages: list[str],
+    run_id: str,
+    label: str,
+    config: FetchConfig,
+    follow_pages: int = 0,
+    max_images: int | None = None,
+    policy: AddressPolicy | None = None,
+) -> dict[str, Any]:
+    """Read the pages (and their rel=next pages); return the candidate image URLs in page
+    order, each once, plus a manifest row for every page that could not be read."""
+    visited: set[str] = set()
+    lock = threading.Lock()
+    with Fetcher(config, policy) as fetcher, ThreadPoolExecutor(config.concurrency) as pool:
+        chains = list(
+            pool.map(
+                lambda p: _read_chain(fetcher, p, follow_pages, max_images, visited, lock), pages
+            )
+        )
+    candidates: list[dict] = []
+    seen: set[str] = set()
+    rows, read = [], 0
+    for found, failures, count in chains:
+        read += count
+        candidates += [c for c in found if not (c["url"] in seen or seen.add(c["url"]))]
+        for failure in failures:
+            f = failure["fetched"]
+            rows.append(
+                manifest_row(
+                    run_id, label, failure["url"], failure["url"], failure["status"],
+                    **_fetch_fields(f), error=f.error, found_in="page",
+                )
+            )  # fmt: skip
+    logger().info("read %d page(s): %d image URL(s), %d page(s) failed", read, len(seen), len(rows))
+    return {"candidates": candidates, "rows": rows, "pages": read}
+
+
+def _fetch_fields(fetched) -> dict[str, Any]:
+    return {
+        "http_status": fetched.http_status,
+        "content_type": fetched.content_type,
+        "final_url": fetched.final_url,
+        "attempts": fetched.attempts,
+        "elapsed_s": round(fetched.elapsed_s, 4),
+        "fetched_at": _now(),
+    }
+
+
+# --- images --------------------------------------------------------------------------------------
+
+
+def download_one(
+    fetcher: Fetcher, url: str, raw_dir: Path, min_size: int, max_bytes: int
+) -> dict[str, Any]:
+    """Fetch (or decode) one URL, check it is a real image and store it as <sha256>.<ext>.
+    Returns the manifest fields of its outcome; never raises for a bad URL or bad bytes."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme == "data":
+        fields: dict[str, Any] = {"fetched_at": _now()}
+        try:
+            data = decode_data_uri(url)
+        except ValueError as e:
+            return {**fields, "status": "corrupt", "error": str(e)}
+    elif scheme not in ("http", "https"):
+        return {"status": "unsupported_scheme", "error": f"scheme {scheme or '(none)'!r} refused"}
+    else:
+        fetched = fetcher.get(url)
+        fields = _fetch_fields(fetched)
+        if not fetched.ok:
+            return {**fields, "status": fetched.status, "error": fetched.error}
+        data = fetched.content
+    fields["bytes"] = len(data)
+    if len(data) > max_bytes:
+        return {**fields, "status": "too_large", "error": f"over max_bytes {max_bytes}"}
+    check = check_image(data, min_size)
+    fields.update(format=check.format, width=check.width, height=check.height)
+    if check.status != "ok":
+        return {**fields, "status": check.status, "error": check.error}
+    sha = sha256_hex(data)
+    path = raw_dir / f"{sha}.{check.extension}"
+    store_image(data, path)
+    return {**fields, "status": "ok", "sha256": sha, "path": path.as_posix()}
+
+
+@task(name="download-images", cache_policy=NO_CACHE)
+def download_images(
+    candidates: list[dict],
+    run_id: str,
+    label: str,
+    raw_dir: str,
+    config: FetchConfig,
+    min_size: int = 32,
+    policy: AddressPolicy | None = None,
+) -> list[dict]:
+    """Download a batch of candidates concurrently (`config.concurrency` workers, at most
+    `config.per_host` per host) and return their manifest rows in the batch's order.
+
+    Not retried as a task: retries happen per request, where Retry-After can be honoured,
+    and a re-run batch would find its own files and call them duplicates.
+    """
+    folder = Path(raw_dir).resolve()
+    urls = [c["url"] for c in candidates]
+    outcomes: list[dict[str, Any] | None] = [None] * len(urls)
+    workers = max(1, min(config.concurrency, len(urls)))
+
+    def work(i: int) -> None:
+        outcomes[i] = download_one(fetcher, urls[i], folder, min_size, config.max_bytes)
+
+    progress = Progress(len(urls), f"Downloading {len(urls)} image(s) for {label!r}")
+    step, done = max(1, len(urls) // 20), 0  # about 20 updates: each one is an API call
+    with Fetcher(config, policy) as fetcher, ThreadPoolExecutor(workers) as pool:
+        for future in as_completed([pool.submit(work, i) for i in interleave_by_host(urls)]):
+            future.result()  # re-raises what is not a bad item (a full disk, say)
+            done += 1
+            if done % step == 0 or done == len(urls):
+                progress.advance(done - progress.done)
+    rows = [
+        manifest_row(run_id, label, c["page_url"], c["url"], found_in=c.get("found_in"), **o)
+        for c, o in zip(candidates, outcomes, strict=True)
+    ]
+    return mark_duplicates(rows)
+
+
+# --- shards: each written by the process that downloaded it ---------------------------------------
+
+
+class ShardOutcome(BaseModel):
+    """What a download shard sends back: its manifest file and counts, never the rows."""
+
+    part: str
+    path: str
+    counts: dict[str, int]
+
+
+@task(name="download-shard", task_run_name="download-shard-{part}", cache_policy=NO_CACHE)
+def download_shard(
+    candidates: list[dict],
+    run_id: str,
+    label: str,
+    raw_dir: str,
+    config: FetchConfig,
+    min_size: int,
+    *,
+    part: str,
+    run_date: date,
+    data_dir: str,
+    host_limit: str | None = None,
+) -> ShardOutcome:
+    """download_images over one shard, its rows written as scrape_manifest part `part` by the
+    worker that fetched them. A shard redone after its worker died rewrites the same part (and
+    finds its own files, same name, same bytes), so no row is counted twice.
+
+    `host_limit`: hold the Prefect global concurrency limits `<host_limit><host>` of the
+    shard's hosts while downloading (shards on other processes share those hosts).
+    """
+    claim = Layout.at(data_dir).root / ".leases" / f"{run_id}-{part}.lease"
+    urls = [c["url"] for c in candidates]
+    with host_lease(urls, config.per_host, host_limit, claim):
+        rows = download_images.fn(candidates, run_id, label, raw_dir, config, min_size)
+    path = write_table(
+        "scrape_manifest", rows, run_id=run_id, data_dir=data_dir, run_date=run_date, part=part
+    )
+    counts = Counter(r["status"] for r in rows)
+    return ShardOutcome(part=part, path=path.as_posix(), counts=dict(counts))
+
+
+@task(name="dedupe-shards", cache_policy=NO_CACHE)
+def dedupe_shards(
+    shards: list[ShardOutcome], known: set[str], *, run_id: str, run_date: date, data_dir: str
+) -> dict[str, int]:
+    """Across shards, in page order: an `ok` row whose bytes an earlier shard (or an earlier
+    run, `known`) stored becomes `duplicate`, as mark_duplicates decides within a shard. Reads
+    three columns per shard and rewrites only the shards that change; returns the counts."""
+    first: dict[str, str] = dict.fromkeys(known, "")
+    counts: Counter[str] = Counter()
+    for shard in shards:
+        table = pq.read_table(shard.path, columns=["url", "status", "sha256"]).to_pydict()
+        changed: dict[int, str] = {}
+        for i, (url, status, sha) in enumerate(zip(*table.values(), strict=True)):
+            if status == "ok" and sha in first:
+                earlier = first[sha]
+                changed[i] = (
+                    f"same bytes as {earlier}" if earlier else "already stored by an earlier run"
+                )
+            elif status == "ok":
+                first[sha] = url
+        if changed:
+            _mark(shard, changed, run_id=run_id, run_date=run_date, data_dir=data_dir)
+        counts.update(table["status"])
+        counts.subtract({"ok": len(changed)})
+        counts.update({"duplicate": len(changed)})
+    return {status: n for status, n in counts.items() if n}
+
+
+def _mark(
+    shard: ShardOutcome, changed: dict[int, str], *, run_id: str, run_date: date, data_dir: str
+) -> None:
+    table = pq.read_table(shard.path)
+    status, error = table.column("status").to_pylist(), table.column("error").to_pylist()
+    for i, why in changed.items():
+        status[i], error[i] = "duplicate", why
+    for name, values in (("status", status), ("error", error)):
+        index = table.schema.get_field_index(name)
+        table = table.set_column(index, table.schema.field(index), pa.array(values, pa.string()))
+    write_table(
+        "scrape_manifest",
+        table,
+        run_id=run_id,
+        data_dir=data_dir,
+        run_date=run_date,
+        part=shard.part,
+    )
+
+
+def clear_parts(data_dir: str, run_id: str, label: str) -> int:
+    """Delete this run's manifest files for `label` (whole or sharded): re-running a run id
+    replaces its rows, even when it now has fewer shards."""
+    folder = Layout.at(data_dir).table_dir("scrape_manifest")
+    stem = f"{run_id}-{label}"
+    removed = 0
+    for path in folder.glob("run_date=*/*.parquet") if folder.is_dir() else ():
+        if path.stem == stem or re.fullmatch(re.escape(stem) + r"-\d{4}", path.stem):
+            path.unlink()
+            removed += 1
+    return removed

@@ -1,0 +1,222 @@
+"""Pure parts of the scraper: finding image URLs in HTML, data: URIs, image checks, dedupe."""
+
+import base64
+import io
+
+import pytest
+from PIL import Image
+
+from tasks.scrape.extract import (
+    extract_candidates,
+    extract_image_urls,
+    largest_candidate,
+    next_page_urls,
+    parse_srcset,
+)
+from tasks.scrape.images import check_image, decode_data_uri
+from tasks.scrape.manifest import interleave_by_host, manifest_row, mark_duplicates
+from tests.http_server import noise_jpeg, picture, png_header_only
+
+PAGE = "https://example.com/gallery/page.html"
+
+
+def urls(html: str, page: str = PAGE) -> list[str]:
+    return extract_image_urls(html, page)
+
+
+def test_img_src_is_resolved_against_the_page():
+    html = '<img src="a.jpg"><img src="/b.png"><img src="https://cdn.example.org/c.gif">'
+    assert urls(html) == [
+        "https://example.com/gallery/a.jpg",
+        "https://example.com/b.png",
+        "https://cdn.example.org/c.gif",
+    ]
+
+
+def test_base_href_changes_what_relative_urls_mean():
+    html = '<head><base href="https://img.example.net/x/"></head><img src="a.jpg">'
+    assert urls(html) == ["https://img.example.net/x/a.jpg"]
+    relative_base = '<head><base href="/static/"></head><img src="a.jpg">'
+    assert urls(relative_base) == ["https://example.com/static/a.jpg"]
+
+
+@pytest.mark.parametrize(
+    ("srcset", "best"),
+    [
+        ("s.jpg 100w, l.jpg 800w, m.jpg 400w", "l.jpg"),
+        ("a.jpg 1x, b.jpg 3x, c.jpg 2x", "b.jpg"),
+        ("a.jpg, b.jpg 2x", "b.jpg"),  # no descriptor means 1x
+        ("one.jpg", "one.jpg"),
+        ("img,with,commas.jpg 10w, other.jpg 5w", "img,with,commas.jpg"),
+    ],
+)
+def test_srcset_picks_the_largest_candidate(srcset, best):
+    assert largest_candidate(parse_srcset(srcset)) == best
+
+
+def test_parse_srcset_reads_widths_and_densities():
+    assert parse_srcset(" a.jpg 480w , b.jpg 1.5x,c.jpg") == [
+        ("a.jpg", 480.0, None),
+        ("b.jpg", None, 1.5),
+        ("c.jpg", None, None),
+    ]
+
+
+def test_img_with_srcset_stands_for_its_largest_candidate_only():
+    html = '<img src="small.jpg" srcset="small.jpg 100w, big.jpg 1000w">'
+    assert extract_candidates(html, PAGE) == [
+        ("https://example.com/gallery/big.jpg", "img[srcset]")
+    ]
+
+
+@pytest.mark.parametrize("attr", ["data-src", "data-original", "data-lazy-src"])
+def test_lazy_attributes_win_over_a_placeholder_src(attr):
+    html = f'<img src="data:image/gif;base64,R0lGODlhAQABAAAAACw=" {attr}="real.jpg">'
+    assert extract_candidates(html, PAGE) == [
+        ("https://example.com/gallery/real.jpg", f"img[{attr}]")
+    ]
+
+
+def test_lazy_srcset_wins_over_everything():
+    html = '<img src="p.gif" data-srcset="a.jpg 1x, b.jpg 2x" data-src="c.jpg" srcset="d.jpg 9x">'
+    assert urls(html) == ["https://example.com/gallery/b.jpg"]
+
+
+def test_picture_is_one_image_the_largest_of_its_sources():
+    html = """<picture>
+      <source media="(min-width: 800px)" srcset="wide.webp 1600w, mid.webp 800w">
+      <source srcset="narrow.jpg 600w">
+      <img src="fallback.jpg" alt="">
+    </picture><img src="after.jpg">"""
+    assert extract_candidates(html, PAGE) == [
+        ("https://example.com/gallery/wide.webp", "picture[srcset]"),
+        ("https://example.com/gallery/after.jpg", "img[src]"),
+    ]
+
+
+def test_picture_without_srcset_falls_back_to_its_img():
+    html = '<picture><source type="image/webp"><img src="only.jpg"></picture>'
+    assert urls(html) == ["https://example.com/gallery/only.jpg"]
+
+
+def test_links_count_only_when_they_point_at_an_image_file():
+    html = """<a href="full/1.JPG"><img src="thumb/1.jpg"></a>
+      <a href="page2.html">next</a><a href="mailto:x@example.com">mail</a>
+      <a href="big.png?size=large#top">png with a query</a><a href="#">top</a>"""
+    assert extract_candidates(html, PAGE) == [
+        ("https://example.com/gallery/full/1.JPG", "a[href]"),
+        ("https://example.com/gallery/thumb/1.jpg", "img[src]"),
+        ("https://example.com/gallery/big.png?size=large", "a[href]"),
+    ]
+
+
+def test_og_image_is_found_in_the_head():
+    html = """<head><meta property="og:image" content="/og.jpg">
+      <meta property="og:title" content="not an image.jpg"></head><img src="body.jpg">"""
+    assert extract_candidates(html, PAGE) == [
+        ("https://example.com/og.jpg", "meta[og:image]"),
+        ("https://example.com/gallery/body.jpg", "img[src]"),
+    ]
+
+
+def test_urls_come_once_in_page_order_without_fragments():
+    html = '<img src="b.jpg"><img src="a.jpg#x"><img src="b.jpg"><a href="a.jpg">a</a>'
+    assert urls(html) == ["https://example.com/gallery/b.jpg", "https://example.com/gallery/a.jpg"]
+
+
+def test_other_schemes_and_data_uris_are_kept_for_the_manifest():
+    data = "data:image/png;base64,iVBORw0KGgo="
+    html = f"""<img src="javascript:alert(1)"><img src="{data}">
+      <a href="ftp://files.example.com/x.jpg">ftp</a><img src="">"""
+    assert urls(html) == ["javascript:alert(1)", data, "ftp://files.example.com/x.jpg"]
+
+
+def test_urls_wrapped_over_lines_are_joined_like_a_browser_does():
+    html = '<img src="very/long/\n\tpath.jpg">'
+    assert urls(html) == ["https://example.com/gallery/very/long/path.jpg"]
+
+
+def test_broken_html_and_bytes_are_fine():
+    html = b'<html><body><img src="a.jpg"<div><img src=b.jpg></p></table>'
+    assert urls(html)[-1] == "https://example.com/gallery/b.jpg"
+    assert urls("") == []
+
+
+def test_next_pages_are_rel_next_links_on_the_same_site():
+    html = """<head><link rel="next" href="p2.html"></head>
+      <a rel="next nofollow" href="/gallery/p2.html">again</a>
+      <a rel="next" href="https://www.example.com/p3.html">www is the same site</a>
+      <a rel="next" href="https://evil.example.org/p4.html">another site</a>
+      <a rel="prev" href="p0.html">previous</a><a href="p9.html">no rel</a>"""
+    assert next_page_urls(html, PAGE) == [
+        "https://example.com/gallery/p2.html",
+        "https://www.example.com/p3.html",
+    ]
+
+
+def test_data_uris_decode_base64_and_percent_encoding():
+    png = picture(1, fmt="PNG")
+    encoded = base64.b64encode(png).decode()
+    assert decode_data_uri(f"data:image/png;base64,{encoded}") == png
+    assert decode_data_uri("data:image/png;name=x.png;base64,aGk=") == b"hi"
+    assert decode_data_uri("data:,a%20b") == b"a b"
+    with pytest.raises(ValueError, match="base64"):
+        decode_data_uri("data:image/png;base64,***")
+    with pytest.raises(ValueError, match="malformed"):
+        decode_data_uri("data:image/png;base64")
+
+
+@pytest.mark.parametrize(
+    ("fmt", "ext"),
+    [("JPEG", "jpg"), ("PNG", "png"), ("GIF", "gif"), ("WEBP", "webp"), ("BMP", "bmp")],
+)
+def test_every_accepted_format_is_decoded_and_named(fmt, ext):
+    check = check_image(picture(3, (40, 33), fmt), min_size=32)
+    assert (check.status, check.format, check.width, check.height) == ("ok", fmt, 40, 33)
+    assert check.extension == ext
+
+
+def test_images_are_judged_by_their_bytes_not_their_name():
+    tiff = io.BytesIO()
+    Image.new("RGB", (40, 40)).save(tiff, "TIFF")
+    assert check_image(tiff.getvalue(), 32).status == "not_image"
+    assert check_image(b"<html><h1>Oops</h1></html>", 32).status == "not_image"
+    assert check_image(picture(1, (64, 64), quality=95)[:400], 32).status == "corrupt"
+    assert check_image(picture(1, (1, 1), "GIF"), 32).status == "too_small"
+    assert check_image(picture(1, (31, 200)), 32).status == "too_small"
+    bomb = check_image(png_header_only(30_000, 30_000), 32)
+    assert bomb.status == "too_large" and "decompression bomb" in bomb.error
+    assert check_image(noise_jpeg((50, 50)), 32).status == "ok"
+
+
+def test_pixel_limit_between_warning_and_error_is_too_large(monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 40x40 is over it, not over twice it
+    with pytest.warns(Image.DecompressionBombWarning):
+        check = check_image(picture(1, (40, 40), "PNG"), 32)
+    assert check.status == "too_large"
+
+
+def row(url: str, status: str = "ok", sha: str | None = None) -> dict:
+    return manifest_row("r", "cat", "https://p/", url, status, sha256=sha)
+
+
+def test_later_rows_with_the_same_bytes_are_duplicates_in_page_order():
+    rows = [row("u1", sha="a"), row("u2", "http_error"), row("u3", sha="a"), row("u4", sha="b")]
+    rows.append(row("u5", sha="c"))
+    out = mark_duplicates(rows, known={"c"})
+    assert [r["status"] for r in out] == ["ok", "http_error", "duplicate", "ok", "duplicate"]
+    assert out[2]["error"] == "same bytes as u1"
+    assert out[4]["error"] == "already stored by an earlier run"
+    assert mark_duplicates(out, known={"c"}) == out  # idempotent
+
+
+def test_manifest_row_has_every_column_and_refuses_unknown_ones():
+    r = row("u")
+    assert r["status"] == "ok" and r["path"] is None and "fetched_at" in r
+    with pytest.raises(KeyError, match="colour"):
+        manifest_row("r", "cat", "p", "u", "ok", colour="red")
+
+
+def test_downloads_take_hosts_in_turn():
+    order = ["http://a/1", "http://a/2", "http://a/3", "http://b/1", "http://c/1", "http://b/2"]
+    assert interleave_by_host(order) == [0, 3, 4, 1, 5, 2]
