@@ -43,6 +43,8 @@ def _option_type(annotation: Any) -> Any:
     if origin in (types.UnionType, typing.Union):
         inner = [a for a in args if a is not type(None)]
         return _option_type(inner[0]) if len(inner) == 1 else str
+    if origin is typing.Annotated:  # a constrained str (flows.params.Name): the str itself
+        return _option_type(args[0])
     if origin is Literal:
         return enum.Enum("Choice", {str(a): str(a) for a in args}, type=str)
     if origin is list:  # list[Literal[...]] (TrainParams.export) becomes a list of choices

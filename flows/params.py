@@ -8,17 +8,41 @@ Keep it free of heavy imports: the CLI imports it to build `--help`.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from functools import partial
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    create_model,
+    model_validator,
+)
 
-from storage.layout import safe_name
+from storage.layout import NAME_MAX, NAME_PATTERN, safe_name
 
 Runner = Literal["threads", "processes", "dask"]
 DASK_INSTALL = 'pip install -e ".[dask]"'  # the `dask` extra: prefect-dask, dask, distributed
 OPENVINO_INSTALL = 'pip install -e ".[openvino]"'  # the `openvino` extra: openvino, nncf
 
 DEFAULT_USER_AGENT = "pixelpipe/0.1 (+image dataset builder; respects robots.txt)"
+
+
+def _name(what: str) -> Any:
+    """A run id, label or dataset name: it becomes a folder or file name, so it is checked
+    here, before any work and before anything is deleted (the pattern also guards the UI form)."""
+    return Annotated[
+        str,
+        StringConstraints(max_length=NAME_MAX, pattern=NAME_PATTERN),
+        AfterValidator(partial(safe_name, what=what)),
+    ]
+
+
+RunId = _name("run id")
+Label = _name("label")
+DatasetName = _name("dataset name")
 
 
 class Params(BaseModel):
@@ -31,7 +55,7 @@ class StageParams(Params):
     data_dir: str | None = Field(
         None, description="Data root; default $PIXELPIPE_DATA_DIR, else ./data"
     )
-    run_id: str | None = Field(
+    run_id: RunId | None = Field(
         None, description="Run id for the rows and folders written; default: a new one"
     )
 
@@ -77,7 +101,7 @@ def check_runner(runner: str | None, dask_address: str | None) -> None:
 
 class ScrapeParams(StageParams):
     pages: list[str] = Field(min_length=1, description="Page URLs to find images on")
-    label: str = Field(description="Label (class name) for every image found, e.g. 'banana'")
+    label: Label = Field(description="Label (class name) for every image found, e.g. 'banana'")
     max_images: int | None = Field(None, ge=1, description="Stop after this many candidates")
     concurrency: int = Field(16, ge=1, le=256, description="Downloads in flight at once")
     per_host: int = Field(4, ge=1, le=64, description="Downloads in flight per host")
@@ -99,8 +123,7 @@ class ScrapeParams(StageParams):
     dask_address: str | None = _dask_address()
 
     @model_validator(mode="after")
-    def _label_is_a_folder_name(self) -> ScrapeParams:
-        safe_name(self.label, "label")  # it becomes raw/<label>/: refuse it before any work
+    def _runner(self) -> ScrapeParams:
         check_runner(self.runner, self.dask_address)
         return self
 
@@ -112,7 +135,7 @@ class PrepareParams(StageParams):
     labels: list[str] | None = Field(
         None, description="Classes to use (default: all); 'src=dst' renames a class"
     )
-    dataset: str = Field("default", description="Dataset name: datasets/<dataset>/")
+    dataset: DatasetName = Field("default", description="Dataset name: datasets/<dataset>/")
     image_size: int = Field(224, ge=8, le=4096, description="Output side in pixels (square)")
     resize_mode: Literal["stretch", "crop", "pad"] = Field(
         "stretch", description="stretch; crop (center crop to aspect); pad (letterbox)"
@@ -202,7 +225,7 @@ class TrainParams(StageParams):
     early_stopping_patience: int | None = Field(None, ge=1, description="Stop after N flat epochs")
     mixed_precision: bool = Field(False, description="Train in mixed_bfloat16")
     seed: int = Field(42, description="Seed for shuffling, augmentation and weights")
-    resume_run: str | None = Field(None, description="Continue this run's training")
+    resume_run: RunId | None = Field(None, description="Continue this run's training")
     export: list[Literal["openvino"]] = Field(
         default_factory=list,
         description="Also export the best model for inference: openvino (fp32 IR beside it,"
@@ -244,7 +267,7 @@ class PredictParams(StageParams):
     inputs: list[str] = Field(
         default_factory=list, description="Image files or folders (searched recursively)"
     )
-    scrape_run: str | None = Field(None, description="Predict the ok images of this scrape run")
+    scrape_run: RunId | None = Field(None, description="Predict the ok images of this scrape run")
     dataset_dir: str | None = Field(None, description="Predict a split of this dataset")
     split: Literal["train", "val", "test"] = Field("val", description="Split of dataset_dir")
     model: str = Field(
@@ -325,14 +348,14 @@ class PredictParams(StageParams):
 
 
 class ReportParams(StageParams):
-    run_id: str = Field(min_length=1, description="The run to report on")
+    run_id: RunId = Field(description="The run to report on")
     title: str | None = Field(None, description="Report title; default: 'pixelpipe run <id>'")
-    scrape_run: str | None = Field(None, description="Scrape rows of this run; default: run_id")
-    dataset_run: str | None = Field(None, description="Dataset rows of this run; default: run_id")
-    train_run: str | None = Field(
+    scrape_run: RunId | None = Field(None, description="Scrape rows of this run; default: run_id")
+    dataset_run: RunId | None = Field(None, description="Dataset rows of this run; default: run_id")
+    train_run: RunId | None = Field(
         None, description="Training history and model of this run; default: run_id"
     )
-    predict_run: str | None = Field(None, description="Predictions of this run; default: run_id")
+    predict_run: RunId | None = Field(None, description="Predictions of this run; default: run_id")
     sample: int = Field(8, ge=1, le=64, description="Images shown per label / in the top-k table")
     max_filters: int = Field(16, ge=1, le=64, description="Learned filters shown")
     notes: list[str] = Field(
@@ -371,7 +394,7 @@ class PipelineParams(Params):
     data_dir: str | None = Field(
         None, description="Data root; default $PIXELPIPE_DATA_DIR, else ./data"
     )
-    run_id: str | None = Field(None, description="One run id for every stage; default: a new one")
+    run_id: RunId | None = Field(None, description="One run id for every stage; default: a new one")
     sources: list[str] = Field(
         default_factory=list,
         description="Pages to scrape as LABEL=URL (repeat per page and label), "

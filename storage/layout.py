@@ -14,17 +14,26 @@ from storage.errors import ConfigError
 DATA_DIR_ENV = "PIXELPIPE_DATA_DIR"
 DEFAULT_DATA_DIR = "./data"
 
-# Labels, dataset names and run ids become folder names: keep them to one safe path segment
-# so nothing a user (or a scraped page) says can write outside the data root.
-_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# Labels, dataset names and run ids become folder and file names: keep them to one safe path
+# segment so nothing a user (or a scraped page) says can write outside the data root. 64
+# characters leave room for every suffix the code appends (`<run>-<label>-0001.parquet` and its
+# hidden temporary name stay far below a file system's 255).
+NAME_MAX = 64
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"  # for JSON schema (the UI form); safe_name decides
+_SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def safe_name(value: str, what: str = "name") -> str:
     """Return `value` if it is usable as one folder name, else raise a ConfigError saying why."""
-    if not _SAFE_NAME.match(value) or ".." in value:
+    if (
+        not isinstance(value, str)
+        or len(value) > NAME_MAX
+        or not _SAFE_NAME.fullmatch(value)
+        or ".." in value
+    ):
         raise ConfigError(
-            f"{what} {value!r} is not a valid folder name: use letters, digits, '.', '_' or '-'"
-            " (at most 128 characters, starting with a letter or digit)"
+            f"{what} {value!r} is not a valid name: use letters, digits, '.', '_' or '-'"
+            f" (at most {NAME_MAX} characters, starting with a letter or digit, no '..')"
         )
     return value
 

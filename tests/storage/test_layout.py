@@ -29,9 +29,11 @@ def test_paths_follow_the_design_tree(tmp_path):
     )
 
 
-@pytest.mark.parametrize("bad", ["../etc", "a/b", "", ".hidden", "x" * 200, "a\\b", "..", "é"])
+@pytest.mark.parametrize(
+    "bad", ["../etc", "a/b", "", ".hidden", "x" * 65, "a\\b", "..", "é", "cats\n", "*", "a*"]
+)
 def test_unsafe_names_are_refused(bad):
-    with pytest.raises(ConfigError, match="not a valid folder name") as info:
+    with pytest.raises(ConfigError, match="not a valid name") as info:
         safe_name(bad, "label")
     assert isinstance(info.value, PixelpipeError) and isinstance(info.value, ValueError)
 
@@ -40,3 +42,23 @@ def test_run_ids_are_unique_and_safe():
     ids = {new_run_id() for _ in range(50)}
     assert len(ids) == 50
     assert all(safe_name(i) == i for i in ids)
+
+
+def test_the_longest_name_leaves_room_for_every_suffix(tmp_path):
+    longest = "r" * 64
+    assert safe_name(longest) == longest
+    part = Layout.at(tmp_path).table_file("predictions", longest, "2026-11-28", part="x" * 64)
+    hidden_temp = f".{part.name}.{'0' * 32}.tmp"  # storage.files' temporary name
+    assert len(hidden_temp) < 255
+
+
+@pytest.mark.parametrize("field", ["label", "run_id"])
+@pytest.mark.parametrize("bad", ["*", "../x", "cats\n", "x" * 65])
+def test_parameter_models_refuse_bad_names_before_any_work(field, bad):
+    from pydantic import ValidationError
+
+    from flows.params import ScrapeParams
+
+    fields = {"pages": ["http://a.invalid/"], "label": "cats"} | {field: bad}
+    with pytest.raises(ValidationError, match=field):
+        ScrapeParams(**fields)

@@ -197,7 +197,7 @@ def test_resolve_classes_picks_and_renames(tmp_path):
     assert plan.resolve_classes(tmp_path, ["dog=puppy"]) == {tmp_path / "dog": "puppy"}
     with pytest.raises(ConfigError, match="found: cat, dog"):
         plan.resolve_classes(tmp_path, ["bird"])
-    with pytest.raises(ConfigError, match="not a valid folder name"):
+    with pytest.raises(ConfigError, match="not a valid name"):
         plan.resolve_classes(tmp_path, ["cat=../x"])
     with pytest.raises(ConfigError, match="does not exist"):
         plan.resolve_classes(tmp_path / "nope", None)
