@@ -1,4 +1,4 @@
-"""The `pixelpipe` command: one subcommand per flow, options generated from flows/params.py."""
+"""The `pixelpipe` command: one subcommand per flow, options generated from flows/params/."""
 
 from __future__ import annotations
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from pydantic import BaseModel
 from flows.params import TrainParams
 from storage.errors import ConfigError
 from storage.layout import Layout, new_run_id, resolve_data_dir
+from storage.model_card import ModelCard, card_file
 from tasks.runtime import logger
 
 # Fields that fix what a run trains on and how its model is shaped: a resume may not change them.
@@ -44,12 +44,12 @@ def resolve_resume(params: TrainParams) -> tuple[TrainParams, str]:
     that shape the model and its data must match the stored run."""
     data_dir = resolve_data_dir(params.data_dir)
     run_id = params.resume_run or params.run_id or new_run_id()
-    card_path = Layout.at(data_dir).model_dir(run_id) / "model_card.json"
+    card_path = card_file(Layout.at(data_dir).model_dir(run_id))
     if not card_path.is_file():
         if params.resume_run:
             raise ConfigError(f"cannot resume run {run_id!r}: {card_path} does not exist")
         return params, run_id
-    stored = json.loads(card_path.read_text())["params"]
+    stored = ModelCard.read(card_path).params or {}
     given = params.model_dump(include=params.model_fields_set - {"resume_run", "run_id"})
     changed = [k for k in _FIXED_ON_RESUME if k in given and given[k] != stored.get(k)]
     if changed:
@@ -102,46 +102,48 @@ def plan(params: TrainParams, run_id: str) -> tuple[Any, Any]:
     return spec, info
 
 
-def model_card(spec, info, params: TrainParams, summary: dict | None, created_at: str) -> dict:
+def model_card(spec, info, params: TrainParams, summary: dict | None, created_at: str) -> ModelCard:
     """The model card: what predict and report need, and what reproduces the run."""
     from tasks.train.fit import versions
 
     summary = summary or {}
-    return {
-        "run_id": spec.run_id,
-        "model": spec.model,
-        "class_names": spec.class_names,
-        "image_size": list(spec.image_size),
-        "label_mode": spec.label_mode,
-        "num_classes": len(spec.class_names),
-        "best_epoch": summary.get("best_epoch"),
-        "best_val_accuracy": summary.get("best_val_accuracy"),
-        "best_val_loss": summary.get("best_val_loss"),
-        "dataset_dir": info.root,
-        "dataset_manifest_sha256": info.manifest_sha256,
-        "params": params.model_dump(mode="json"),
-        "versions": versions(),
-        "created_at": created_at,
-        "updated_at": datetime.now(UTC).isoformat(),
-        "status": "trained" if summary else "training",
-        "input": "RGB, raw 0-255 floats, resized to image_size; the model rescales itself",
-        "interpolation": "bilinear",
-        "output": (
-            f"sigmoid: probability of {spec.class_names[-1]!r}"
-            if spec.label_mode == "binary"
-            else "softmax over class_names"
-        ),
-        "weights": spec.weights,
-        "model_path": str(spec.best_path),
-        "epochs_run": summary.get("epochs_run"),
-        "evaluated_val_accuracy": summary.get("evaluated_val_accuracy"),
-        "evaluated_val_loss": summary.get("evaluated_val_loss"),
-        "history_path": summary.get("history_path"),
-        "batch_history_path": summary.get("batch_history_path"),
-        "train_counts": info.train_counts,
-        "val_counts": info.val_counts or None,
-        "validation": "val/" if info.has_val else f"{spec.validation_split:.0%} of train/",
-    }
+    return ModelCard(
+        **{
+            "run_id": spec.run_id,
+            "model": spec.model,
+            "class_names": spec.class_names,
+            "image_size": list(spec.image_size),
+            "label_mode": spec.label_mode,
+            "num_classes": len(spec.class_names),
+            "best_epoch": summary.get("best_epoch"),
+            "best_val_accuracy": summary.get("best_val_accuracy"),
+            "best_val_loss": summary.get("best_val_loss"),
+            "dataset_dir": info.root,
+            "dataset_manifest_sha256": info.manifest_sha256,
+            "params": params.model_dump(mode="json"),
+            "versions": versions(),
+            "created_at": created_at,
+            "updated_at": datetime.now(UTC).isoformat(),
+            "status": "trained" if summary else "training",
+            "input": "RGB, raw 0-255 floats, resized to image_size; the model rescales itself",
+            "interpolation": "bilinear",
+            "output": (
+                f"sigmoid: probability of {spec.class_names[-1]!r}"
+                if spec.label_mode == "binary"
+                else "softmax over class_names"
+            ),
+            "weights": spec.weights,
+            "model_path": str(spec.best_path),
+            "epochs_run": summary.get("epochs_run"),
+            "evaluated_val_accuracy": summary.get("evaluated_val_accuracy"),
+            "evaluated_val_loss": summary.get("evaluated_val_loss"),
+            "history_path": summary.get("history_path"),
+            "batch_history_path": summary.get("batch_history_path"),
+            "train_counts": info.train_counts,
+            "val_counts": info.val_counts or None,
+            "validation": "val/" if info.has_val else f"{spec.validation_split:.0%} of train/",
+        }
+    )
 
 
 def announce(spec, info) -> None:
@@ -173,17 +175,16 @@ def evaluate_best(spec, best_val_accuracy: float | None) -> dict[str, float | No
 @flow(name="train-classifier", log_prints=True)
 def train_classifier(params: TrainParams) -> TrainResult:
     """Train a classifier on a prepared dataset; keep the best epoch; resumable."""
-    from tasks.train.fit import train_model_task, write_model_card
+    from tasks.train.fit import train_model_task
 
     params, run_id = resolve_resume(params)
     spec, info = plan(params, run_id)
-    card_path = spec.model_dir / "model_card.json"
-    stored = json.loads(card_path.read_text()) if card_path.is_file() else {}
-    created = stored.get("created_at") or datetime.now(UTC).isoformat()
-    if stored.get("dataset_manifest_sha256", info.manifest_sha256) != info.manifest_sha256:
+    card_path = card_file(spec.model_dir)
+    stored = ModelCard.read(card_path) if card_path.is_file() else None
+    created = (stored and stored.created_at) or datetime.now(UTC).isoformat()
+    if stored and stored.dataset_manifest_sha256 not in (None, info.manifest_sha256):
         logger().warning("the dataset's files changed since this run started: %s", info.root)
-    spec.model_dir.mkdir(parents=True, exist_ok=True)
-    write_model_card(card_path, model_card(spec, info, params, None, created))
+    model_card(spec, info, params, None, created).write(spec.model_dir)
     announce(spec, info)
     summary = train_model_task(spec)
     summary |= evaluate_best(spec, summary["best_val_accuracy"])
@@ -193,7 +194,8 @@ def train_classifier(params: TrainParams) -> TrainResult:
 
         exports["openvino"] = export_openvino(str(spec.best_path))
     card = model_card(spec, info, params, summary, created)
-    write_model_card(card_path, card | ({"exports": exports} if exports else {}))
+    card.exports = exports or None
+    card.write(spec.model_dir)
     logger().info(
         "best epoch %s: val_accuracy %s -> %s", summary["best_epoch"],
         summary["best_val_accuracy"], spec.best_path,

@@ -7,7 +7,6 @@ Every predictor maps a batch of raw 0-255 RGB pixels (n, h, w, 3) to float32 pro
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 
 from storage.errors import ConfigError, WeightsNotFoundError
 from storage.layout import Layout
+from storage.model_card import ModelCard, model_file
 from tasks import weights as keras_weights
 from tasks.predict.engines import tflite
 from tasks.predict.labels import Labels, imagenet_labels
@@ -24,7 +24,6 @@ from tasks.weights import file_digest
 
 Kind = Literal["backbone", "keras", "tflite"]
 RANDOM_SEED = 0  # weights=None is seeded, so "random weights" are the same in every run
-CARD_FILE = "model_card.json"
 _GCS = "https://storage.googleapis.com/tensorflow/keras-applications/"
 
 
@@ -137,7 +136,7 @@ def resolve_model(
         run_dir = Layout.at(data_dir).root / "models" / model
         path = run_dir if run_dir.is_dir() else path
     if path.is_dir():
-        path = path / "best.keras"
+        path = model_file(path)
     path = path.resolve()
     if mixed_precision and path.suffix in {".tflite", ".keras", ".h5"}:
         raise ConfigError("mixed_precision applies to ImageNet backbones only; drop it")
@@ -185,38 +184,17 @@ def imagenet_weights(name: str) -> Path:
     return keras_weights.imagenet_weights(name, b.file, b.origin + b.file, b.md5)
 
 
-def read_card(model_path: Path) -> dict:
-    card_path = model_path.parent / CARD_FILE
-    try:
-        card = json.loads(card_path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(
-            f"{model_path} has no {CARD_FILE} beside it: the model card gives class names"
-            " and image size (train_classifier writes it)"
-        ) from None
-    except ValueError as e:
-        raise ConfigError(f"{card_path} is not valid JSON: {e}") from e
-    if not isinstance(card, dict) or not card.get("class_names"):
-        raise ConfigError(f"{card_path} lacks class_names")
-    return card
-
-
 def _trained_spec(path: Path) -> ModelSpec:
-    card = read_card(path)
-    names = tuple(str(c) for c in card["class_names"])
-    size = card.get("image_size") or [224, 224]
-    size = (int(size[0]), int(size[1])) if isinstance(size, list | tuple) else (size, size)
+    card = ModelCard.read(path)
     return ModelSpec(
         kind="keras",
-        name=str(card.get("model") or path.stem),
+        name=card.model or path.stem,
         path=str(path),
-        identity=f"{card.get('model') or 'keras'}@{path.as_posix()}"
-        f":sha256={file_digest(path)[:12]}",
-        labels=Labels(names),
-        image_size=size,
-        # image_dataset_from_directory (what training read) resizes bilinearly.
-        interpolation=str(card.get("interpolation", "bilinear")),
-        binary=card.get("label_mode") == "binary",
+        identity=f"{card.model or 'keras'}@{path.as_posix()}:sha256={file_digest(path)[:12]}",
+        labels=Labels(tuple(card.class_names)),
+        image_size=card.image_size,
+        interpolation=card.interpolation,
+        binary=card.binary,
     )
 
 
@@ -227,7 +205,7 @@ def _tflite_spec(path: Path) -> ModelSpec:
     if outputs in (1000, 1001):
         labels, offset = imagenet_labels(), outputs - 1000
     else:
-        labels, offset = Labels(tuple(read_card(path)["class_names"])), 0
+        labels, offset = Labels(tuple(ModelCard.read(path).class_names)), 0
         if len(labels) != outputs:
             raise ConfigError(f"{path}: {outputs} outputs but {len(labels)} class names")
     return ModelSpec(

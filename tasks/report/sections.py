@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from storage.errors import ConfigError
+from storage.model_card import ModelCard, card_file
 from tasks.report import plots
 from tasks.report import stats as S
 from tasks.report.document import Facts, Figure, Heading, Section, Table, Text, Thumb, fmt, short
@@ -54,14 +55,12 @@ class RunData:
 
 def read_model_card(model_dir: Path) -> tuple[dict[str, Any] | None, str | None]:
     """The model card and, when it exists but cannot be read, a note saying why."""
-    path = model_dir / "model_card.json"
-    if not path.is_file():
+    if not card_file(model_dir).is_file():
         return None, None
     try:
-        card = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        return None, f"The model card {path} could not be read: {e}"
-    return (card, None) if isinstance(card, dict) else (None, f"{path} is not a JSON object")
+        return ModelCard.read(model_dir).model_dump(mode="json"), None
+    except (OSError, ConfigError) as e:
+        return None, f"The model card could not be read: {e}"
 
 
 class Thumbs:

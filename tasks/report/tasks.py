@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from storage import files
 from storage.layout import Layout
+from storage.model_card import model_file
 from storage.parquet import read_table
 from tasks.report import plots
 from tasks.report import stats as S
@@ -142,7 +143,7 @@ def sample_image(data: RunData) -> Path | None:
 def trained_model(data: RunData) -> Path | None:
     """The run's best.keras: the model card's model_path, else models/<run>/best.keras."""
     named = (data.card or {}).get("model_path")
-    for path in ([Path(named)] if named else []) + [data.model_dir / "best.keras"]:
+    for path in ([Path(named)] if named else []) + [model_file(data.model_dir)]:
         if path.suffix == ".keras" and path.is_file():
             return path
     return None

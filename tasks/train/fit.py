@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import math
 import time
 from collections.abc import Iterator, Sequence
@@ -18,10 +17,10 @@ import tensorflow as tf
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from storage import files
 from storage.errors import ConfigError
 from storage.files import TF_IMAGE_EXTENSIONS as TF_EXTENSIONS
 from storage.layout import Layout
+from storage.model_card import model_file
 from storage.parquet import read_table, write_table
 from tasks.runtime import Progress, logger
 from tasks.train.augment import build_augmentation
@@ -82,7 +81,7 @@ class TrainSpec:
 
     @property
     def best_path(self) -> Path:
-        return self.model_dir / "best.keras"
+        return model_file(self.model_dir)
 
     @property
     def label_mode(self) -> str:
@@ -377,11 +376,6 @@ def evaluate_model(spec: TrainSpec, model_path: str | Path) -> dict[str, float]:
         _, val_ds = make_datasets(spec)
         loss, accuracy = model.evaluate(val_ds, verbose=0)
     return {"val_loss": float(loss), "val_accuracy": float(accuracy)}
-
-
-def write_model_card(path: str | Path, card: dict[str, Any]) -> Path:
-    """Write the model card JSON atomically (the predict and report stages read it)."""
-    return files.write_text(path, json.dumps(card, indent=2, default=str) + "\n")
 
 
 def versions() -> dict[str, str]:

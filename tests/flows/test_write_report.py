@@ -71,7 +71,7 @@ def test_a_run_with_nothing_yet_says_so(prefect_harness, data_dir):
 def test_bad_parameters_fail_before_any_work(prefect_harness, data_dir, tmp_path):
     with pytest.raises(ParameterTypeError):
         write_report(params={"run_id": RUN, "sample": 0})
-    with pytest.raises(ConfigError, match="run id"):
+    with pytest.raises(ParameterTypeError, match="run_id"):  # refused by the parameter model
         write_report(params={"run_id": "../etc", "data_dir": str(data_dir)})
     with pytest.raises(ConfigError, match="does not exist"):
         write_report(params={"run_id": RUN, "data_dir": str(tmp_path / "typo")})

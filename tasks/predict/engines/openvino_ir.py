@@ -13,6 +13,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from storage.errors import ConfigError
+from storage.model_card import ModelCard
 from tasks.predict.engines.openvino import (
     IR_FILE,
     META_FILE,
@@ -31,7 +32,7 @@ from tasks.predict.engines.openvino import (
     write_ir,
 )
 from tasks.predict.images import OK, image_batches, images_in
-from tasks.predict.spec import ModelSpec, Predict, read_card, resolve_model
+from tasks.predict.spec import ModelSpec, Predict, resolve_model
 from tasks.runtime import logger
 
 
@@ -68,13 +69,13 @@ def trained_splits(spec: ModelSpec) -> dict[str, list[str]] | None:
     """
     if spec.kind != "keras":
         return None
-    card = read_card(Path(spec.path))
-    dataset = Path(card.get("dataset_dir") or "/nonexistent")
+    card = ModelCard.read(spec.path)
+    dataset = Path(card.dataset_dir or "/nonexistent")
     if not (dataset / "train").is_dir():
         return None
     if (dataset / "val").is_dir():
         return {"train": images_in(dataset / "train"), "val": images_in(dataset / "val")}
-    params = card.get("params") or {}
+    params = card.params or {}
     share = float(params.get("validation_split") or 0)
     if not 0 < share < 1:
         return {"train": images_in(dataset / "train"), "val": []}

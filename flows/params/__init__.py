@@ -1,0 +1,57 @@
+"""Flow parameters as pydantic models: validated up front, rendered as forms in the Prefect UI.
+
+Each stage flow takes one model (`scrape_images(params=ScrapeParams(...))`, or a plain dict
+of the same fields, which Prefect validates into the model before the run starts). The CLI
+turns every field into an option, so this module is the one place a parameter is declared.
+Keep it free of heavy imports: the CLI imports it to build `--help`.
+"""
+
+from flows.params.base import (
+    DASK_INSTALL,
+    DEFAULT_USER_AGENT,
+    OPENVINO_INSTALL,
+    DatasetName,
+    Label,
+    Params,
+    RunId,
+    Runner,
+    StageParams,
+    check_runner,
+)
+from flows.params.pipeline import (
+    PipelineParams,
+    PredictOptions,
+    PrepareOptions,
+    ScrapeOptions,
+    TrainOptions,
+)
+from flows.params.predict import PredictParams
+from flows.params.prepare import PrepareParams
+from flows.params.report import ReportParams
+from flows.params.scrape import ScrapeParams
+from flows.params.train import AugmentationParams, AugmentPreviewParams, TrainParams
+
+__all__ = [
+    "DASK_INSTALL",
+    "DEFAULT_USER_AGENT",
+    "OPENVINO_INSTALL",
+    "AugmentPreviewParams",
+    "AugmentationParams",
+    "DatasetName",
+    "Label",
+    "Params",
+    "PipelineParams",
+    "PredictOptions",
+    "PredictParams",
+    "PrepareOptions",
+    "PrepareParams",
+    "ReportParams",
+    "RunId",
+    "Runner",
+    "ScrapeOptions",
+    "ScrapeParams",
+    "StageParams",
+    "TrainOptions",
+    "TrainParams",
+    "check_runner",
+]

@@ -1,0 +1,129 @@
+"""image_pipeline's parameters: each stage's options, derived from the stage models."""
+
+from __future__ import annotations
+
+from pydantic import Field, create_model, model_validator
+
+from flows.params.base import Params, RunId, Runner, StageParams, check_runner
+from flows.params.predict import PredictParams
+from flows.params.prepare import PrepareParams
+from flows.params.scrape import ScrapeParams
+from flows.params.train import TrainParams
+from storage.layout import safe_name
+
+# --- image_pipeline (the parent flow) -------------------------------------------------------
+# Each stage's options inside the pipeline are that stage's model minus what the pipeline
+# decides itself (data root, run id, inputs wired from the previous stage). They are derived,
+# not copied, so a field added to a stage model shows up in `pixelpipe run` automatically.
+
+
+def _options_of(model: type[StageParams], name: str, drop: set[str]) -> type[Params]:
+    fields = {
+        key: (field.annotation, field)
+        for key, field in model.model_fields.items()
+        if key not in drop | {"data_dir", "run_id"}
+    }
+    return create_model(
+        name, __base__=Params, __doc__=f"{model.__name__} inside a pipeline.", **fields
+    )
+
+
+ScrapeOptions = _options_of(ScrapeParams, "ScrapeOptions", {"pages", "label"})
+PrepareOptions = _options_of(PrepareParams, "PrepareOptions", {"source_dir"})
+TrainOptions = _options_of(TrainParams, "TrainOptions", {"dataset_dir", "resume_run"})
+PredictOptions = _options_of(
+    PredictParams, "PredictOptions", {"scrape_run", "dataset_dir", "model", "weights", "targets"}
+)
+
+
+class PipelineParams(Params):
+    """scrape -> prepare -> train -> predict -> report; give a later stage's input to skip."""
+
+    data_dir: str | None = Field(
+        None, description="Data root; default $PIXELPIPE_DATA_DIR, else ./data"
+    )
+    run_id: RunId | None = Field(None, description="One run id for every stage; default: a new one")
+    sources: list[str] = Field(
+        default_factory=list,
+        description="Pages to scrape as LABEL=URL (repeat per page and label), "
+        "e.g. mountain=https://example.com/alps.html",
+    )
+    source_dir: str | None = Field(
+        None, description="Skip scraping: prepare this folder (one subfolder of images per class)"
+    )
+    dataset_dir: str | None = Field(
+        None, description="Skip scraping and preparing: train on this prepared dataset"
+    )
+    model_path: str | None = Field(
+        None, description="Skip training: predict with this trained best.keras"
+    )
+    targets: list[str] = Field(
+        default_factory=list, description="Classes of the trained model to count as hits"
+    )
+    imagenet_weights: str | None = Field(
+        None,
+        description="Also classify with ResNet50 ImageNet: 'imagenet' (Keras cache) or a local "
+        ".h5 file; none skips that stage",
+    )
+    imagenet_targets: list[str] = Field(
+        default_factory=lambda: ["banana"],
+        description="ImageNet classes or WordNet ids to look for in the ResNet50 stage",
+    )
+    scrape: ScrapeOptions = Field(default_factory=ScrapeOptions, description="Scraping")
+    prepare: PrepareOptions = Field(default_factory=PrepareOptions, description="Preparing")
+    train: TrainOptions = Field(default_factory=TrainOptions, description="Training")
+    predict: PredictOptions = Field(default_factory=PredictOptions, description="Predicting")
+    report_title: str | None = Field(None, description="Report title")
+    report_notes: list[str] = Field(
+        default_factory=list, description="Lines under the report's title (e.g. a skipped stage)"
+    )
+    runner: Runner | None = Field(
+        None,
+        description="Where scrape, prepare and predict shards run (threads, processes or dask);"
+        " default: each stage's own",
+    )
+    dask_address: str | None = Field(
+        None, description="runner=dask: one scheduler (tcp://host:8786) for every stage"
+    )
+
+    @model_validator(mode="after")
+    def _one_runner(self) -> PipelineParams:
+        """A pipeline-wide runner replaces the stages' own, before their checks below."""
+        check_runner(self.runner, self.dask_address)
+        if self.runner is not None:
+            for stage in (self.scrape, self.prepare, self.predict):
+                stage.runner, stage.dask_address = self.runner, self.dask_address
+        return self
+
+    @model_validator(mode="after")
+    def _inputs(self) -> PipelineParams:
+        given = [n for n in ("sources", "source_dir", "dataset_dir") if getattr(self, n)]
+        if len(given) > 1:
+            raise ValueError(f"give only one of sources, source_dir, dataset_dir (got {given})")
+        if not given and not (self.model_path and self.predict.inputs):
+            raise ValueError(
+                "nothing to start from: give sources (LABEL=URL), source_dir or dataset_dir,"
+                " or model_path with predict inputs"
+            )
+        # The stage models' own cross-field checks, before any stage runs.
+        for label, pages in self.source_pages().items():  # also checks LABEL=URL
+            ScrapeParams(**self.scrape.model_dump(), pages=pages, label=label)
+        PrepareParams(**self.prepare.model_dump())
+        if not self.model_path:
+            train = self.train.model_dump()
+            if train["image_size"] is None and not self.dataset_dir:  # trains at prepare's size
+                train["image_size"] = self.prepare.image_size
+            TrainParams(**train)
+        PredictParams(**self.predict.model_dump())
+        return self
+
+    def source_pages(self) -> dict[str, list[str]]:
+        """`sources` grouped by label, in the order given."""
+        pages: dict[str, list[str]] = {}
+        for entry in self.sources:
+            label, sep, url = entry.partition("=")
+            if not sep or not label.strip() or not url.strip().startswith(("http://", "https://")):
+                raise ValueError(f"source {entry!r} must look like LABEL=http(s)://host/page")
+            label = safe_name(label.strip(), "label")  # it becomes raw/<label>/
+            pages.setdefault(label, []).append(url.strip())
+        return pages

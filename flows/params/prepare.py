@@ -1,0 +1,51 @@
+"""prepare_dataset's parameters."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from flows.params.base import (
+    DatasetName,
+    Runner,
+    StageParams,
+    check_runner,
+    dask_address_field,
+    runner_field,
+)
+
+
+class PrepareParams(StageParams):
+    source_dir: str | None = Field(
+        None, description="A <class>/<image> folder; default: raw/<label>/ under the data root"
+    )
+    labels: list[str] | None = Field(
+        None, description="Classes to use (default: all); 'src=dst' renames a class"
+    )
+    dataset: DatasetName = Field("default", description="Dataset name: datasets/<dataset>/")
+    image_size: int = Field(224, ge=8, le=4096, description="Output side in pixels (square)")
+    resize_mode: Literal["stretch", "crop", "pad"] = Field(
+        "stretch", description="stretch; crop (center crop to aspect); pad (letterbox)"
+    )
+    resample: Literal["lanczos", "bicubic"] = Field(
+        "lanczos", description="Downsampling filter: lanczos (sharpest) or bicubic (~30% faster)"
+    )
+    image_format: Literal["jpeg", "png"] = Field("jpeg", description="Output file format")
+    quality: int = Field(95, ge=1, le=100, description="JPEG quality")
+    val_fraction: float = Field(0.2, ge=0.0, lt=1.0, description="Share of images in val/")
+    test_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="Share of images in test/")
+    seed: int = Field(1337, description="Seed of the content-hash split")
+    max_per_class: int | None = Field(None, ge=1, description="Keep at most this many per class")
+    workers: int | None = Field(None, ge=1, le=256, description="Processes; default: all cores")
+    batch_size: int = Field(256, ge=1, le=10_000, description="Images per task")
+    force: bool = Field(False, description="Re-render every image even if its output exists")
+    runner: Runner = runner_field("processes", "processes: the `workers` pool")
+    dask_address: str | None = dask_address_field()
+
+    @model_validator(mode="after")
+    def _fractions(self) -> PrepareParams:
+        if self.val_fraction + self.test_fraction >= 1.0:
+            raise ValueError("val_fraction + test_fraction must be below 1 (leave images to train)")
+        check_runner(self.runner, self.dask_address)
+        return self

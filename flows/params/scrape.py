@@ -1,0 +1,44 @@
+"""scrape_images' parameters."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+
+from flows.params.base import (
+    DEFAULT_USER_AGENT,
+    Label,
+    Runner,
+    StageParams,
+    check_runner,
+    dask_address_field,
+    runner_field,
+)
+
+
+class ScrapeParams(StageParams):
+    pages: list[str] = Field(min_length=1, description="Page URLs to find images on")
+    label: Label = Field(description="Label (class name) for every image found, e.g. 'banana'")
+    max_images: int | None = Field(None, ge=1, description="Stop after this many candidates")
+    concurrency: int = Field(16, ge=1, le=256, description="Downloads in flight at once")
+    per_host: int = Field(4, ge=1, le=64, description="Downloads in flight per host")
+    min_size: int = Field(32, ge=1, description="Smallest accepted short side, in pixels")
+    max_bytes: int = Field(20_000_000, ge=1024, description="Largest accepted download")
+    timeout: float = Field(15.0, gt=0, le=600, description="Connect and read timeout, seconds")
+    retries: int = Field(3, ge=0, le=10, description="Retries on connection errors, 429, 5xx")
+    backoff: float = Field(
+        0.5, ge=0, le=60, description="First retry waits about this long, then doubling (jitter)"
+    )
+    follow_pages: int = Field(0, ge=0, le=1000, description="Follow rel=next links this far")
+    respect_robots: bool = Field(True, description="Obey robots.txt")
+    allow_private_networks: bool = Field(
+        False, description="Allow loopback/private/link-local addresses (tests, intranets)"
+    )
+    user_agent: str = Field(DEFAULT_USER_AGENT, min_length=1, description="User-Agent header")
+    shard_size: int = Field(500, ge=1, le=100_000, description="URLs per download task (shard)")
+    runner: Runner = runner_field("threads", "downloads wait on the network")
+    dask_address: str | None = dask_address_field()
+
+    @model_validator(mode="after")
+    def runner_field(self) -> ScrapeParams:
+        check_runner(self.runner, self.dask_address)
+        return self
