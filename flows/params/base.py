@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
 from storage.layout import NAME_MAX, NAME_PATTERN, safe_name
 
@@ -19,10 +19,12 @@ DEFAULT_USER_AGENT = "pixelpipe/0.1 (+image dataset builder; respects robots.txt
 def _name(what: str) -> Any:
     """A run id, label or dataset name: it becomes a folder or file name, so it is checked
     here, before any work and before anything is deleted (the pattern also guards the UI form)."""
+    # safe_name decides (its message says what to change); the JSON schema carries the same
+    # rule so the Prefect UI form refuses a bad name as it is typed.
     return Annotated[
         str,
-        StringConstraints(max_length=NAME_MAX, pattern=NAME_PATTERN),
         AfterValidator(partial(safe_name, what=what)),
+        WithJsonSchema({"type": "string", "pattern": NAME_PATTERN, "maxLength": NAME_MAX}),
     ]
 
 

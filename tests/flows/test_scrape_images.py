@@ -134,7 +134,7 @@ def test_private_addresses_are_blocked_by_default(site, data_dir):
 
 def test_bad_parameters_fail_before_any_request(site, data_dir):
     # Prefect validates the parameter model before the run starts: nothing is fetched.
-    with pytest.raises(ParameterTypeError, match=r"label '\.\./\.\./etc' is not a valid folder"):
+    with pytest.raises(ParameterTypeError, match=r"label '\.\./\.\./etc' is not a valid name"):
         scrape_images(params=params(site, data_dir, ["index.html"], label="../../etc"))
     with pytest.raises(ParameterTypeError, match="concurrency"):
         scrape_images(params=params(site, data_dir, ["index.html"], concurrency=0))
