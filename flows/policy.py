@@ -93,7 +93,9 @@ class ServePolicy:
     dask: frozenset[str]
 
     @classmethod
-    def of(cls, data_root: str | os.PathLike[str], roots: Iterable[str], dask: Iterable[str]):
+    def of(
+        cls, data_root: str | os.PathLike[str], roots: Iterable[str], dask: Iterable[str]
+    ) -> ServePolicy:
         """The policy from the serve process's data root and the lists it was given."""
         resolved = [Path(data_root).expanduser().resolve()]
         for root in roots:
