@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import importlib
+import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.schedules import Cron
 from prefect.types.entrypoint import EntrypointType
+
+from flows.params import PipelineParams
+from flows.policy import ServePolicy
+from storage.layout import resolve_data_dir
 
 DEPLOYMENT = "local"  # every served flow's deployment: 'image-pipeline/local', ...; the
 # work-pool ones from prefect.yaml are named 'pixelpipe', so both can live on one server.
@@ -63,22 +69,45 @@ def build_deployments(
     return deployments
 
 
-def pipeline_defaults_from(path: Path | None) -> dict[str, Any] | None:
-    """Validated default parameters of the pipeline deployment, read from a YAML/JSON file."""
-    if path is None:
+def pipeline_defaults(values: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Validated default parameters of the pipeline deployment (read by the CLI from --params)."""
+    if values is None:
         return None
-    from flows.cli import _load_params_file
-    from flows.params import PipelineParams
-
-    params = PipelineParams.model_validate(_load_params_file(path))
+    params = PipelineParams.model_validate(values)
     return params.model_dump(mode="json", exclude_defaults=True)
 
 
-def serve(params_file: Path | None = None, cron: str = DEFAULT_CRON, timezone: str = "UTC") -> None:
+def serve_policy(
+    data_dir: str | None = None, roots: Sequence[str] = (), dask: Sequence[str] = ()
+) -> ServePolicy:
+    """The policy of served runs: options win over $PIXELPIPE_ALLOWED_ROOTS / _DASK; the data
+    root is always allowed. Relative roots are taken from the current folder, like --data-dir."""
+    current = ServePolicy.from_env()
+    root = resolve_data_dir(data_dir)
+    extra = [str(Path(r).expanduser().resolve()) for r in roots]
+    extra = extra or [str(r) for r in current.roots[1:]]
+    return ServePolicy.of(root, extra, dask or current.dask)
+
+
+def serve(
+    defaults: dict[str, Any] | None = None,
+    cron: str = DEFAULT_CRON,
+    timezone: str = "UTC",
+    policy: ServePolicy | None = None,
+    echo: Callable[[str], Any] = print,
+) -> None:
     """Register every deployment and run their flow runs here until interrupted."""
     from prefect import serve as prefect_serve
 
-    prefect_serve(*build_deployments(pipeline_defaults_from(params_file), cron, timezone))
+    policy = policy or serve_policy()
+    params = pipeline_defaults(defaults)
+    if params:  # a scheduled run would be refused every night: say so now
+        policy.check(PipelineParams.model_validate(params))
+    # Flow runs are child processes of this one and inherit its environment: the policy
+    # travels there (flows/policy.py reads it back), pinned to absolute paths.
+    os.environ.update(policy.environ())
+    echo(f"served runs: {policy.describe()}")
+    prefect_serve(*build_deployments(params, cron, timezone))
 
 
 if __name__ == "__main__":

@@ -299,18 +299,34 @@ def serve(
     ),
     cron: str = typer.Option("0 3 * * *", "--cron", help="The pipeline's cron schedule"),
     timezone: str = typer.Option("UTC", "--timezone", help="Time zone of the cron schedule"),
+    data_dir: str | None = typer.Option(
+        None, "--data-dir", help="Data root of served runs (default $PIXELPIPE_DATA_DIR, ./data)"
+    ),
+    allow_root: typing.Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-root",
+            help="Served runs may also read and write under this folder (repeat); default"
+            " $PIXELPIPE_ALLOWED_ROOTS; the data root is always allowed",
+        ),
+    ] = None,
+    allow_dask: typing.Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-dask",
+            help="Dask scheduler served runs may use, tcp://host:8786 (repeat); default"
+            " $PIXELPIPE_ALLOWED_DASK, else none",
+        ),
+    ] = None,
 ) -> None:
-    import importlib.util
+    # Deferred: deployments.serve imports Prefect and every flow (TensorFlow), which --help of
+    # the other commands does not need.
+    from deployments import serve as entry
 
-    # deployments/ sits beside the installed packages (pip install -e .), not inside them.
-    path = Path(__file__).resolve().parent.parent / "deployments" / "serve.py"
-    spec = importlib.util.spec_from_file_location("pixelpipe_serve", path)
-    if spec is None or not path.is_file():
-        fail(f"{path} is missing: run pixelpipe serve from a checkout (pip install -e .)")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     try:
-        module.serve(Path(params_file) if params_file else None, cron, timezone)
+        defaults = _load_params_file(Path(params_file)) if params_file else None
+        policy = entry.serve_policy(data_dir, allow_root or (), allow_dask or ())
+        entry.serve(defaults, cron, timezone, policy, echo=typer.echo)
     except ValidationError as e:
         fail(f"{params_file}: " + explain(e), code=2)
     except PixelpipeError as e:

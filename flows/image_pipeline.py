@@ -25,6 +25,7 @@ from flows.params import (
     ScrapeParams,
     TrainParams,
 )
+from flows.policy import enforce_policy
 from storage.errors import ConfigError, NotAvailableError
 from storage.layout import Layout, new_run_id, safe_name
 from tasks.runtime import logger
@@ -277,6 +278,7 @@ def _report(params: PipelineParams, result: PipelineResult) -> None:
 )
 def image_pipeline(params: PipelineParams) -> PipelineResult:
     """Run the stages as subflows under one run id; a stage whose input is given is skipped."""
+    enforce_policy(params)  # a served run: only what the operator allows, before any work
     run_id = safe_name(params.run_id, "run id") if params.run_id else new_run_id()
     data_dir = str(Layout.at(params.data_dir).root)
     classes = check_inputs(params)  # fail before any stage runs

@@ -14,6 +14,7 @@ from prefect.artifacts import create_table_artifact
 from pydantic import BaseModel
 
 from flows.params import PredictParams
+from flows.policy import enforce_policy
 from flows.runners import task_runner_for
 from storage.layout import Layout, new_run_id
 from tasks.predict.engines import get_predictor
@@ -105,6 +106,7 @@ def results_table(result: PredictResult, rows: int = 10) -> str:
 @flow(name="predict-batch")
 def predict_batch(params: PredictParams) -> PredictResult:
     """Classify images (folders, files, a scrape run or a dataset split) into `predictions`."""
+    enforce_policy(params)  # a served run: only what the operator allows, before any work
     started = time.perf_counter()
     log = logger()
     run_id = params.run_id or new_run_id()

@@ -12,6 +12,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
 from flows.params import PrepareParams
+from flows.policy import enforce_policy
 from flows.runners import task_runner_for
 from storage.errors import ConfigError
 from storage.layout import Layout, new_run_id
@@ -46,6 +47,7 @@ class PrepareResult(BaseModel):
     task_runner=ThreadPoolTaskRunner(max_workers=4),
 )
 def prepare_dataset(params: PrepareParams) -> PrepareResult:
+    enforce_policy(params)  # a served run: only what the operator allows, before any work
     run_id = params.run_id or new_run_id()
     layout = Layout.at(params.data_dir)
     dataset_dir, class_dirs = _resolve(params, layout)

@@ -11,6 +11,7 @@ from prefect import flow
 from pydantic import BaseModel, Field
 
 from flows.params import ScrapeParams
+from flows.policy import enforce_policy
 from flows.runners import task_runner_for
 from storage.layout import Layout, new_run_id, safe_name
 from storage.parquet import read_table, write_table
@@ -105,6 +106,7 @@ def _skip_rows(
 
 @flow(name="scrape-images", description="Find, download, validate and dedupe page images.")
 def scrape_images(params: ScrapeParams) -> ScrapeResult:
+    enforce_policy(params)  # a served run: only what the operator allows, before any work
     run_id = params.run_id or new_run_id()
     safe_name(run_id, "run id")
     layout = Layout.at(params.data_dir)

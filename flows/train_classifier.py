@@ -10,6 +10,7 @@ from prefect import flow
 from pydantic import BaseModel
 
 from flows.params import TrainParams
+from flows.policy import enforce_policy
 from storage.errors import ConfigError
 from storage.layout import Layout, new_run_id, resolve_data_dir
 from storage.model_card import ModelCard, card_file
@@ -175,9 +176,11 @@ def evaluate_best(spec, best_val_accuracy: float | None) -> dict[str, float | No
 @flow(name="train-classifier", log_prints=True)
 def train_classifier(params: TrainParams) -> TrainResult:
     """Train a classifier on a prepared dataset; keep the best epoch; resumable."""
+    enforce_policy(params)  # a served run: only what the operator allows, before any work
     from tasks.train.fit import train_model_task
 
     params, run_id = resolve_resume(params)
+    enforce_policy(params)  # again: a resumed run's stored dataset_dir and weights
     spec, info = plan(params, run_id)
     card_path = card_file(spec.model_dir)
     stored = ModelCard.read(card_path) if card_path.is_file() else None

@@ -6,6 +6,7 @@ from prefect import flow
 from pydantic import BaseModel
 
 from flows.params import ReportParams
+from flows.policy import enforce_policy
 from storage.errors import ConfigError
 from storage.layout import resolve_data_dir, safe_name
 from tasks.report.tasks import build_report, publish_artifacts
@@ -37,6 +38,7 @@ def stage_runs(params: ReportParams) -> dict[str, str]:
 @flow(name="write-report", description="Write the HTML/Markdown report of a run.")
 def write_report(params: ReportParams) -> ReportResult:
     """Read a run back from the warehouse and write reports/<run>/report.html and report.md."""
+    enforce_policy(params)  # a served run: only what the operator allows, before any work
     runs = stage_runs(params)
     root = resolve_data_dir(params.data_dir)
     if not root.is_dir():

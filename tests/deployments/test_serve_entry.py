@@ -1,24 +1,25 @@
-import importlib.util
+import importlib.resources
 from pathlib import Path
 
 import pytest
 import yaml
 from pydantic import ValidationError
+from typer.testing import CliRunner
 
+from deployments import serve
+from flows import cli
 from flows.params import PipelineParams
+from flows.policy import DASK_ENV, ROOTS_ENV, PolicyError
 
-DEPLOYMENTS = Path(__file__).resolve().parents[2] / "deployments"
+REPO = Path(__file__).resolve().parents[2]
 
 
-def load_serve():
-    spec = importlib.util.spec_from_file_location("serve_entry", DEPLOYMENTS / "serve.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def prefect_yaml() -> dict:
+    """deployments/prefect.yaml as the installed package ships it (package data)."""
+    return yaml.safe_load((importlib.resources.files("deployments") / "prefect.yaml").read_text())
 
 
 def test_without_defaults_the_schedule_is_registered_but_inactive():
-    serve = load_serve()
     deployments = {d.flow_name: d for d in serve.build_deployments()}
     assert set(deployments) == {name.replace("_", "-") for name in serve.FLOWS}
     pipeline = deployments["image-pipeline"]
@@ -31,28 +32,60 @@ def test_without_defaults_the_schedule_is_registered_but_inactive():
 
 
 def test_defaults_file_activates_the_schedule_and_is_validated(tmp_path):
-    serve = load_serve()
     good = tmp_path / "good.yaml"
     good.write_text("sources: [mountain=https://example.com/a]\ntrain: {epochs: 3}\n")
-    defaults = serve.pipeline_defaults_from(good)
+    defaults = serve.pipeline_defaults(cli._load_params_file(good))
     assert defaults == {"sources": ["mountain=https://example.com/a"], "train": {"epochs": 3}}
     (pipeline, *_) = serve.build_deployments(defaults, cron="15 2 * * 1")
     assert pipeline.parameters == {"params": defaults}
     assert pipeline.schedules[0].active and pipeline.schedules[0].schedule.cron == "15 2 * * 1"
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("sources: [mountain=https://example.com/a]\ntrain: {epochs: 0}\n")
     with pytest.raises(ValidationError, match="epochs"):
-        serve.pipeline_defaults_from(bad)
+        serve.pipeline_defaults({"sources": ["a=https://example.com/a"], "train": {"epochs": 0}})
 
 
 def test_prefect_yaml_declares_the_same_flows_and_valid_pipeline_defaults():
-    config = yaml.safe_load((DEPLOYMENTS / "prefect.yaml").read_text())
-    serve = load_serve()
+    config = prefect_yaml()
     entrypoints = [d["entrypoint"] for d in config["deployments"]]
     assert entrypoints == [f"flows/{name}.py:{name}" for name in serve.FLOWS]
     for entrypoint in entrypoints:
-        assert (DEPLOYMENTS.parent / entrypoint.split(":")[0]).is_file()
+        assert (REPO / entrypoint.split(":")[0]).is_file()
     pipeline = config["deployments"][0]
     PipelineParams.model_validate(pipeline["parameters"]["params"])
     assert pipeline["concurrency_limit"]["limit"] == 1
     assert all(d["work_pool"]["name"] == "pixelpipe-process" for d in config["deployments"])
+    # The worker's flow runs get the policy's variables (empty: data root only, no Dask).
+    for d in config["deployments"]:
+        assert d["work_pool"]["job_variables"]["env"] == {ROOTS_ENV: "", DASK_ENV: ""}
+
+
+def test_serve_policy_options_win_over_the_environment(tmp_path, monkeypatch):
+    data, photos, other = tmp_path / "data", tmp_path / "photos", tmp_path / "other"
+    monkeypatch.setenv("PIXELPIPE_DATA_DIR", str(data))
+    monkeypatch.setenv(ROOTS_ENV, str(other))
+    monkeypatch.setenv(DASK_ENV, "tcp://10.0.0.7:8786")
+    from_env = serve.serve_policy()
+    assert from_env.roots == (data.resolve(), other.resolve())
+    assert from_env.dask == {"tcp://10.0.0.7:8786"}
+    monkeypatch.chdir(tmp_path)  # relative options are taken from the current folder
+    given = serve.serve_policy("data", ["photos"], ["tcp://10.0.0.8:8786"])
+    assert given.roots == (data.resolve(), photos.resolve())
+    assert given.dask == {"tcp://10.0.0.8:8786"}
+
+
+def test_serve_refuses_defaults_that_break_its_policy_before_serving(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIXELPIPE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv(ROOTS_ENV, raising=False)
+    with pytest.raises(PolicyError, match="dataset_dir '/elsewhere/ds' is outside"):
+        serve.serve({"dataset_dir": "/elsewhere/ds"}, policy=serve.serve_policy())
+
+
+def test_pixelpipe_serve_reports_a_bad_allow_list_in_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("PIXELPIPE_DATA_DIR", str(tmp_path / "data"))
+    result = CliRunner().invoke(cli.app, ["serve", "--allow-dask", "tcp://sched.invalid"])
+    assert result.exit_code == 1
+    assert "pixelpipe: error: Dask address 'tcp://sched.invalid' must look like" in result.output
+    defaults = tmp_path / "defaults.yaml"
+    defaults.write_text("dataset_dir: /elsewhere/ds\n")
+    result = CliRunner().invoke(cli.app, ["serve", "--params", str(defaults)])
+    assert result.exit_code == 1
+    assert "served run refused by the operator's policy: dataset_dir" in result.output

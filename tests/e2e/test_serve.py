@@ -13,6 +13,7 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import suppress
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +52,13 @@ class Processes:
     def __init__(self, logs: Path) -> None:
         self.logs, self.started, self.files = logs, [], []
 
-    def start(self, name: str, args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    def start(
+        self, name: str, args: list[str], env: dict[str, str], cwd: Path = REPO
+    ) -> subprocess.Popen:
         log = (self.logs / f"{name}.log").open("wb")
         self.files.append(log)
         proc = subprocess.Popen(
-            args, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            args, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         self.started.append((name, proc))
         return proc
@@ -117,8 +120,10 @@ def server(tmp_path_factory) -> Iterator[dict]:
         procs.start("server", [str(BIN / "prefect"), "server", "start"], env)
         wait_until(lambda: api_healthy(api), 120, "prefect server start")
         defaults = root / "defaults.yaml"
-        defaults.write_text("dataset_dir: /nonexistent/default-dataset\n")
-        procs.start("serve", [str(BIN / "pixelpipe"), "serve", "--params", str(defaults)], env)
+        defaults.write_text(f"dataset_dir: {root / 'data' / 'datasets' / 'nightly'}\n")
+        # From a folder outside the checkout: serve imports the installed deployments package.
+        serve = [str(BIN / "pixelpipe"), "serve", "--params", str(defaults)]
+        procs.start("serve", serve, env, cwd=root)
         yield {"api": api, "env": env, "root": root, "procs": procs}
     finally:
         procs.stop_all()
@@ -165,7 +170,8 @@ def test_serve_registers_the_pipeline_schedule_and_concurrency_limit(server):
     (schedule,) = pipeline.schedules
     assert schedule.schedule.cron == "0 3 * * *" and schedule.schedule.timezone == "UTC"
     assert schedule.active  # the --params defaults say what to start from
-    assert pipeline.parameters == {"params": {"dataset_dir": "/nonexistent/default-dataset"}}
+    nightly = str(server["root"] / "data" / "datasets" / "nightly")
+    assert pipeline.parameters == {"params": {"dataset_dir": nightly}}
     assert pipeline.global_concurrency_limit.limit == 1
     assert pipeline.concurrency_options.collision_strategy == "ENQUEUE"
     assert "params" in pipeline.parameter_openapi_schema["properties"]
@@ -273,6 +279,45 @@ def test_a_wrong_parameter_is_refused_before_the_run_starts(server):
     assert "epochs" in done.stdout + done.stderr
 
 
+def test_a_served_run_outside_the_policy_fails_before_any_work(server, tmp_path):
+    """Default policy: the serve process's data root, no Dask scheduler. A run asking for a
+    scheduler (a listener of this test) or another data root fails first, connecting nowhere.
+    The page has images, so without the policy the runs would download into `elsewhere` and
+    submit shards to the "scheduler" (a Dask client connects at its first task)."""
+    pytest.importorskip("prefect_dask", reason="runner=dask needs the dask extra")
+    served(server, "scrape-images/local")
+    elsewhere = tmp_path / "elsewhere"
+    gallery = build_gallery(tmp_path / "site", per_class=2, per_page=2)
+    with GalleryServer(gallery.site_dir) as site, socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        listener.setblocking(False)
+        address = f"tcp://127.0.0.1:{listener.getsockname()[1]}"
+        page = site.url + gallery.first_pages["mountain"]
+        base = {"pages": [page], "label": "policy", "allow_private_networks": True}
+        asks = {
+            "e2e-policy-dask": ({"runner": "dask", "dask_address": address}, "dask_address"),
+            "e2e-policy-dir": ({"data_dir": str(elsewhere)}, "data_dir"),
+        }
+        runs = {
+            run_id: run_deployment_cli(
+                server, "scrape-images/local", {"params": {**base, **ask, "run_id": run_id}}
+            )
+            for run_id, (ask, _) in asks.items()
+        }
+        for run_id, flow_run_id in runs.items():
+            run = wait_until(partial(final_state, server["api"], flow_run_id), 120, run_id)
+            field = asks[run_id][1]
+            assert run.state.is_failed(), f"{run.state}\n" + server["procs"].tail("serve", 80)
+            assert "served run refused by the operator's policy" in run.state.message
+            assert f"{field} " in run.state.message, run.state.message
+        with pytest.raises(BlockingIOError):  # nobody knocked: no connection was queued
+            listener.accept()
+    assert not elsewhere.exists()
+    for run_id in asks:
+        assert read_table("scrape_manifest", data_dir=server["root"] / "data", run_id=run_id).empty
+
+
 def test_prefect_yaml_deploys_every_flow_to_a_process_pool(server):
     env = server["env"]
     prefect = str(BIN / "prefect")
@@ -296,6 +341,8 @@ def test_prefect_yaml_deploys_every_flow_to_a_process_pool(server):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     pipeline = deployment(server["api"], "image-pipeline/pixelpipe")
     assert pipeline.work_pool_name == "pixelpipe-process"
+    policy_env = {"PIXELPIPE_ALLOWED_ROOTS": "", "PIXELPIPE_ALLOWED_DASK": ""}
+    assert pipeline.job_variables["env"] == policy_env  # the worker's runs get the policy
     assert pipeline.global_concurrency_limit.limit == 1
     (schedule,) = pipeline.schedules
     assert schedule.schedule.cron == "0 3 * * *" and not schedule.active
