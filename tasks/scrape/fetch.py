@@ -278,6 +278,11 @@ class Fetcher:
                 slot.release()
                 raise
             else:
+                if deadline.expired:  # cut off mid-headers: what arrived is not a response
+                    response.close()
+                    self._watchdog.end(deadline)
+                    slot.release()
+                    raise _Refused("timeout", self._late(deadline))
                 if response.status_code not in RETRY_STATUSES:
                     return response, slot, deadline
                 wait = parse_retry_after(response.headers.get("Retry-After"))
@@ -302,7 +307,7 @@ class Fetcher:
         if blocked := _blocked_in(error):
             raise _Refused("blocked", str(blocked)) from None
         if deadline.expired:
-            raise _Refused("timeout", f"no complete response within {deadline.seconds} s")
+            raise _Refused("timeout", self._late(deadline))
         timeout = _is_timeout(error)
         if timeout and not isinstance(error, requests.ConnectTimeout):
             # A server that accepted the connection but did not answer in time: retrying
@@ -337,12 +342,16 @@ class Fetcher:
                     raise _Refused("too_large", f"more than max_bytes {limit} bytes")
         except requests.RequestException as e:
             if deadline.expired:
-                raise _Refused("timeout", f"body took over {deadline.seconds} s") from e
+                raise _Refused("timeout", self._late(deadline)) from e
             status = "timeout" if _is_timeout(e) else "http_error"
             raise _Refused(status, f"reading the body failed: {e}") from e
         if deadline.expired:  # the watchdog's close looks like the end of an unsized body
-            raise _Refused("timeout", f"body took over {deadline.seconds} s")
+            raise _Refused("timeout", self._late(deadline))
         return bytes(body)
+
+    @staticmethod
+    def _late(deadline: Deadline) -> str:
+        return f"no complete response within {deadline.seconds} s (the deadline)"
 
     def _address_refusal(self, host: str, port: int) -> str | None:
         # Cached per fetcher (one batch): the guarded sockets still check every connection.
