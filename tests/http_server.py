@@ -12,7 +12,8 @@ Routes (any other path is a file, else 404):
   /drip/<path>          the file 100 bytes at a time, every 0.1 s
 
 Per-path behaviour (SiteServer arguments): `trickle` sends a path's headers ("headers") or
-body ("body") one byte every `trickle_s`; `redirects` answers a path with a 301; `headers`
+body ("body"; "unsized": no Content-Length, the connection closes at the end) one byte
+every `trickle_s`; `redirects` answers a path with a 301; `headers`
 adds response headers (a name may repeat) to a path.
 """
 
@@ -223,14 +224,15 @@ class _Handler(BaseHTTPRequestHandler):
         """One byte every `trickle_s` of the headers (a long one pads them) or of the body,
         until done or the client hangs up; how many bytes went out is kept in the stats."""
         ctype = mimetypes.guess_type(path)[0] or "application/octet-stream"
+        # "unsized": no Content-Length, the end of the body is the end of the connection.
+        size = "Connection: close" if part == "unsized" else f"Content-Length: {len(body)}"
         head = (
-            f"HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-            f"X-Padding: {'x' * 400}\r\n\r\n"
+            f"HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\n{size}\r\nX-Padding: {'x' * 400}\r\n\r\n"
         ).encode()
         slow, fast = (head, body) if part == "headers" else (body, head)
         site, sent = self.server.site, 0
         try:
-            if part == "body":
+            if part != "headers":
                 self.wfile.write(fast)
             for i in range(len(slow)):
                 self.wfile.write(slow[i : i + 1])

@@ -20,14 +20,14 @@ _current = threading.local()  # the Deadline of the request this thread is makin
 
 
 class Deadline:
-    """One request's deadline; the connections it used are shut when it expires."""
+    """One request's deadline; the sockets it used are shut when it expires."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.at = time.monotonic() + seconds
         self.expired = False
         self.finished = False
-        self._conns: list[Any] = []
+        self._socks: list[tuple[Any, socket.socket]] = []
         self._lock = threading.Lock()
 
     def left(self) -> float:
@@ -36,34 +36,37 @@ class Deadline:
     def attach(self, conn: Any) -> None:
         """Called from the request's thread with the urllib3 connection it sends on."""
         with self._lock:
-            conn._pixelpipe_deadline = self  # a pooled connection changes hands: see _shut
-            self._conns.append(conn)
+            conn._pixelpipe_deadline = self  # a pooled connection changes hands: see _shut_all
+            sock = getattr(conn, "sock", None)
+            if sock is not None:
+                # Kept here, not read from `conn` later: on a `Connection: close` response,
+                # http.client hands the socket to the response and sets conn.sock to None.
+                self._socks.append((conn, sock))
             if self.expired:
-                _shut(conn, self)
+                self._shut_all()
 
     def expire(self) -> None:
         with self._lock:
             if self.finished:
                 return
             self.expired = True
-            for conn in self._conns:
-                _shut(conn, self)
+            self._shut_all()
 
     def finish(self) -> None:
         with self._lock:
             self.finished = True
-            self._conns.clear()
+            self._socks.clear()
 
-
-def _shut(conn: Any, owner: Deadline) -> None:
-    # Only while this request still owns the connection: back in the pool, another request's.
-    sock = getattr(conn, "sock", None)
-    if sock is None or getattr(conn, "_pixelpipe_deadline", None) is not owner:
-        return
-    with contextlib.suppress(OSError):
-        # socket.socket's own shutdown, not SSLSocket's (which would unwrap TLS from this
-        # thread while the request's thread is inside SSL_read): the blocked read sees EOF.
-        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    def _shut_all(self) -> None:
+        for conn, sock in self._socks:
+            # Back in the pool and taken by another request, the socket is that one's now;
+            # detached from its connection (conn.sock changed), only our response reads it.
+            if getattr(conn, "_pixelpipe_deadline", None) is self or conn.sock is not sock:
+                with contextlib.suppress(OSError):
+                    # socket.socket's own shutdown, not SSLSocket's (which would unwrap TLS
+                    # from this thread while the request's is inside SSL_read): the blocked
+                    # read sees the end of the stream.
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
 def attach_current(conn: Any) -> None:

@@ -33,18 +33,23 @@ def config(**overrides) -> FetchConfig:
 # --- a total deadline per request ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("part", ["headers", "body"])
-def test_a_trickling_response_ends_at_the_deadline_and_frees_the_host_slot(part):
-    # One byte every 20 ms: no read ever waits the 0.5 s timeout, and the body (20 KB of
-    # noise, Content-Length set) would take minutes; the deadline ends it mid-chunk.
-    with SiteServer(trickle={"img/big.jpg": part}) as site:
-        body = site.files["img/big.jpg"]
+@pytest.mark.parametrize(
+    ("part", "path"),
+    [("headers", "img/big.jpg"), ("body", "img/big.jpg"), ("unsized", "img/og.png")],
+)
+def test_a_trickling_response_ends_at_the_deadline_and_frees_the_host_slot(part, path):
+    # One byte every 50 ms: no read ever waits the 0.5 s timeout, and the whole response
+    # would take 11 s (og.png) to 20 minutes (big.jpg); the deadline ends it mid-chunk.
+    # "unsized" (Connection: close, no length) is the case where http.client lets go of the
+    # socket: the watchdog must still find it.
+    with SiteServer(trickle={path: part}, trickle_s=0.05) as site:
+        body = site.files[path]
         with Fetcher(config(deadline=1.0, per_host=1)) as fetcher:
-            got = fetcher.get(site.url("img/big.jpg"))
+            got = fetcher.get(site.url(path))
             # per_host=1: this only runs if the timed-out request gave its slot back.
             with ThreadPoolExecutor(1) as pool:
                 after = pool.submit(fetcher.get, site.url("img/plain.jpg")).result(timeout=10)
-        sent = site.trickled("img/big.jpg")
+        sent = site.trickled(path)
     assert got.status == "timeout" and "within 1.0 s" in got.error, got
     assert got.attempts == 1 and got.content is None
     assert got.elapsed_s < 4.0  # 1 s deadline; the server alone would take far longer
