@@ -41,8 +41,8 @@ class ScrapeParams(StageParams):
     runner: Runner = runner_field("threads", "downloads wait on the network")
     dask_address: str | None = dask_address_field()
     deadline: float | None = Field(
-        None, gt=0, le=3600, description="Total seconds per request (connect, headers, body);"
-        " past it the URL is `timeout`. Default: 4 x timeout",
+        None, gt=0, le=3600, description="Total seconds per URL (connect, headers, body, its"
+        " redirects and retries); past it the URL is `timeout`. Default: 4 x timeout",
     )  # fmt: skip
     max_pixels: int = Field(
         MAX_PIXELS, ge=1024, le=1_000_000_000,

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import random
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -26,7 +24,14 @@ from tasks.scrape.robots import (
     rules_from,
     x_robots_refusal,
 )
-from tasks.scrape.session import FetchConfig, configured_proxies, make_session, proxy_refusal
+from tasks.scrape.session import (
+    FetchConfig,
+    configured_proxies,
+    make_session,
+    parse_retry_after,
+    proxy_refusal,
+    retry_delay,
+)
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -53,6 +58,14 @@ class Fetched:
         return self.status is None
 
 
+@dataclass
+class _Budget:
+    """Seconds of network time one URL has left: its redirects and retries share the
+    deadline (waits between retries, outside the host slot, do not count)."""
+
+    left: float
+
+
 class _Refused(Exception):
     """Internal: a request ended with a scrape status (carried in args) instead of a body."""
 
@@ -61,41 +74,7 @@ class _Refused(Exception):
         self.status, self.error, self.http_status = status, error, http_status
 
 
-# --- retries -----------------------------------------------------------------------------------
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), else None."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
-
-
-def retry_delay(
-    attempt: int, retry_after: float | None, config: FetchConfig, rng: random.Random
-) -> float | None:
-    """Seconds to wait before retry number `attempt + 1`, or None to give up.
-
-    Exponential backoff with equal jitter (half fixed, half random, so many workers hitting
-    the same failure do not retry in lockstep); a server's Retry-After is a floor, and one
-    longer than `max_retry_after` means giving up rather than tying a worker up for hours.
-    """
-    ceiling = min(config.backoff_max, config.backoff * 2**attempt)
-    delay = ceiling / 2 + rng.uniform(0, ceiling / 2)
-    if retry_after is not None:
-        if retry_after > config.max_retry_after:
-            return None
-        delay = max(delay, retry_after)
-    return delay
+# --- errors ------------------------------------------------------------------------------------
 
 
 def _in_chain(error: BaseException, kinds: type | tuple[type, ...]) -> BaseException | None:
@@ -191,12 +170,13 @@ class Fetcher:
         """
         start = time.monotonic()
         result = Fetched(url=url, final_url=url)
+        budget = _Budget(self.config.deadline_s)
         current = url
         try:
             for _ in range(self.config.max_redirects + 1):
                 result.final_url = current
                 delay = self._check(current, robots)
-                response, slot, deadline = self._request(current, result, delay)
+                response, slot, deadline = self._request(current, result, budget, delay)
                 try:
                     result.http_status = response.status_code
                     result.content_type = response.headers.get("Content-Type")
@@ -214,7 +194,7 @@ class Fetcher:
                     return result
                 finally:
                     response.close()
-                    self._watchdog.end(deadline)
+                    self._end(deadline, budget)
                     slot.release()
             raise _Refused("http_error", f"more than {self.config.max_redirects} redirects")
         except _Refused as refused:
@@ -253,7 +233,7 @@ class Fetcher:
             raise _Refused("robots_disallowed", reason)
 
     def _request(
-        self, url: str, result: Fetched, crawl_delay: float = 0.0
+        self, url: str, result: Fetched, budget: _Budget, crawl_delay: float = 0.0
     ) -> tuple[requests.Response, threading.BoundedSemaphore, Deadline]:
         """One GET with retries; returns the response open for streaming, the host slot and
         the deadline, still held, so the body counts against `per_host` and the deadline
@@ -264,25 +244,28 @@ class Fetcher:
             slot.acquire()
             if crawl_delay:
                 self._pacer.wait(urlsplit(url).netloc.lower(), crawl_delay)
-            deadline = self._watchdog.start(self.config.deadline_s)
+            if budget.left <= 0:  # redirects and retries before used the URL's time up
+                slot.release()
+                raise _Refused("timeout", self._late())
+            deadline = self._watchdog.start(budget.left)
             try:
                 response = self.session.get(
                     url, stream=True, allow_redirects=False, timeout=self._timeouts(deadline)
                 )
             except requests.RequestException as e:
-                self._watchdog.end(deadline)
+                self._end(deadline, budget)
                 slot.release()
                 delay = self._failure_delay(e, attempt, deadline)
             except BaseException:
-                self._watchdog.end(deadline)
+                self._end(deadline, budget)
                 slot.release()
                 raise
             else:
                 if deadline.expired:  # cut off mid-headers: what arrived is not a response
                     response.close()
-                    self._watchdog.end(deadline)
+                    self._end(deadline, budget)
                     slot.release()
-                    raise _Refused("timeout", self._late(deadline))
+                    raise _Refused("timeout", self._late())
                 if response.status_code not in RETRY_STATUSES:
                     return response, slot, deadline
                 wait = parse_retry_after(response.headers.get("Retry-After"))
@@ -291,7 +274,7 @@ class Fetcher:
                     return response, slot, deadline
                 _drain(response)
                 response.close()
-                self._watchdog.end(deadline)
+                self._end(deadline, budget)
                 slot.release()
             time.sleep(delay)  # outside the host slot: a waiting retry does not hold it
             attempt += 1
@@ -307,7 +290,7 @@ class Fetcher:
         if blocked := _blocked_in(error):
             raise _Refused("blocked", str(blocked)) from None
         if deadline.expired:
-            raise _Refused("timeout", self._late(deadline))
+            raise _Refused("timeout", self._late())
         timeout = _is_timeout(error)
         if timeout and not isinstance(error, requests.ConnectTimeout):
             # A server that accepted the connection but did not answer in time: retrying
@@ -342,16 +325,19 @@ class Fetcher:
                     raise _Refused("too_large", f"more than max_bytes {limit} bytes")
         except requests.RequestException as e:
             if deadline.expired:
-                raise _Refused("timeout", self._late(deadline)) from e
+                raise _Refused("timeout", self._late()) from e
             status = "timeout" if _is_timeout(e) else "http_error"
             raise _Refused(status, f"reading the body failed: {e}") from e
         if deadline.expired:  # the watchdog's close looks like the end of an unsized body
-            raise _Refused("timeout", self._late(deadline))
+            raise _Refused("timeout", self._late())
         return bytes(body)
 
-    @staticmethod
-    def _late(deadline: Deadline) -> str:
-        return f"no complete response within {deadline.seconds} s (the deadline)"
+    def _late(self) -> str:
+        return f"no complete response within {self.config.deadline_s} s (the deadline)"
+
+    def _end(self, deadline: Deadline, budget: _Budget) -> None:
+        self._watchdog.end(deadline)
+        budget.left -= deadline.seconds - deadline.left()
 
     def _address_refusal(self, host: str, port: int) -> str | None:
         # Cached per fetcher (one batch): the guarded sockets still check every connection.

@@ -1,7 +1,10 @@
-"""The scraper's HTTP settings and its one requests session: pooled, guarded, proxies opt-in."""
+"""The scraper's HTTP settings, retry policy and one requests session (guarded, proxies opt-in)."""
 
 from __future__ import annotations
 
+import email.utils
+import random
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 from urllib.request import getproxies
 
@@ -32,7 +35,9 @@ class FetchConfig(BaseModel):
     allow_private_networks: bool = False
     max_redirects: int = Field(10, ge=0)
     deadline: float | None = Field(
-        None, gt=0, description="Total seconds per request (connect, headers, body); 4 x timeout"
+        None,
+        gt=0,
+        description="Network seconds per URL, redirects and retries included; 4 x timeout",
     )
     proxy: str | None = Field(None, description="Send every request through this HTTP proxy")
     trust_env: bool = Field(False, description="Use HTTP(S)_PROXY and .netrc from the environment")
@@ -84,3 +89,40 @@ def proxy_refusal(config: FetchConfig, policy: AddressPolicy | None) -> str | No
         if reason := address_refusal(parts.hostname, port, policy, must_resolve=True):
             return f"proxy {proxy!r} refused: {reason}"
     return None
+
+
+# --- retries -----------------------------------------------------------------------------------
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), else None."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def retry_delay(
+    attempt: int, retry_after: float | None, config: FetchConfig, rng: random.Random
+) -> float | None:
+    """Seconds to wait before retry number `attempt + 1`, or None to give up.
+
+    Exponential backoff with equal jitter (half fixed, half random, so many workers hitting
+    the same failure do not retry in lockstep); a server's Retry-After is a floor, and one
+    longer than `max_retry_after` means giving up rather than tying a worker up for hours.
+    """
+    ceiling = min(config.backoff_max, config.backoff * 2**attempt)
+    delay = ceiling / 2 + rng.uniform(0, ceiling / 2)
+    if retry_after is not None:
+        if retry_after > config.max_retry_after:
+            return None
+        delay = max(delay, retry_after)
+    return delay

@@ -77,6 +77,18 @@ def test_a_trickled_download_is_a_timeout_row_and_nothing_is_stored(tmp_path):
     assert [p.name for p in (tmp_path / "raw").iterdir()] == [Path(rows[1]["path"]).name]
 
 
+def test_redirects_share_one_deadline_per_url():
+    # Each hop answers in 0.3 s, well within the 1 s deadline; six of them do not.
+    with SiteServer(latency=0.3) as site:
+        cfg = config(deadline=1.0, respect_robots=False)
+        with Fetcher(cfg) as fetcher:
+            chained = fetcher.get(site.url("redirect/5/img/plain.jpg"))
+            short = fetcher.get(site.url("redirect/1/img/plain.jpg"))
+    assert chained.status == "timeout" and "within 1.0 s" in chained.error, chained
+    assert len(site.stats.hits) < 6 + 2  # the chain was not followed to its end
+    assert short.ok
+
+
 def test_the_deadline_defaults_to_four_timeouts_and_can_be_set():
     assert FetchConfig(timeout=2).deadline_s == 8.0
     assert FetchConfig(timeout=2, deadline=30).deadline_s == 30.0
