@@ -37,7 +37,7 @@ class FetchConfig(BaseModel):
     deadline: float | None = Field(
         None,
         gt=0,
-        description="Network seconds per URL, redirects and retries included; 4 x timeout",
+        description="Seconds per URL, redirects and retries included; 4 x timeout",
     )
     proxy: str | None = Field(None, description="Send every request through this HTTP proxy")
     trust_env: bool = Field(False, description="Use HTTP(S)_PROXY and .netrc from the environment")
