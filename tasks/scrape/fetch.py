@@ -194,8 +194,7 @@ class Fetcher:
                     return result
                 finally:
                     response.close()
-                    self._end(deadline, budget)
-                    slot.release()
+                    self._give_back(deadline, budget, slot)
             raise _Refused("http_error", f"more than {self.config.max_redirects} redirects")
         except _Refused as refused:
             result.status, result.error = refused.status, refused.error
@@ -252,20 +251,16 @@ class Fetcher:
                 response = self.session.get(
                     url, stream=True, allow_redirects=False, timeout=self._timeouts(deadline)
                 )
-            except requests.RequestException as e:
-                self._end(deadline, budget)
-                slot.release()
-                delay = self._failure_delay(e, attempt, deadline)
-            except BaseException:
-                self._end(deadline, budget)
-                slot.release()
-                raise
-            else:
                 if deadline.expired:  # cut off mid-headers: what arrived is not a response
                     response.close()
-                    self._end(deadline, budget)
-                    slot.release()
                     raise _Refused("timeout", self._late())
+            except requests.RequestException as e:
+                self._give_back(deadline, budget, slot)
+                delay = self._failure_delay(e, attempt, deadline)
+            except BaseException:
+                self._give_back(deadline, budget, slot)
+                raise
+            else:
                 if response.status_code not in RETRY_STATUSES:
                     return response, slot, deadline
                 wait = parse_retry_after(response.headers.get("Retry-After"))
@@ -274,8 +269,7 @@ class Fetcher:
                     return response, slot, deadline
                 _drain(response)
                 response.close()
-                self._end(deadline, budget)
-                slot.release()
+                self._give_back(deadline, budget, slot)
             time.sleep(delay)  # outside the host slot: a waiting retry does not hold it
             attempt += 1
 
@@ -335,9 +329,13 @@ class Fetcher:
     def _late(self) -> str:
         return f"no complete response within {self.config.deadline_s} s (the deadline)"
 
-    def _end(self, deadline: Deadline, budget: _Budget) -> None:
+    def _give_back(
+        self, deadline: Deadline, budget: _Budget, slot: threading.BoundedSemaphore
+    ) -> None:
+        """A request is over: its time comes off the URL's budget, its host slot is free."""
         self._watchdog.end(deadline)
         budget.left -= deadline.seconds - deadline.left()
+        slot.release()
 
     def _address_refusal(self, host: str, port: int) -> str | None:
         # Cached per fetcher (one batch): the guarded sockets still check every connection.
