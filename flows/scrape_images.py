@@ -17,7 +17,7 @@ from storage.layout import Layout, new_run_id, safe_name
 from storage.parquet import read_table, write_table
 from storage.schemas import SCRAPE_STATUSES
 from tasks.runtime import logger
-from tasks.scrape.fetch import FetchConfig
+from tasks.scrape.fetch import FetchConfig, check_proxy
 from tasks.scrape.manifest import manifest_row
 from tasks.scrape.politeness import HOST_LIMIT_PREFIX, create_host_limits
 from tasks.scrape.tasks import clear_parts, dedupe_shards, download_shard, find_image_urls
@@ -58,6 +58,11 @@ def fetch_config(params: ScrapeParams) -> FetchConfig:
         per_host=params.per_host,
         respect_robots=params.respect_robots,
         allow_private_networks=params.allow_private_networks,
+        deadline=params.deadline,
+        proxy=params.proxy,
+        trust_env=params.trust_env,
+        respect_x_robots_tag=params.respect_x_robots_tag,
+        max_pixels=params.max_pixels,
     )
 
 
@@ -113,11 +118,13 @@ def scrape_images(params: ScrapeParams) -> ScrapeResult:
     raw_dir = layout.raw(params.label)  # refuses a label that is not one safe folder name
     config = fetch_config(params)
     log = logger()
+    check_proxy(config)  # before any work: a refused proxy fails the run, not every URL
 
     before = stored_before(layout.root, params.label, run_id)
     found = find_image_urls(
-        params.pages, run_id, params.label, config, params.follow_pages, params.max_images
-    )
+        params.pages, run_id, params.label, config, params.follow_pages, params.max_images,
+        max_candidates=params.max_candidates,
+    )  # fmt: skip
     todo, skipped = _skip_rows(found["candidates"], before, params.max_images, run_id, params.label)
     log.info("%d image URL(s), %d to download", len(found["candidates"]), len(todo))
     run_date = datetime.now(UTC).date()  # every part of the run in one partition

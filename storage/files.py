@@ -14,6 +14,9 @@ IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".bmp", ".dib", ".webp", ".tif", ".tiff"}
     | {".ppm", ".pgm", ".pbm", ".pnm", ".ico"}
 )
+# Largest image (width x height) scrape keeps and prepare decodes: a 48 MP phone photo fits;
+# decoded as RGB(X) it is about 200 MB. Above it an image is refused from its header alone.
+MAX_PIXELS = 50_000_000
 # What image_dataset_from_directory (training's reader) decodes; prepare writes .jpg or .png.
 TF_IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif"})
 

@@ -10,6 +10,11 @@ Routes (any other path is a file, else 404):
   /goto?url=<url>       a 302 to any URL (another host, a private address, javascript:...)
   /stream/<path>        the file chunked, without Content-Length
   /drip/<path>          the file 100 bytes at a time, every 0.1 s
+
+Per-path behaviour (SiteServer arguments): `trickle` sends a path's headers ("headers") or
+body ("body"; "unsized": no Content-Length, the connection closes at the end) one byte
+every `trickle_s`; `redirects` answers a path with a 301; `headers`
+adds response headers (a name may repeat) to a path.
 """
 
 from __future__ import annotations
@@ -69,6 +74,21 @@ def png_header_only(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b"")
 
 
+def bilevel_png(width: int, height: int) -> bytes:
+    """A valid 1-bit PNG of `width` x `height` white pixels, built row by row without ever
+    holding the picture: 9400 x 9400 (88 MP) is about 11 KB on disk."""
+    row = b"\x00" + b"\xff" * ((width + 7) // 8)  # filter byte, then the packed bits
+    packer = zlib.compressobj(9)
+    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
 def generated_files() -> dict[str, bytes]:
     """The images of the test site, by path."""
     plain = picture(1)
@@ -118,6 +138,7 @@ class Stats:
     in_flight: int = 0
     max_in_flight: int = 0
     connections: int = 0
+    trickled: dict[str, int] = field(default_factory=dict)  # path -> bytes sent before the end
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -155,6 +176,11 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self, parts, first: bool) -> None:
         path = parts.path.lstrip("/")
         head, _, rest = path.partition("/")
+        site = self.server.site
+        if path in site.redirects:
+            return self._send(301, b"", "text/plain", {"Location": site.redirects[path]})
+        if path in site.trickle and (body := site.file(path)) is not None:
+            return self._send_trickling(path, body, site.trickle[path])
         if head == "flaky" and first:
             return self._send(500, b"try again", "text/plain")
         if head == "ratelimited" and first:
@@ -189,8 +215,40 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         for name, value in (headers or {}).items():
             self.send_header(name, value)
+        for name, value in self.server.site.headers.get(urlsplit(self.path).path.lstrip("/"), []):
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
+
+    def _send_trickling(self, path: str, body: bytes, part: str) -> None:
+        """One byte every `trickle_s` of the headers (a long one pads them) or of the body,
+        until done or the client hangs up; how many bytes went out is kept in the stats."""
+        ctype = mimetypes.guess_type(path)[0] or "application/octet-stream"
+        # "unsized": no Content-Length, the end of the body is the end of the connection.
+        size = "Connection: close" if part == "unsized" else f"Content-Length: {len(body)}"
+        head = (
+            f"HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\n{size}\r\nX-Padding: {'x' * 400}\r\n\r\n"
+        ).encode()
+        slow, fast = (head, body) if part == "headers" else (body, head)
+        site, sent = self.server.site, 0
+        try:
+            if part != "headers":
+                self.wfile.write(fast)
+            for i in range(len(slow)):
+                self.wfile.write(slow[i : i + 1])
+                self.wfile.flush()
+                sent += 1
+                if site.stopping.wait(site.trickle_s):
+                    return
+            if part == "headers":
+                self.wfile.write(fast)
+        except OSError:  # the client gave up: the point of the test
+            pass
+        finally:
+            with self.server.changed:
+                self.server.stats.trickled[path] = sent
+                self.server.changed.notify_all()
+            self.close_connection = True
 
     def _send_dripping(self, body: bytes, ctype: str) -> None:
         """Headers at once, then 100 bytes every 0.1 s: no single read ever times out."""
@@ -220,6 +278,7 @@ class _Server(ThreadingHTTPServer):
     block_on_close = False
     site: SiteServer
     lock: threading.Lock
+    changed: threading.Condition  # on `lock`: notified when a trickled response ends
     stats: Stats
 
     def handle_error(self, request, client_address) -> None:
@@ -241,15 +300,23 @@ class SiteServer:
         latency: float = 0.0,
         slow_s: float = 5.0,
         statuses: dict[str, int] | None = None,
+        trickle: dict[str, str] | None = None,
+        trickle_s: float = 0.02,
+        redirects: dict[str, str] | None = None,
+        headers: dict[str, list[tuple[str, str]]] | None = None,
     ) -> None:
         self.root, self.latency, self.slow_s = root, latency, slow_s
         self.statuses = statuses or {}  # path -> status it always answers with
+        self.trickle, self.trickle_s = trickle or {}, trickle_s  # path -> "headers" | "body"
+        self.redirects = redirects or {}  # path -> Location of a 301
+        self.headers = headers or {}  # path -> extra response headers
         self.files = (
             {**generated_files(), **(files or {})} if root == SITE_DIR else dict(files or {})
         )
         self.stopping = threading.Event()
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.site, self._server.lock, self._server.stats = self, threading.Lock(), Stats()
+        self._server.changed = threading.Condition(self._server.lock)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -277,6 +344,13 @@ class SiteServer:
     def count(self, path: str) -> int:
         """Requests for `path` so far (called with the server lock held)."""
         return sum(1 for h in self.stats.hits if h.path == path)
+
+    def trickled(self, path: str, timeout: float = 10.0) -> int:
+        """Bytes a trickled response for `path` sent before it ended (waits for it to end,
+        at most `timeout` seconds: the handler notices a hang-up at its next write)."""
+        with self._server.changed:
+            self._server.changed.wait_for(lambda: path in self.stats.trickled, timeout)
+            return self.stats.trickled[path]
 
     def reset_stats(self) -> None:
         with self._server.lock:

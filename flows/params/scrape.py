@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator, model_validator
 
 from flows.params.base import (
     DEFAULT_USER_AGENT,
@@ -13,6 +15,7 @@ from flows.params.base import (
     dask_address_field,
     runner_field,
 )
+from storage.files import MAX_PIXELS
 
 
 class ScrapeParams(StageParams):
@@ -37,8 +40,38 @@ class ScrapeParams(StageParams):
     shard_size: int = Field(500, ge=1, le=100_000, description="URLs per download task (shard)")
     runner: Runner = runner_field("threads", "downloads wait on the network")
     dask_address: str | None = dask_address_field()
+    deadline: float | None = Field(
+        None, gt=0, le=3600, description="Total seconds per URL (connect, headers, body, its"
+        " redirects and retries); past it the URL is `timeout`. Default: 4 x timeout",
+    )  # fmt: skip
+    max_pixels: int = Field(
+        MAX_PIXELS, ge=1024, le=1_000_000_000,
+        description="Largest image in pixels (width x height); larger is `too_large`, undecoded",
+    )  # fmt: skip
+    max_candidates: int = Field(
+        5000, ge=1, le=1_000_000, description="Image URLs kept per page; the rest are dropped"
+    )
+    proxy: str | None = Field(
+        None, description="Send requests through this http(s) proxy; it must itself pass the"
+        " address guard (a private proxy needs allow_private_networks)",
+    )  # fmt: skip
+    trust_env: bool = Field(
+        False, description="Use the proxies of HTTP_PROXY/HTTPS_PROXY (off: they are ignored)"
+    )
+    respect_x_robots_tag: bool = Field(
+        True, description="Skip images whose X-Robots-Tag says noai/noimageai/noindex/noimageindex"
+    )
 
     @model_validator(mode="after")
     def runner_field(self) -> ScrapeParams:
         check_runner(self.runner, self.dask_address)
         return self
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"proxy {value!r}: give http://host:port or https://host:port")
+        return value

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import ExifTags, Image, ImageOps
 
 from storage import files
-from storage.files import IMAGE_EXTENSIONS
+from storage.files import IMAGE_EXTENSIONS, MAX_PIXELS
 
 OUTPUT_SUFFIX = {"jpeg": ".jpg", "png": ".png"}
 PAD_COLOR = (0, 0, 0)
@@ -49,8 +49,9 @@ class RenderSettings:
 # ---------------------------------------------------------------- decoding and resizing (pure)
 
 
-def inspect_file(path: str) -> dict[str, Any]:
-    """sha256 of the bytes, and the displayed size and format from the header (no decode)."""
+def inspect_file(path: str, max_pixels: int = MAX_PIXELS) -> dict[str, Any]:
+    """sha256 of the bytes, and the displayed size and format from the header (no decode);
+    over `max_pixels` the file is `unsupported` here, so no worker ever decodes it."""
     with open(path, "rb") as f:
         info: dict[str, Any] = {"sha256": hashlib.file_digest(f, "sha256").hexdigest()}
     if Path(path).suffix.lower() not in IMAGE_EXTENSIONS:
@@ -61,6 +62,8 @@ def inspect_file(path: str) -> dict[str, Any]:
             if img.getexif().get(ExifTags.Base.Orientation, 1) in _SWAPS_AXES:
                 width, height = height, width
             info.update(width=width, height=height, format=img.format)
+        if width * height > max_pixels:
+            info.update(status="unsupported", error=f"{width}x{height} is over {max_pixels} pixels")
     except Image.DecompressionBombError as e:
         info.update(status="unsupported", error=f"too many pixels: {e}")
     except Exception as e:  # any reader failure is a `corrupt` row, never a crash

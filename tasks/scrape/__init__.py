@@ -1,8 +1,11 @@
 """scrape_images: fetch pages, find every image on them, download politely, keep valid images.
 
 - `extract.py`     image URLs and next-page links in a page's HTML (pure)
-- `fetch.py`       one pooled, guarded HTTP session: retries, deadlines, robots.txt
-- `netguard.py`    which addresses may be contacted (the SSRF guard)
+- `fetch.py`       the HTTP client: redirects hop by hop, retries, deadlines, robots.txt
+- `session.py`     its settings and its one pooled requests session (proxies only on request)
+- `deadline.py`    a total deadline per request: a watchdog shuts sockets that trickle
+- `netguard.py`    which addresses may be contacted (the SSRF guard), proxies included
+- `robots.py`      robots.txt (RFC 9309, protego), Crawl-delay, X-Robots-Tag opt-outs
 - `politeness.py`  per-host limits across threads, processes and Dask workers
 - `images.py`      bytes -> validated image stored as raw/<label>/<sha256>.<ext>
 - `manifest.py`    scrape_manifest rows, duplicates decided in page order

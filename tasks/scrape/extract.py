@@ -127,14 +127,34 @@ def _resolve(base: str, raw: str) -> str:
     return urldefrag(urljoin(base, raw))[0]
 
 
+class Page(NamedTuple):
+    """What one parse of a page gives: its image candidates (at most `max_candidates`), how
+    many more there were, and its same-site rel=next links."""
+
+    candidates: list[Candidate]
+    dropped: int
+    next_urls: list[str]
+
+
+def parse_page(html: str | bytes, page_url: str, max_candidates: int | None = None) -> Page:
+    """Parse `html` once for both its image candidates and its next-page links."""
+    soup = BeautifulSoup(html, "lxml")
+    base = _base_url(soup, page_url)
+    found = _candidates(soup, base)
+    kept = found if max_candidates is None else found[:max_candidates]
+    return Page(kept, len(found) - len(kept), _next_urls(soup, base, page_url))
+
+
 def extract_candidates(html: str | bytes, page_url: str) -> list[Candidate]:
     """Every image URL on a page, absolute, in page order, each once.
 
     Non-http(s) URLs (javascript:, ftp:, ...) are kept so the manifest can say they were
     refused; `data:` URIs are kept whole.
     """
-    soup = BeautifulSoup(html, "lxml")
-    base = _base_url(soup, page_url)
+    return parse_page(html, page_url).candidates
+
+
+def _candidates(soup: BeautifulSoup, base: str) -> list[Candidate]:
     found: list[Candidate] = []
     in_picture: set[int] = set()
     for tag in soup.find_all(["meta", "picture", "img", "a"]):
@@ -167,8 +187,10 @@ def same_site(a: str, b: str) -> bool:
 
 def next_page_urls(html: str | bytes, page_url: str) -> list[str]:
     """Same-site `rel="next"` links (<link> or <a>), absolute, in page order, each once."""
-    soup = BeautifulSoup(html, "lxml")
-    base = _base_url(soup, page_url)
+    return parse_page(html, page_url).next_urls
+
+
+def _next_urls(soup: BeautifulSoup, base: str, page_url: str) -> list[str]:
     urls: list[str] = []
     for tag in soup.find_all(["link", "a"], href=True):
         rel = tag.get("rel") or []

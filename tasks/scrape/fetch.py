@@ -3,58 +3,40 @@
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import random
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from urllib.parse import urljoin, urlsplit
-from urllib.robotparser import RobotFileParser
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field
-from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
 
-from storage.errors import BlockedAddressError
-from tasks.scrape.netguard import (
-    AddressPolicy,
-    GuardedAdapter,
-    address_refusal,
-    private_address_refusal,
+from storage.errors import BlockedAddressError, ConfigError
+from tasks.runtime import logger
+from tasks.scrape.deadline import Deadline, Watchdog
+from tasks.scrape.netguard import AddressPolicy, address_refusal, private_address_refusal
+from tasks.scrape.robots import (
+    MAX_CRAWL_DELAY_S,
+    ROBOTS_MAX_BYTES,
+    Pacer,
+    RobotsRules,
+    rules_from,
+    x_robots_refusal,
+)
+from tasks.scrape.session import (
+    FetchConfig,
+    configured_proxies,
+    make_session,
+    parse_retry_after,
+    proxy_refusal,
+    retry_delay,
 )
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-ROBOTS_MAX_BYTES = 512 * 1024  # RFC 9309: parse at least the first 500 KiB
 CHUNK = 64 * 1024
-
-
-class FetchConfig(BaseModel):
-    """Everything the HTTP client needs; plain values so a task can take it as an argument."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    user_agent: str = "pixelpipe"
-    timeout: float = Field(15.0, gt=0, description="Connect and read timeout, seconds")
-    retries: int = Field(3, ge=0)
-    backoff: float = Field(0.5, ge=0, description="First retry waits about this long")
-    backoff_max: float = Field(30.0, ge=0, description="Cap of the exponential backoff")
-    max_retry_after: float = Field(
-        120.0, ge=0, description="Give up rather than wait a longer Retry-After"
-    )
-    max_bytes: int = Field(20_000_000, ge=1)
-    concurrency: int = Field(16, ge=1)
-    per_host: int = Field(4, ge=1)
-    respect_robots: bool = True
-    allow_private_networks: bool = False
-    max_redirects: int = Field(10, ge=0)
-
-    @property
-    def deadline_s(self) -> float:
-        """Time a body may take to arrive, so a server dripping bytes cannot stall a worker."""
-        return self.timeout * 4
+__all__ = ["AddressPolicy", "FetchConfig", "Fetched", "Fetcher"]  # what the tasks import here
 
 
 @dataclass
@@ -76,6 +58,14 @@ class Fetched:
         return self.status is None
 
 
+@dataclass
+class _Budget:
+    """Seconds of network time one URL has left: its redirects and retries share the
+    deadline (waits between retries, outside the host slot, do not count)."""
+
+    left: float
+
+
 class _Refused(Exception):
     """Internal: a request ended with a scrape status (carried in args) instead of a body."""
 
@@ -84,52 +74,7 @@ class _Refused(Exception):
         self.status, self.error, self.http_status = status, error, http_status
 
 
-def make_session(config: FetchConfig, policy: AddressPolicy | None) -> requests.Session:
-    """One session for all workers: its pool holds a connection per worker for each host."""
-    session = requests.Session()
-    session.headers["User-Agent"] = config.user_agent
-    pool = {"pool_connections": 32, "pool_maxsize": config.concurrency, "max_retries": 0}
-    adapter = GuardedAdapter(policy, **pool) if policy else HTTPAdapter(**pool)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
-
-
-# --- retries -----------------------------------------------------------------------------------
-
-
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), else None."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
-
-
-def retry_delay(
-    attempt: int, retry_after: float | None, config: FetchConfig, rng: random.Random
-) -> float | None:
-    """Seconds to wait before retry number `attempt + 1`, or None to give up.
-
-    Exponential backoff with equal jitter (half fixed, half random, so many workers hitting
-    the same failure do not retry in lockstep); a server's Retry-After is a floor, and one
-    longer than `max_retry_after` means giving up rather than tying a worker up for hours.
-    """
-    ceiling = min(config.backoff_max, config.backoff * 2**attempt)
-    delay = ceiling / 2 + rng.uniform(0, ceiling / 2)
-    if retry_after is not None:
-        if retry_after > config.max_retry_after:
-            return None
-        delay = max(delay, retry_after)
-    return delay
+# --- errors ------------------------------------------------------------------------------------
 
 
 def _in_chain(error: BaseException, kinds: type | tuple[type, ...]) -> BaseException | None:
@@ -175,40 +120,63 @@ def _http_error(response: requests.Response) -> str:
 # --- the client --------------------------------------------------------------------------------
 
 
-class Fetcher:
-    """GETs with a per-host limit, retries, robots.txt and address checks on every hop.
+def policy_for(config: FetchConfig, policy: AddressPolicy | None = None) -> AddressPolicy | None:
+    """The address policy in force: `policy`, else the private-address guard unless off."""
+    if policy is not None:
+        return policy
+    return None if config.allow_private_networks else private_address_refusal
 
-    Thread-safe: the worker threads of one batch share it (and its connection pool).
-    """
+
+def check_proxy(config: FetchConfig, policy: AddressPolicy | None = None) -> None:
+    """ConfigError when the proxy may not be used; the flow calls it before any work."""
+    if reason := proxy_refusal(config, policy_for(config, policy)):
+        raise ConfigError(reason)
+
+
+class Fetcher:
+    """GETs with a per-host limit, retries, robots.txt, a deadline and address checks on
+    every hop. Thread-safe: the worker threads of one batch share it (and its pool)."""
 
     def __init__(self, config: FetchConfig, policy: AddressPolicy | None = None) -> None:
         self.config = config
-        default = None if config.allow_private_networks else private_address_refusal
-        self.policy = policy if policy is not None else default
+        self.policy = policy_for(config, policy)
+        check_proxy(config, self.policy)
         self.session = make_session(config, self.policy)
+        self._proxied = bool(configured_proxies(config))
         self._lock = threading.Lock()
         self._slots: dict[str, threading.BoundedSemaphore] = {}
-        self._robots: dict[str, tuple[RobotFileParser, str]] = {}
+        self._robots: dict[str, RobotsRules] = {}
         self._robots_locks: dict[str, threading.Lock] = {}
         self._addresses: dict[tuple[str, int], str | None] = {}
         self._rng = random.Random()
+        self._watchdog = Watchdog()
+        self._pacer = Pacer()
 
     def __enter__(self) -> Fetcher:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.session.close()
+        self._watchdog.stop()
 
-    def get(self, url: str, max_bytes: int | None = None, robots: bool = True) -> Fetched:
-        """Fetch `url` following redirects by hand, so each hop is checked like the first."""
+    def get(
+        self, url: str, max_bytes: int | None = None, robots: bool = True, *,
+        truncate: bool = False, opt_outs: bool = False,
+    ) -> Fetched:  # fmt: skip
+        """Fetch `url` following redirects by hand, so each hop is checked like the first.
+
+        `truncate`: keep the first `max_bytes` of a longer body instead of refusing it.
+        `opt_outs`: refuse a response whose X-Robots-Tag opts out of datasets.
+        """
         start = time.monotonic()
         result = Fetched(url=url, final_url=url)
+        budget = _Budget(self.config.deadline_s)
         current = url
         try:
             for _ in range(self.config.max_redirects + 1):
                 result.final_url = current
-                self._check(current, robots)
-                response, slot = self._request(current, result)
+                delay = self._check(current, robots)
+                response, slot, deadline = self._request(current, result, budget, delay)
                 try:
                     result.http_status = response.status_code
                     result.content_type = response.headers.get("Content-Type")
@@ -220,11 +188,13 @@ class Fetcher:
                     if response.status_code >= 400:
                         _drain(response)
                         raise _Refused("http_error", _http_error(response))
-                    result.content = self._read(response, max_bytes or self.config.max_bytes)
+                    self._check_opt_outs(response, opt_outs)
+                    limit = max_bytes or self.config.max_bytes
+                    result.content = self._read(response, limit, deadline, truncate)
                     return result
                 finally:
                     response.close()
-                    slot.release()
+                    self._give_back(deadline, budget, slot)
             raise _Refused("http_error", f"more than {self.config.max_redirects} redirects")
         except _Refused as refused:
             result.status, result.error = refused.status, refused.error
@@ -235,7 +205,8 @@ class Fetcher:
             result.elapsed_s = time.monotonic() - start
         return result
 
-    def _check(self, url: str, robots: bool) -> None:
+    def _check(self, url: str, robots: bool) -> float:
+        """Refuse what may not be fetched; return the host's Crawl-delay (0 when none)."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https"):
             raise _Refused("unsupported_scheme", f"scheme {parts.scheme or '(none)'!r} refused")
@@ -244,47 +215,76 @@ class Fetcher:
         port = parts.port or (443 if parts.scheme == "https" else 80)
         if reason := self._address_refusal(parts.hostname, port):
             raise _Refused("blocked", reason)
-        if robots and self.config.respect_robots:
-            parser, why = self._robots_for(url)
-            if not parser.can_fetch(self.config.user_agent, url):
-                raise _Refused("robots_disallowed", why)
+        if not (robots and self.config.respect_robots):
+            return 0.0
+        rules = self._robots_for(url)
+        if not rules.allows(url, self.config.user_agent):
+            raise _Refused("robots_disallowed", rules.why)
+        return min(rules.crawl_delay(self.config.user_agent) or 0.0, MAX_CRAWL_DELAY_S)
+
+    def _check_opt_outs(self, response: requests.Response, opt_outs: bool) -> None:
+        if not (opt_outs and self.config.respect_x_robots_tag):
+            return
+        # Each header line on its own: requests joins repeated headers with ", ", which would
+        # apply one line's "otherbot:" prefix to the next line's directives.
+        values = response.raw.headers.getlist("X-Robots-Tag") if response.raw else []
+        if reason := x_robots_refusal(values, self.config.user_agent):
+            raise _Refused("robots_disallowed", reason)
 
     def _request(
-        self, url: str, result: Fetched
-    ) -> tuple[requests.Response, threading.BoundedSemaphore]:
-        """One GET with retries; returns the response open for streaming and the host slot,
-        still held, so the body counts against `per_host` until the caller releases it."""
+        self, url: str, result: Fetched, budget: _Budget, crawl_delay: float = 0.0
+    ) -> tuple[requests.Response, threading.BoundedSemaphore, Deadline]:
+        """One GET with retries; returns the response open for streaming, the host slot and
+        the deadline, still held, so the body counts against `per_host` and the deadline
+        until the caller ends them."""
         attempt, slot = 0, self._slot(url)
         while True:
             result.attempts += 1
             slot.acquire()
+            if crawl_delay:
+                self._pacer.wait(urlsplit(url).netloc.lower(), crawl_delay)
+            if budget.left <= 0:  # redirects and retries before used the URL's time up
+                slot.release()
+                raise _Refused("timeout", self._late())
+            deadline = self._watchdog.start(budget.left)
             try:
                 response = self.session.get(
-                    url, stream=True, allow_redirects=False, timeout=self.config.timeout
+                    url, stream=True, allow_redirects=False, timeout=self._timeouts(deadline)
                 )
+                if deadline.expired:  # cut off mid-headers: what arrived is not a response
+                    response.close()
+                    raise _Refused("timeout", self._late())
             except requests.RequestException as e:
-                slot.release()
-                delay = self._failure_delay(e, attempt)
+                self._give_back(deadline, budget, slot)
+                delay = self._failure_delay(e, attempt, deadline)
             except BaseException:
-                slot.release()
+                self._give_back(deadline, budget, slot)
                 raise
             else:
                 if response.status_code not in RETRY_STATUSES:
-                    return response, slot
+                    return response, slot, deadline
                 wait = parse_retry_after(response.headers.get("Retry-After"))
                 delay = self._delay(attempt, wait)
-                if delay is None:
-                    return response, slot  # out of retries: the caller records the HTTP error
+                if delay is None:  # out of retries: the caller records the HTTP error
+                    return response, slot, deadline
                 _drain(response)
                 response.close()
-                slot.release()
+                self._give_back(deadline, budget, slot)
             time.sleep(delay)  # outside the host slot: a waiting retry does not hold it
             attempt += 1
 
-    def _failure_delay(self, error: requests.RequestException, attempt: int) -> float:
+    def _timeouts(self, deadline: Deadline) -> tuple[float, float]:
+        # Connecting may not outlast the deadline either; reads are cut by the watchdog.
+        return max(0.001, min(self.config.timeout, deadline.left())), self.config.timeout
+
+    def _failure_delay(
+        self, error: requests.RequestException, attempt: int, deadline: Deadline
+    ) -> float:
         """How long to wait after a failed connection, or the _Refused that ends the URL."""
         if blocked := _blocked_in(error):
             raise _Refused("blocked", str(blocked)) from None
+        if deadline.expired:
+            raise _Refused("timeout", self._late())
         timeout = _is_timeout(error)
         if timeout and not isinstance(error, requests.ConnectTimeout):
             # A server that accepted the connection but did not answer in time: retrying
@@ -301,30 +301,48 @@ class Fetcher:
             return None
         return retry_delay(attempt, retry_after, self.config, self._rng)
 
-    def _read(self, response: requests.Response, limit: int) -> bytes:
-        """The body, refused as soon as it passes `limit` bytes or the deadline."""
-        start = time.monotonic()
+    def _read(
+        self, response: requests.Response, limit: int, deadline: Deadline, truncate: bool
+    ) -> bytes:
+        """The body, refused as soon as it passes `limit` bytes (or cut there, `truncate`) or
+        the deadline passes (the watchdog ends the read then, mid-chunk)."""
         declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > limit:
+        if not truncate and declared.isdigit() and int(declared) > limit:
             raise _Refused("too_large", f"Content-Length {declared} exceeds max_bytes {limit}")
         body = bytearray()
         try:
             for chunk in response.iter_content(CHUNK):
                 body += chunk
                 if len(body) > limit:
+                    if truncate:
+                        return bytes(body[:limit])
                     raise _Refused("too_large", f"more than max_bytes {limit} bytes")
-                if time.monotonic() - start > self.config.deadline_s:
-                    raise _Refused("timeout", f"body took over {self.config.deadline_s} s")
         except requests.RequestException as e:
+            if deadline.expired:
+                raise _Refused("timeout", self._late()) from e
             status = "timeout" if _is_timeout(e) else "http_error"
             raise _Refused(status, f"reading the body failed: {e}") from e
+        if deadline.expired:  # the watchdog's close looks like the end of an unsized body
+            raise _Refused("timeout", self._late())
         return bytes(body)
+
+    def _late(self) -> str:
+        return f"no complete response within {self.config.deadline_s} s (the deadline)"
+
+    def _give_back(
+        self, deadline: Deadline, budget: _Budget, slot: threading.BoundedSemaphore
+    ) -> None:
+        """A request is over: its time comes off the URL's budget, its host slot is free."""
+        self._watchdog.end(deadline)
+        budget.left -= deadline.seconds - deadline.left()
+        slot.release()
 
     def _address_refusal(self, host: str, port: int) -> str | None:
         # Cached per fetcher (one batch): the guarded sockets still check every connection.
         key = (host.lower(), port)
         if key not in self._addresses:
-            self._addresses[key] = address_refusal(host, port, self.policy)
+            # Through a proxy, the proxy resolves the name: one we cannot resolve is refused.
+            self._addresses[key] = address_refusal(host, port, self.policy, self._proxied)
         return self._addresses[key]
 
     def _slot(self, url: str) -> threading.BoundedSemaphore:
@@ -335,9 +353,8 @@ class Fetcher:
                 slot = self._slots[host] = threading.BoundedSemaphore(self.config.per_host)
         return slot
 
-    def _robots_for(self, url: str) -> tuple[RobotFileParser, str]:
-        """The origin's robots.txt rules, fetched once however many workers ask at once,
-        and what to say when they refuse a URL."""
+    def _robots_for(self, url: str) -> RobotsRules:
+        """The origin's robots.txt rules, fetched once however many workers ask at once."""
         parts = urlsplit(url)
         origin = f"{parts.scheme}://{parts.netloc.lower()}"
         with self._lock:
@@ -347,15 +364,18 @@ class Fetcher:
                 self._robots[origin] = self._load_robots(origin)
         return self._robots[origin]
 
-    def _load_robots(self, origin: str) -> tuple[RobotFileParser, str]:
-        """RFC 9309: a 4xx means no rules; a 5xx or an unreachable server means stay out."""
-        parser = RobotFileParser(origin + "/robots.txt")
-        fetched = self.get(origin + "/robots.txt", max_bytes=ROBOTS_MAX_BYTES, robots=False)
-        if fetched.ok:
-            parser.parse(fetched.content.decode("utf-8", "replace").splitlines())
-            return parser, "robots.txt disallows this URL"
-        if fetched.http_status is not None and 400 <= fetched.http_status < 500:
-            parser.allow_all = True
-        else:
-            parser.disallow_all = True
-        return parser, f"robots.txt could not be read ({fetched.error}), so the site is off limits"
+    def _load_robots(self, origin: str) -> RobotsRules:
+        """RFC 9309: the first 500 KiB parsed (redirects followed, at most max_redirects);
+        a 4xx means no rules; a 5xx or an unreachable server means stay out."""
+        fetched = self.get(
+            origin + "/robots.txt", max_bytes=ROBOTS_MAX_BYTES, robots=False, truncate=True
+        )
+        body = fetched.content if fetched.ok else None
+        rules = rules_from(body, fetched.http_status, fetched.error)
+        asked = rules.crawl_delay(self.config.user_agent)
+        if asked is not None and asked > MAX_CRAWL_DELAY_S:
+            logger().warning(
+                "%s/robots.txt asks for Crawl-delay %s s; waiting %s s between requests (the cap)",
+                origin, asked, MAX_CRAWL_DELAY_S,
+            )  # fmt: skip
+        return rules

@@ -18,6 +18,7 @@ from storage import files
 # Pillow format -> stored extension. MPO is how Pillow names many phone cameras' JPEGs.
 FORMAT_EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp"}
 FORMAT_EXTENSIONS["BMP"] = "bmp"
+MAX_PIXELS_UNSET = float("inf")
 
 # --- data: URIs --------------------------------------------------------------------------------
 
@@ -58,16 +59,20 @@ class ImageCheck:
         return FORMAT_EXTENSIONS.get(self.format or "")
 
 
-def check_image(data: bytes, min_size: int) -> ImageCheck:
-    """Open and fully decode `data` with Pillow; never trusts what the server said it was."""
+def check_image(data: bytes, min_size: int, max_pixels: int | None = None) -> ImageCheck:
+    """Open `data` with Pillow, judge its size from the header, then decode it fully; never
+    trusts what the server said it was. Over `max_pixels` (or Pillow's own bomb limit) it is
+    `too_large` before a single pixel is decoded: a few hundred KB can say 9400x9400."""
     fmt = width = height = None
+    budget = min(max_pixels or MAX_PIXELS_UNSET, Image.MAX_IMAGE_PIXELS or MAX_PIXELS_UNSET)
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(io.BytesIO(data)) as image:  # reads the header only
             fmt, (width, height) = image.format, image.size
             if fmt not in FORMAT_EXTENSIONS:
                 return ImageCheck("not_image", f"format {fmt} is not accepted", fmt, width, height)
-            if width * height > (Image.MAX_IMAGE_PIXELS or float("inf")):
-                return ImageCheck("too_large", f"{width}x{height} pixels", fmt, width, height)
+            if width * height > budget:
+                error = f"{width}x{height} pixels is over max_pixels {budget}"
+                return ImageCheck("too_large", error, fmt, width, height)
             if min(width, height) < min_size:
                 error = f"{width}x{height} is below min_size {min_size}"
                 return ImageCheck("too_small", error, fmt, width, height)

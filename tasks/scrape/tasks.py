@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from storage.layout import Layout
 from storage.parquet import write_table
 from tasks.runtime import Progress, logger
-from tasks.scrape.extract import extract_candidates, next_page_urls
+from tasks.scrape.extract import parse_page
 from tasks.scrape.fetch import AddressPolicy, FetchConfig, Fetcher
 from tasks.scrape.images import check_image, decode_data_uri, sha256_hex, store_image
 from tasks.scrape.manifest import (
@@ -43,12 +43,20 @@ def _now() -> datetime:
 
 
 def _read_chain(
-    fetcher: Fetcher, start: str, follow: int, limit: int | None, visited: set[str], lock
+    fetcher: Fetcher,
+    start: str,
+    follow: int,
+    limit: int | None,
+    visited: set[str],
+    lock,
+    max_candidates: int | None = None,
 ) -> tuple[list[dict], list[dict], int]:
     """Read `start` and up to `follow` rel=next pages after it.
 
     Returns (candidates, failed-page outcomes, pages read). Stops early once `limit`
-    candidates are found: more would only be cut off later.
+    candidates are found: more would only be cut off later. Each page gives at most
+    `max_candidates` (a hostile page can list a hundred thousand); the log says how many
+    were dropped.
     """
     candidates: list[dict] = []
     failures: list[dict] = []
@@ -68,11 +76,17 @@ def _read_chain(
             failures.append({"url": url, "status": status, "fetched": fetched})
             break
         read += 1
-        for c in extract_candidates(fetched.content, fetched.final_url):
+        page = parse_page(fetched.content, fetched.final_url, max_candidates)
+        if page.dropped:
+            logger().warning(
+                "%s: %d image URLs, kept the first max_candidates=%d, dropped %d",
+                url, len(page.candidates) + page.dropped, max_candidates, page.dropped,
+            )  # fmt: skip
+        for c in page.candidates:
             candidates.append({"url": c.url, "page_url": url, "found_in": c.found_in})
         if limit is not None and len(candidates) >= limit:
             break
-        url = next(iter(next_page_urls(fetched.content, fetched.final_url)), None)
+        url = next(iter(page.next_urls), None)
     return candidates, failures, read
 
 
@@ -85,17 +99,18 @@ def find_image_urls(
     follow_pages: int = 0,
     max_images: int | None = None,
     policy: AddressPolicy | None = None,
+    max_candidates: int | None = None,
 ) -> dict[str, Any]:
     """Read the pages (and their rel=next pages); return the candidate image URLs in page
     order, each once, plus a manifest row for every page that could not be read."""
     visited: set[str] = set()
     lock = threading.Lock()
+
+    def chain(page: str) -> tuple[list[dict], list[dict], int]:
+        return _read_chain(fetcher, page, follow_pages, max_images, visited, lock, max_candidates)
+
     with Fetcher(config, policy) as fetcher, ThreadPoolExecutor(config.concurrency) as pool:
-        chains = list(
-            pool.map(
-                lambda p: _read_chain(fetcher, p, follow_pages, max_images, visited, lock), pages
-            )
-        )
+        chains = list(pool.map(chain, pages))
     candidates: list[dict] = []
     seen: set[str] = set()
     rows, read = [], 0
@@ -143,7 +158,7 @@ def download_one(
     elif scheme not in ("http", "https"):
         return {"status": "unsupported_scheme", "error": f"scheme {scheme or '(none)'!r} refused"}
     else:
-        fetched = fetcher.get(url)
+        fetched = fetcher.get(url, opt_outs=True)
         fields = _fetch_fields(fetched)
         if not fetched.ok:
             return {**fields, "status": fetched.status, "error": fetched.error}
@@ -151,7 +166,7 @@ def download_one(
     fields["bytes"] = len(data)
     if len(data) > max_bytes:
         return {**fields, "status": "too_large", "error": f"over max_bytes {max_bytes}"}
-    check = check_image(data, min_size)
+    check = check_image(data, min_size, fetcher.config.max_pixels)
     fields.update(format=check.format, width=check.width, height=check.height)
     if check.status != "ok":
         return {**fields, "status": check.status, "error": check.error}

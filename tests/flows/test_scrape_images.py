@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from flows import cli
 from flows.scrape_images import scrape_images
+from storage.errors import ConfigError
 from storage.parquet import read_table
 from tests.http_server import SiteServer
 
@@ -139,6 +140,16 @@ def test_bad_parameters_fail_before_any_request(site, data_dir):
     with pytest.raises(ParameterTypeError, match="concurrency"):
         scrape_images(params=params(site, data_dir, ["index.html"], concurrency=0))
     assert site.stats.hits == [] and not (data_dir / "raw").exists()
+
+
+def test_a_proxy_the_guard_refuses_fails_the_run_before_any_request(site, data_dir):
+    p = params(site, data_dir, ["index.html"], proxy=site.base)  # a loopback proxy
+    del p["allow_private_networks"]
+    with pytest.raises(ConfigError, match=r"proxy .* refused: .*127\.0\.0\.1 is a loopback"):
+        scrape_images(params=p)
+    with pytest.raises(ParameterTypeError, match="proxy"):
+        scrape_images(params=params(site, data_dir, ["index.html"], proxy="socks5://h:1080"))
+    assert site.stats.hits == [] and not (data_dir / "warehouse").exists()
 
 
 def test_the_cli_runs_the_flow_and_prints_the_summary(site, data_dir):

@@ -11,6 +11,7 @@ from tasks.scrape.extract import (
     extract_image_urls,
     largest_candidate,
     next_page_urls,
+    parse_page,
     parse_srcset,
 )
 from tasks.scrape.images import check_image, decode_data_uri
@@ -220,3 +221,15 @@ def test_manifest_row_has_every_column_and_refuses_unknown_ones():
 def test_downloads_take_hosts_in_turn():
     order = ["http://a/1", "http://a/2", "http://a/3", "http://b/1", "http://c/1", "http://b/2"]
     assert interleave_by_host(order) == [0, 3, 4, 1, 5, 2]
+
+
+def test_one_parse_gives_capped_candidates_and_the_next_page():
+    imgs = "".join(f'<img src="p{i}.jpg">' for i in range(30))
+    html = f'<link rel="next" href="page2.html">{imgs}<img src="p0.jpg">'
+    page = parse_page(html, PAGE, max_candidates=10)
+    assert [c.url for c in page.candidates] == [
+        f"https://example.com/gallery/p{i}.jpg" for i in range(10)
+    ]
+    assert page.dropped == 20  # distinct URLs past the cap; the repeated p0.jpg is not one
+    assert page.next_urls == ["https://example.com/gallery/page2.html"]
+    assert parse_page(html, PAGE).dropped == 0 and len(parse_page(html, PAGE).candidates) == 30

@@ -2,9 +2,11 @@
 exactly which files end up stored."""
 
 import hashlib
+import logging
 
 import pytest
 
+import tasks.scrape.extract as extract_module
 from storage.parquet import to_arrow
 from tasks.scrape.fetch import FetchConfig
 from tasks.scrape.tasks import download_images, find_image_urls
@@ -192,3 +194,27 @@ def test_per_host_limit_holds_and_concurrency_overlaps_requests(tmp_path):
             rows = download_images.fn(candidates, "r", "t", str(tmp_path / str(per_host)), cfg)
             assert {r["status"] for r in rows} == {"ok"}
             assert lowest <= site.stats.max_in_flight <= highest, (per_host, site.stats)
+
+
+def test_a_page_is_parsed_once_and_its_candidates_are_capped(monkeypatch, caplog, cfg):
+    parses = []
+    real = extract_module.BeautifulSoup
+
+    def counting(*args, **kwargs):  # the real parser, counted
+        parses.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(extract_module, "BeautifulSoup", counting)
+    page1 = b'<a rel="next" href="page2.html">next</a>' + b"".join(
+        b'<img src="i%d.jpg">' % i for i in range(50)
+    )
+    files = {"page1.html": page1, "page2.html": b'<img src="last.jpg">'}
+    with (
+        caplog.at_level(logging.WARNING, logger="pixelpipe"),
+        SiteServer(root=None, files=files) as site,
+    ):
+        out = find_image_urls.fn([site.url("page1.html")], "r", "t", cfg, 1, max_candidates=20)
+    assert out["pages"] == 2 and len(parses) == 2  # one parse per page, not one per question
+    urls = [c["url"] for c in out["candidates"]]
+    assert urls == [site.url(f"i{i}.jpg") for i in range(20)] + [site.url("last.jpg")]
+    assert "kept the first max_candidates=20, dropped 30" in caplog.text
