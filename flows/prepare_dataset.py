@@ -15,7 +15,7 @@ from flows.params import PrepareParams
 from flows.runners import task_runner_for
 from storage.errors import ConfigError
 from storage.layout import Layout, new_run_id
-from storage.parquet import read_table, write_table
+from storage.parquet import read_table, replace_parts, write_table
 from tasks.prepare import plan
 from tasks.prepare import render as pixels
 from tasks.prepare import tasks as images
@@ -173,12 +173,17 @@ def _write_manifest(rows: list[dict[str, Any]], run_id: str, dataset: str, root:
     urls = _source_urls(root)
     for row in rows:
         row.update(run_id=run_id, dataset=dataset, source_url=urls.get(row["sha256"]))
-    return write_table("dataset_manifest", rows, run_id=run_id, data_dir=root)
+    path = write_table("dataset_manifest", rows, run_id=run_id, data_dir=root)
+    # A re-run of this run id on another day replaces the older partition's rows.
+    replace_parts("dataset_manifest", run_id=run_id, written=[path], data_dir=root)
+    return path
 
 
 def _source_urls(root: Path) -> dict[str, str]:
     """sha256 -> URL of the images scrape_images downloaded into this data root."""
-    scraped = read_table("scrape_manifest", data_dir=root, columns=["sha256", "url", "status"])
+    scraped = read_table(
+        "scrape_manifest", data_dir=root, columns=["sha256", "url", "status"], on_damaged="skip"
+    )
     scraped = scraped[(scraped["status"] == "ok") & scraped["sha256"].notna()]
     return dict(zip(scraped["sha256"], scraped["url"], strict=True))
 

@@ -32,3 +32,7 @@ class NotAvailableError(PixelpipeError, NotImplementedError):
 
 class AccuracyDropError(PixelpipeError, ValueError):
     """A faster engine (int8) would lose more validation accuracy than allowed; nothing ran."""
+
+
+class DamagedFileError(PixelpipeError, OSError):
+    """A stored file (a Parquet part) cannot be read: truncated, empty or not Parquet."""
