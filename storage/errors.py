@@ -36,3 +36,7 @@ class AccuracyDropError(PixelpipeError, ValueError):
 
 class DamagedFileError(PixelpipeError, OSError):
     """A stored file (a Parquet part) cannot be read: truncated, empty or not Parquet."""
+
+
+class DatasetError(PixelpipeError, ValueError):
+    """A prepared dataset would be unusable (a split without a single image); not written."""
