@@ -211,6 +211,8 @@ def _describe(error: BaseException) -> str:
 # and spawn), so the pool works from `python -`, a script without a main guard, a notebook.
 POOL_IDLE_S = 60  # idle workers exit after this; the next batch starts them again
 ITEM_TIMEOUT_S = 120  # the longest one image may take to decode and resize in a worker
+# A batch's bound on top of that: ~100x what a big photo takes, so only a hung worker hits it.
+BATCH_S_PER_IMAGE = 2.0
 Render = Callable[[str, str, RenderSettings], tuple[str, str | None]]
 Warn = Callable[[str], object]
 _log = logging.getLogger("pixelpipe.prepare")
@@ -249,9 +251,9 @@ def render_many(
     """`render` over (source, output) pairs, across `workers` processes when above 1.
 
     If the pool breaks, the batch is redone one file at a time; a file is `corrupt` only when
-    it breaks a worker twice while a known-good probe image renders in between. A pool that
-    cannot render the probe is our failure, not the data's: the rest is rendered in this
-    process, with a warning."""
+    it breaks (or hangs) a worker twice and a known-good probe image then renders in a fresh
+    one. A pool that cannot render the probe is our failure, not the data's: the rest of the
+    batch is rendered in this process, with a warning."""
     if workers <= 1 or len(items) <= 1:
         return [render(src, out, settings) for src, out in items]
     sources, outputs = zip(*items, strict=True)
@@ -260,11 +262,13 @@ def render_many(
         pool = get_pool(workers)
         results = pool.map(
             render, sources, outputs, [settings] * len(items), chunksize=chunk,
-            timeout=ITEM_TIMEOUT_S * (chunk + len(items) / workers),
+            timeout=ITEM_TIMEOUT_S + BATCH_S_PER_IMAGE * len(items) / workers,
         )  # fmt: skip
         return list(results)
-    except (BrokenProcessPool, CancelledError, RuntimeError, TimeoutError):
+    except (BrokenProcessPool, CancelledError, RuntimeError, TimeoutError) as error:
         # A worker died or hung, or another batch's recovery replaced the shared pool.
+        if isinstance(error, TimeoutError):
+            shutdown_pool(kill=True)  # the hung worker would hold its slot for ever
         with _isolating:
             return _render_isolated(items, settings, workers, render, warn)
 
