@@ -17,6 +17,7 @@ from flows.params import PredictParams
 from flows.policy import enforce_policy
 from flows.runners import task_runner_for
 from storage.layout import Layout, new_run_id
+from storage.parquet import part_name, replace_parts
 from tasks.predict.engines import get_predictor
 from tasks.predict.images import collect_images
 from tasks.predict.labels import check_targets, target_indices
@@ -61,13 +62,6 @@ def model_key(identity: str) -> str:
     (the pipeline predicts with the trained model and with ResNet50 under one run id)."""
     name = re.sub(r"[^A-Za-z0-9]+", "", identity.split("@")[0])[:24] or "model"
     return f"{name}-{hashlib.sha256(identity.encode()).hexdigest()[:6]}"
-
-
-def _clear_previous(layout: Layout, run_id: str, key: str) -> None:
-    # Re-running a run id with the same model replaces its predictions (fewer shards included).
-    folder = layout.table_dir("predictions")
-    for old in folder.glob(f"run_date=*/{run_id}-{key}-*.parquet") if folder.is_dir() else ():
-        old.unlink()
 
 
 def _top(summaries: list[ShardSummary]) -> list[dict]:
@@ -138,7 +132,6 @@ def predict_batch(params: PredictParams) -> PredictResult:
     get_predictor(spec)  # load once here: a broken model file fails before the shards
     run_date = datetime.now(UTC).date()
     key = model_key(spec.identity)
-    _clear_previous(layout, run_id, key)
     shards = [images[i : i + params.shard_size] for i in range(0, len(images), params.shard_size)]
     log.info("predicting %d images with %s in %d shard(s)", len(images), spec.identity, len(shards))
     # threads: one shard at a time (the model already uses every core); processes or dask:
@@ -148,7 +141,7 @@ def predict_batch(params: PredictParams) -> PredictResult:
             runner.submit(
                 predict_shard,
                 {
-                    "paths": shard, "spec": spec, "run_id": run_id, "part": f"{key}-{n:04d}",
+                    "paths": shard, "spec": spec, "run_id": run_id, "part": part_name(key, n),
                     "run_date": run_date, "data_dir": data_dir, "batch_size": params.batch_size,
                     "decoding": decoding,
                 },
@@ -156,6 +149,12 @@ def predict_batch(params: PredictParams) -> PredictResult:
             for n, shard in enumerate(shards, start=1)
         ]  # fmt: skip
         summaries = [future.result() for future in futures]
+    # Re-running a run id with the same model replaces its predictions (fewer shards
+    # included): the new parts are written, so now the old ones can go.
+    replace_parts(
+        "predictions", run_id=run_id, written=[s.path for s in summaries], group=key,
+        data_dir=data_dir,
+    )  # fmt: skip
     top = _top(summaries)
     create_table_artifact(
         table=top,

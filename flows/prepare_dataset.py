@@ -14,9 +14,9 @@ from pydantic import BaseModel, Field
 from flows.params import PrepareParams
 from flows.policy import enforce_policy
 from flows.runners import task_runner_for
-from storage.errors import ConfigError
+from storage.errors import ConfigError, DatasetError
 from storage.layout import Layout, new_run_id
-from storage.parquet import read_table, write_table
+from storage.parquet import read_table, replace_parts, write_table
 from tasks.prepare import plan
 from tasks.prepare import render as pixels
 from tasks.prepare import tasks as images
@@ -36,6 +36,11 @@ class PrepareResult(BaseModel):
     rendered: int = Field(description="Images decoded and written by this run")
     reused: int = Field(description="Outputs already present from an earlier run")
     removed: int = Field(description="Outputs deleted because they are no longer planned")
+    set_aside: list[str] = Field(
+        default_factory=list,
+        description="Files pixelpipe did not write, found in the dataset folders and moved"
+        " under .set-aside/<run_id>/ (never deleted)",
+    )
     warnings: list[str] = Field(default_factory=list)
 
 
@@ -62,19 +67,24 @@ def prepare_dataset(params: PrepareParams) -> PrepareResult:
     logger().info("%d source files in %d classes: %s", len(files), len(class_names), class_names)
     infos = _inspect(files, params.batch_size)
     rows = plan.plan(files, infos, class_names, dataset_dir, spec, settings.suffix)
-    todo = _pending(rows, dataset_dir, settings, params.force)
+    aside = dataset_dir / plan.ASIDE_DIR / run_id
+    todo, moved = _pending(rows, dataset_dir, settings, params.force, aside)
     try:
         _render(todo, settings, params)
     finally:
         pixels.shutdown_pool()
 
+    counts = _counts(rows, spec.splits, class_names)
+    if empty := _empty_splits(counts, spec):
+        _write_manifest(rows, run_id, params.dataset, layout.root)  # the statuses say why
+        raise DatasetError(_empty_message(empty, rows, run_id, dataset_dir))
     kept = {r["path"] for r in rows if r["status"] == "ok"}
     rendered = sum(1 for r in todo if r["status"] == "ok")
-    removed = plan.sync_folders(dataset_dir, spec.splits, class_names, kept)
+    removed, moved_unplanned = plan.sync_folders(dataset_dir, spec.splits, class_names, kept, aside)
+    moved += moved_unplanned
     manifest = _write_manifest(rows, run_id, params.dataset, layout.root)
-    counts = _counts(rows, spec.splits, class_names)
     skipped = dict(sorted(Counter(r["status"] for r in rows if r["status"] != "ok").items()))
-    warnings = _report(counts, skipped)
+    warnings = _warn_moved(moved, dataset_dir) + _report(counts, skipped)
     plan.write_stamp(dataset_dir, _stamp(run_id, settings, spec, class_names, counts, rows))
     return PrepareResult(
         run_id=run_id,
@@ -89,6 +99,7 @@ def prepare_dataset(params: PrepareParams) -> PrepareResult:
         rendered=rendered,
         reused=len(kept) - rendered,
         removed=removed,
+        set_aside=[p.as_posix() for p in moved],
         warnings=warnings,
     )
 
@@ -111,15 +122,40 @@ def _resolve(params: PrepareParams, layout: Layout) -> tuple[Path, dict[Path, st
 
 
 def _pending(
-    rows: list[dict[str, Any]], dataset_dir: Path, settings: pixels.RenderSettings, force: bool
-) -> list[dict[str, Any]]:
-    """The kept rows whose output must be (re)made: missing, or rendered with other settings."""
-    force = force or not plan.stamp_matches(dataset_dir, asdict(settings))
-    if force:
+    rows: list[dict[str, Any]],
+    dataset_dir: Path,
+    settings: pixels.RenderSettings,
+    force: bool,
+    aside: Path,
+) -> tuple[list[dict[str, Any]], list[Path]]:
+    """The kept rows whose output must be (re)made: missing, or not tagged as rendered by
+    pixelpipe with these settings. A file at an output path that pixelpipe did not write is
+    moved to `aside` first. Returns the rows and where the moved files went."""
+    if force or not plan.stamp_matches(dataset_dir, asdict(settings)):
         plan.clear_stamp(dataset_dir)  # a run stopped half-way must not look finished
     else:
         plan.apply_known_failures(rows, plan.read_stamp(dataset_dir) or {})
-    return [r for r in rows if r["status"] == "ok" and (force or not Path(r["path"]).exists())]
+    todo = [
+        r
+        for r in rows
+        if r["status"] == "ok" and (force or not pixels.made_with(Path(r["path"]), settings))
+    ]
+    found = [Path(r["path"]) for r in todo if Path(r["path"]).is_file()]
+    return todo, plan.set_aside(dataset_dir, [p for p in found if not pixels.made_by_us(p)], aside)
+
+
+def _warn_moved(moved: list[Path], dataset_dir: Path) -> list[str]:
+    """One warning (logged, returned) naming the files found that pixelpipe did not write."""
+    if not moved:
+        return []
+    shown = ", ".join(p.relative_to(dataset_dir).as_posix() for p in moved[:5])
+    more = f" and {len(moved) - 5} more" if len(moved) > 5 else ""
+    warning = (
+        f"moved {len(moved)} file(s) pixelpipe did not write out of the dataset folders:"
+        f" {shown}{more}"
+    )
+    logger().warning(warning)
+    return [warning]
 
 
 def _inspect(files: list[plan.SourceFile], batch_size: int) -> list[dict[str, Any]]:
@@ -175,12 +211,17 @@ def _write_manifest(rows: list[dict[str, Any]], run_id: str, dataset: str, root:
     urls = _source_urls(root)
     for row in rows:
         row.update(run_id=run_id, dataset=dataset, source_url=urls.get(row["sha256"]))
-    return write_table("dataset_manifest", rows, run_id=run_id, data_dir=root)
+    path = write_table("dataset_manifest", rows, run_id=run_id, data_dir=root)
+    # A re-run of this run id on another day replaces the older partition's rows.
+    replace_parts("dataset_manifest", run_id=run_id, written=[path], data_dir=root)
+    return path
 
 
 def _source_urls(root: Path) -> dict[str, str]:
     """sha256 -> URL of the images scrape_images downloaded into this data root."""
-    scraped = read_table("scrape_manifest", data_dir=root, columns=["sha256", "url", "status"])
+    scraped = read_table(
+        "scrape_manifest", data_dir=root, columns=["sha256", "url", "status"], on_damaged="skip"
+    )
     scraped = scraped[(scraped["status"] == "ok") & scraped["sha256"].notna()]
     return dict(zip(scraped["sha256"], scraped["url"], strict=True))
 
@@ -193,6 +234,24 @@ def _counts(
         if row["status"] == "ok":
             counts[row["split"]][row["label"]] += 1
     return counts
+
+
+def _empty_splits(counts: dict[str, dict[str, int]], spec: plan.SplitSpec) -> list[str]:
+    """The splits training needs that hold no image: train, and val when val_fraction > 0."""
+    needed = ["train"] + (["val"] if spec.val_fraction > 0 else [])
+    return [s for s in needed if not sum(counts.get(s, {}).values())]
+
+
+def _empty_message(
+    empty: list[str], rows: list[dict[str, Any]], run_id: str, dataset_dir: Path
+) -> str:
+    statuses = Counter(r["status"] for r in rows)
+    found = ", ".join(f"{s} {n}" for s, n in sorted(statuses.items())) or "no source files"
+    return (
+        f"no usable image for {' and '.join(f'{s}/' for s in empty)} of {dataset_dir}"
+        f" ({len(rows)} source file(s): {found}); no output was removed. Add images or"
+        f" change the fractions; each file's status is in dataset_manifest run {run_id}"
+    )
 
 
 def _report(counts: dict[str, dict[str, int]], skipped: dict[str, int]) -> list[str]:

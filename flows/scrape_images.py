@@ -73,7 +73,7 @@ def stored_before(data_dir: Path, label: str, run_id: str) -> dict[str, dict[str
     skipping everything it did the first time.
     """
     columns = ["run_id", "url", "label", "status", *_KEPT]
-    rows = read_table("scrape_manifest", data_dir=data_dir, columns=columns)
+    rows = read_table("scrape_manifest", data_dir=data_dir, columns=columns, on_damaged="skip")
     rows = rows[(rows["label"] == label) & (rows["status"] == "ok") & (rows["run_id"] != run_id)]
     found: dict[str, dict[str, Any]] = {}
     for row in rows.to_dict("records"):
@@ -129,7 +129,6 @@ def scrape_images(params: ScrapeParams) -> ScrapeResult:
     log.info("%d image URL(s), %d to download", len(found["candidates"]), len(todo))
     run_date = datetime.now(UTC).date()  # every part of the run in one partition
     data_dir = layout.root.as_posix()
-    clear_parts(data_dir, run_id, params.label)
     own = found["rows"] + skipped
     files = [
         write_table(
@@ -141,6 +140,8 @@ def scrape_images(params: ScrapeParams) -> ScrapeResult:
     known = {r["sha256"] for r in before.values() if r["sha256"]}
     counts = Counter(r["status"] for r in own)
     counts.update(dedupe_shards(shards, known, run_id=run_id, run_date=run_date, data_dir=data_dir))
+    # Only now that every new part is written: a crash before this leaves the old rows.
+    clear_parts(data_dir, run_id, params.label, written=files + [s.path for s in shards])
     result = ScrapeResult(
         run_id=run_id,
         label=params.label,

@@ -32,3 +32,11 @@ class NotAvailableError(PixelpipeError, NotImplementedError):
 
 class AccuracyDropError(PixelpipeError, ValueError):
     """A faster engine (int8) would lose more validation accuracy than allowed; nothing ran."""
+
+
+class DamagedFileError(PixelpipeError, OSError):
+    """A stored file (a Parquet part) cannot be read: truncated, empty or not Parquet."""
+
+
+class DatasetError(PixelpipeError, ValueError):
+    """A prepared dataset would be unusable (a split without a single image); not written."""

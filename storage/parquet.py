@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import pyarrow as pa
@@ -15,11 +17,15 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from storage import files
-from storage.errors import SchemaError
-from storage.layout import Layout
+from storage.errors import DamagedFileError, PixelpipeError, SchemaError
+from storage.layout import Layout, safe_name
 from storage.schemas import STATUSES, TABLES
 
 PARTITION = "run_date"
+READ_ATTEMPTS = 5  # listings of a table tried while re-runs replace parts under a reader
+_PART_NUMBER = re.compile(r"\d{4}")
+log = logging.getLogger("pixelpipe.storage")
+OnDamaged = Literal["raise", "skip"]
 _PARTITIONING = ds.partitioning(pa.schema([(PARTITION, pa.string())]), flavor="hive")
 
 # Nullable integer and boolean columns stay integers and booleans in pandas (404, not 404.0).
@@ -92,6 +98,77 @@ def write_table(
     return path
 
 
+def part_name(group: str, number: int) -> str:
+    """The part name of shard `number` of a group of parts (a label, a model key): `g-0001`."""
+    return f"{group}-{number:04d}"
+
+
+def run_parts(
+    table: str,
+    *,
+    run_id: str,
+    group: str | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+) -> list[Path]:
+    """This run's files of `table` on every run date: `<run_id>.parquet` when `group` is None,
+    else the shards `<run_id>-<part_name(group, n)>.parquet`.
+
+    Each listed file is compared with the name Layout builds for it, so no user input ever
+    becomes a pattern; a file whose rows belong to another run (run `a` group `b-x` and run
+    `a-b` group `x` build the same names) is not this run's.
+    """
+    safe_name(run_id, "run id")  # refused before anything is listed, let alone deleted
+    if group is not None:
+        safe_name(group, "part")
+    layout = Layout.at(data_dir)
+    folder = layout.table_dir(table)
+    found = []
+    for day in sorted(folder.glob(f"{PARTITION}=*")) if folder.is_dir() else ():
+        run_date = day.name.partition("=")[2]
+        for path in sorted(day.glob("*.parquet")):
+            number = path.stem.rpartition("-")[2]
+            if group is None:
+                built = layout.table_file(table, run_id, run_date)
+            elif _PART_NUMBER.fullmatch(number):
+                built = layout.table_file(table, run_id, run_date, part_name(group, int(number)))
+            else:
+                continue
+            if path == built and _rows_of(path, run_id):
+                found.append(path)
+    return found
+
+
+def replace_parts(
+    table: str,
+    *,
+    run_id: str,
+    written: Iterable[str | os.PathLike[str]],
+    group: str | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+) -> list[Path]:
+    """After a (re-)run has written its parts, delete its older ones (other dates, shards it
+    no longer has) and return them. Every stage replaces a run this way: new files first, old
+    ones after, so a crash leaves the old rows or the new, never none."""
+    keep = {Path(p).resolve() for p in written}
+    old = run_parts(table, run_id=run_id, group=group, data_dir=data_dir)
+    removed = [p for p in old if p.resolve() not in keep]
+    for path in removed:
+        path.unlink(missing_ok=True)
+    return removed
+
+
+def _rows_of(path: Path, run_id: str) -> bool:
+    """Whether a part file holds run `run_id`'s rows (a damaged or empty one counts as ours:
+    its name is the one we build, and a re-run replaces it)."""
+    try:
+        ids = pq.read_table(path, columns=["run_id"]).column("run_id").unique().to_pylist()
+    except FileNotFoundError:
+        return False
+    except (pa.ArrowException, OSError):
+        return True
+    return not ids or ids == [run_id]
+
+
 def read_table(
     table: str,
     *,
@@ -99,23 +176,17 @@ def read_table(
     run_id: str | Iterable[str] | None = None,
     run_date: date | str | None = None,
     columns: list[str] | None = None,
+    on_damaged: OnDamaged = "raise",
 ) -> pd.DataFrame:
     """All runs of a table as one DataFrame (plus a `run_date` column), optionally filtered.
 
-    A missing or empty table reads as an empty DataFrame with the schema's columns.
+    A missing or empty table reads as an empty DataFrame with the schema's columns. A part
+    replaced by a re-run between listing and reading is read again from a new listing; a
+    damaged part raises DamagedFileError naming it, or with `on_damaged="skip"` is left out
+    with a one-line warning (for readers that can go on without it).
     """
     schema = schema_of(table).append(pa.field(PARTITION, pa.string()))
     folder = Layout.at(data_dir).table_dir(table)
-    files = sorted(folder.glob(f"{PARTITION}=*/*.parquet")) if folder.is_dir() else []
-    if not files:
-        return _to_pandas(_select(schema.empty_table(), columns))
-    dataset = ds.dataset(
-        [str(f) for f in files],
-        schema=schema,
-        format="parquet",
-        partitioning=_PARTITIONING,
-        partition_base_dir=str(folder),
-    )
     where = None
     if run_id is not None:
         ids = [run_id] if isinstance(run_id, str) else list(run_id)
@@ -123,14 +194,57 @@ def read_table(
     if run_date is not None:
         on_date = ds.field(PARTITION) == str(run_date)
         where = on_date if where is None else where & on_date
-    return _to_pandas(dataset.to_table(columns=columns, filter=where))
+    for _ in range(READ_ATTEMPTS):
+        files = sorted(folder.glob(f"{PARTITION}=*/*.parquet")) if folder.is_dir() else []
+        try:
+            parts = [_read_part(f, schema, folder, columns, where, on_damaged) for f in files]
+        except FileNotFoundError:
+            continue  # a re-run removed a part after writing its new ones: list again
+        tables = [t for t in parts if t is not None]
+        if not tables:
+            return _to_pandas(_select(schema.empty_table(), columns))
+        return _to_pandas(pa.concat_tables(tables))
+    raise PixelpipeError(
+        f"{table}: parts kept vanishing while reading ({READ_ATTEMPTS} listings); try again"
+        " when the re-runs writing it have finished"
+    )
+
+
+def _read_part(
+    path: Path,
+    schema: pa.Schema,
+    folder: Path,
+    columns: list[str] | None,
+    where: ds.Expression | None,
+    on_damaged: OnDamaged,
+) -> pa.Table | None:
+    """One part file's rows (FileNotFoundError when it vanished; None when damaged and skipped)."""
+    try:
+        part = ds.dataset(
+            [str(path)],
+            schema=schema,
+            format="parquet",
+            partitioning=_PARTITIONING,
+            partition_base_dir=str(folder),
+        )
+        return part.to_table(columns=columns, filter=where)
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowException, OSError) as e:
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        message = f"damaged part file {path}: {reason}"
+        if on_damaged == "raise":
+            raise DamagedFileError(f"{message} (delete it, or re-run its run)") from None
+        log.warning("%s; skipped", message)
+        return None
 
 
 def table_counts(data_dir: str | os.PathLike[str] | None = None) -> dict[str, tuple[int, int]]:
-    """`{table: (rows, runs)}` for every declared table, zero for absent ones."""
+    """`{table: (rows, runs)}` for every declared table, zero for absent ones; damaged parts
+    are skipped with a warning naming each."""
     counts = {}
     for name in TABLES:
-        frame = read_table(name, data_dir=data_dir, columns=["run_id"])
+        frame = read_table(name, data_dir=data_dir, columns=["run_id"], on_damaged="skip")
         counts[name] = (len(frame), frame["run_id"].nunique())
     return counts
 

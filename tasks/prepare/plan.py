@@ -16,11 +16,13 @@ from storage import files
 from storage.errors import ConfigError
 from storage.files import IMAGE_EXTENSIONS
 from storage.layout import safe_name
+from tasks.prepare.render import made_by_us
 
 # Extensions decoded (any case); other files in a class folder become `unsupported` rows.
 SPLITS = ("train", "val", "test")
 MIN_PER_SPLIT = 5  # below this many images of a class in a split, its metrics are noise
 STAMP_FILE = "dataset.json"
+ASIDE_DIR = ".set-aside"  # files found in the dataset folders that pixelpipe did not write
 _OUTPUT_NAME = re.compile(r"^[0-9a-f]{64}\.(jpg|png)$")
 
 
@@ -203,22 +205,37 @@ def apply_known_failures(rows: Iterable[dict[str, Any]], stamp: dict[str, Any]) 
             row.update(status=status, error=error, split=None, path=None)
 
 
-def sync_folders(
-    dataset_dir: Path, splits: Sequence[str], classes: Sequence[str], keep: set[str]
-) -> int:
-    """Make every split hold every class folder (so Keras infers the same class list in each)
-    and delete our outputs that are no longer planned; return how many were deleted.
+def set_aside(dataset_dir: Path, found: Iterable[Path], aside: Path) -> list[Path]:
+    """Move files pixelpipe did not write out of the way, to the same relative path under
+    `aside` (never overwriting one there); return where each went."""
+    moved = []
+    for file in found:
+        target = aside / file.relative_to(dataset_dir)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        n = 1
+        while target.exists():
+            target, n = target.with_name(f"{file.stem}.{n}{file.suffix}"), n + 1
+        file.rename(target)
+        moved.append(target)
+    return moved
 
-    Only files named like our outputs are deleted; a folder holding anything else is left."""
-    removed = 0
+
+def sync_folders(
+    dataset_dir: Path, splits: Sequence[str], classes: Sequence[str], keep: set[str], aside: Path
+) -> tuple[int, list[Path]]:
+    """Make every split hold every class folder (so Keras infers the same class list in each),
+    delete our outputs that are no longer planned, and move any other file in a class folder
+    (not ours: a user's) to `aside`. Returns (deleted, where the moved files went)."""
+    removed, moved = 0, []
     for split_dir in (dataset_dir / s for s in SPLITS):
         if not split_dir.is_dir():
             continue
         for class_dir in sorted(d for d in split_dir.iterdir() if d.is_dir()):
-            for file in class_dir.iterdir():
-                if _OUTPUT_NAME.match(file.name) and file.as_posix() not in keep:
-                    file.unlink()
-                    removed += 1
+            ours, foreign = _unplanned(class_dir, keep)
+            for file in ours:
+                file.unlink()
+            removed += len(ours)
+            moved += set_aside(dataset_dir, foreign, aside)
             if (split_dir.name not in splits or class_dir.name not in classes) and not any(
                 class_dir.iterdir()
             ):
@@ -228,4 +245,15 @@ def sync_folders(
     for split in splits:
         for name in classes:
             (dataset_dir / split / name).mkdir(parents=True, exist_ok=True)
-    return removed
+    return removed, moved
+
+
+def _unplanned(class_dir: Path, keep: set[str]) -> tuple[list[Path], list[Path]]:
+    """The files of a class folder not in `keep`: (our outputs, anyone else's files)."""
+    ours, foreign = [], []
+    for file in sorted(class_dir.iterdir()):
+        if file.as_posix() in keep or file.name.startswith(".") or not file.is_file():
+            continue  # hidden: an interrupted write's temporary file, or the user's own
+        mine = _OUTPUT_NAME.match(file.name) and made_by_us(file)
+        (ours if mine else foreign).append(file)
+    return ours, foreign

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import multiprocessing
+import json
+import logging
 import os
+import tempfile
 import threading
-from collections.abc import Sequence
-from concurrent.futures import CancelledError, ProcessPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import CancelledError, Executor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from functools import partial
@@ -15,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import ExifTags, Image, ImageOps
+from joblib.externals.loky import get_reusable_executor
+from PIL import ExifTags, Image, ImageOps, PngImagePlugin
 
 from storage import files
 from storage.files import IMAGE_EXTENSIONS, MAX_PIXELS
@@ -44,6 +48,45 @@ class RenderSettings:
     @property
     def suffix(self) -> str:
         return OUTPUT_SUFFIX[self.image_format]
+
+    @property
+    def fingerprint(self) -> str:
+        text = json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# Every output carries a tag (a JPEG comment, a PNG text chunk) naming the settings that made
+# it and its name: the next run reuses a file only when the tag says this run would make it,
+# and deletes only files tagged as ours. A file put there by hand has no tag.
+TAG_KEY = "pixelpipe"
+_TAG_PREFIX = "pixelpipe-output v1"
+
+
+def output_tag(settings: RenderSettings, name: str) -> str:
+    return f"{_TAG_PREFIX} {settings.fingerprint} {name}"
+
+
+def read_tag(path: Path) -> str | None:
+    """The tag of a file pixelpipe rendered (from the header only), else None."""
+    try:
+        with Image.open(path) as img:
+            tag = img.info.get("comment") if img.format == "JPEG" else img.info.get(TAG_KEY)
+    except Exception:  # unreadable, not an image, vanished: not a file we can vouch for
+        return None
+    if isinstance(tag, bytes):
+        tag = tag.decode("utf-8", "replace")
+    return tag if isinstance(tag, str) and tag.startswith(_TAG_PREFIX) else None
+
+
+def made_by_us(path: Path) -> bool:
+    """Whether pixelpipe rendered this file at this name (with any settings)."""
+    tag = read_tag(path)
+    return tag is not None and tag.rsplit(" ", 1)[-1] == path.stem
+
+
+def made_with(path: Path, settings: RenderSettings) -> bool:
+    """Whether this file is pixelpipe's output for its name with exactly these settings."""
+    return read_tag(path) == output_tag(settings, path.stem)
 
 
 # ---------------------------------------------------------------- decoding and resizing (pure)
@@ -149,10 +192,13 @@ def render_file(source: str, output: str, settings: RenderSettings) -> tuple[str
 
 def save_atomic(img: Image.Image, path: Path, settings: RenderSettings) -> None:
     """Write to a hidden temporary name, then rename: readers never see half a file."""
+    tag = output_tag(settings, path.stem)
     if settings.image_format == "jpeg":
-        save = partial(img.save, format="JPEG", quality=settings.quality)
+        save = partial(img.save, format="JPEG", quality=settings.quality, comment=tag)
     else:
-        save = partial(img.save, format="PNG")
+        info = PngImagePlugin.PngInfo()
+        info.add_text(TAG_KEY, tag)
+        save = partial(img.save, format="PNG", pnginfo=info)
     # Not durable: a rendered image is remade from its source by any re-run; an fsync per
     # image would cost more than rendering it.
     files.write_with(path, save, durable=False)
@@ -164,66 +210,109 @@ def _describe(error: BaseException) -> str:
 
 # ---------------------------------------------------------------- process pool
 
-
-_pool_lock = threading.Lock()
-_pool: tuple[int, ProcessPoolExecutor] | None = None
+# loky's workers start a fresh interpreter that never re-imports `__main__` (unlike forkserver
+# and spawn), so the pool works from `python -`, a script without a main guard, a notebook.
+POOL_IDLE_S = 60  # idle workers exit after this; the next batch starts them again
+ITEM_TIMEOUT_S = 120  # the longest one image may take to decode and resize in a worker
+# A batch's bound on top of that: ~100x what a big photo takes, so only a hung worker hits it.
+BATCH_S_PER_IMAGE = 2.0
+Render = Callable[[str, str, RenderSettings], tuple[str, str | None]]
+Warn = Callable[[str], object]
+_log = logging.getLogger("pixelpipe.prepare")
+_pool: Executor | None = None
+_isolating = threading.Lock()  # one batch at a time finds the file that breaks the pool
+_PROBE_IMAGE = (8, 8)
 
 
 def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def get_pool(workers: int) -> ProcessPoolExecutor:
-    """One pool per process, reused by every batch. forkserver, not fork: Prefect's threads
-    make fork unsafe; the server imports this module once and forks the workers from it."""
+def get_pool(workers: int) -> Executor:
+    """The process-wide reusable loky executor with `workers` processes (a broken or shut
+    down one is replaced by a new one)."""
     global _pool
-    with _pool_lock:
-        if _pool is None or _pool[0] != workers:
-            if _pool is not None:
-                _pool[1].shutdown(wait=False, cancel_futures=True)
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload([__name__])
-            _pool = (workers, ProcessPoolExecutor(workers, mp_context=context))
-        return _pool[1]
+    _pool = get_reusable_executor(max_workers=workers, timeout=POOL_IDLE_S)
+    return _pool
 
 
-def shutdown_pool() -> None:
-    """Stop the worker processes (the flow calls this when it ends)."""
+def shutdown_pool(kill: bool = False) -> None:
+    """Stop the worker processes (the flow calls this when it ends; `kill` for hung ones)."""
     global _pool
-    with _pool_lock:
-        if _pool is not None:
-            _pool[1].shutdown(wait=True, cancel_futures=True)
-            _pool = None
+    pool, _pool = _pool, None
+    if pool is not None:
+        pool.shutdown(wait=True, kill_workers=kill)
 
 
 def render_many(
-    items: Sequence[tuple[str, str]], settings: RenderSettings, workers: int
+    items: Sequence[tuple[str, str]],
+    settings: RenderSettings,
+    workers: int,
+    render: Render = render_file,
+    warn: Warn = _log.warning,
 ) -> list[tuple[str, str | None]]:
-    """render_file over (source, output) pairs, across `workers` processes when above 1."""
+    """`render` over (source, output) pairs, across `workers` processes when above 1.
+
+    If the pool breaks, the batch is redone one file at a time; a file is `corrupt` only when
+    it breaks (or hangs) a worker twice and a known-good probe image then renders in a fresh
+    one. A pool that cannot render the probe is our failure, not the data's: the rest of the
+    batch is rendered in this process, with a warning."""
     if workers <= 1 or len(items) <= 1:
-        return [render_file(src, out, settings) for src, out in items]
+        return [render(src, out, settings) for src, out in items]
     sources, outputs = zip(*items, strict=True)
     chunk = max(1, len(items) // (workers * 4))
     try:
         pool = get_pool(workers)
-        settings_each = [settings] * len(items)
-        return list(pool.map(render_file, sources, outputs, settings_each, chunksize=chunk))
-    except (BrokenProcessPool, CancelledError, RuntimeError):
-        # A worker died, or another batch's recovery shut the shared pool down under us.
-        return _render_isolated(items, settings, workers)
+        results = pool.map(
+            render, sources, outputs, [settings] * len(items), chunksize=chunk,
+            timeout=ITEM_TIMEOUT_S + BATCH_S_PER_IMAGE * len(items) / workers,
+        )  # fmt: skip
+        return list(results)
+    except (BrokenProcessPool, CancelledError, RuntimeError, TimeoutError) as error:
+        # A worker died or hung, or another batch's recovery replaced the shared pool.
+        if isinstance(error, TimeoutError):
+            shutdown_pool(kill=True)  # the hung worker would hold its slot for ever
+        with _isolating:
+            return _render_isolated(items, settings, workers, render, warn)
 
 
 def _render_isolated(
-    items: Sequence[tuple[str, str]], settings: RenderSettings, workers: int
-) -> list[tuple[str, str | None]]:
-    # A decoder crashed a worker (a segfault on a hostile file): redo the batch one file at a
-    # time so only the file that kills its process is marked, and the pool is rebuilt.
-    shutdown_pool()
-    results = []
-    for src, out in items:
-        try:
-            results.append(get_pool(workers).submit(render_file, src, out, settings).result())
-        except BrokenProcessPool:
-            shutdown_pool()
-            results.append(("corrupt", "decoding this file crashed its worker process"))
+    items: Sequence[tuple[str, str]], settings: RenderSettings, workers: int, render: Render,
+    warn: Warn,
+) -> list[tuple[str, str | None]]:  # fmt: skip
+    results: list[tuple[str, str | None]] = []
+    for n, (src, out) in enumerate(items):
+        status = _render_in_pool(src, out, settings, workers, render)
+        if status is None:
+            status = _render_in_pool(src, out, settings, workers, render)  # a neighbour's crash?
+        if status is None:
+            if not _probe(settings, workers):
+                warn(
+                    "the image process pool is broken (a known-good probe image does not render"
+                    f" in it): rendering the other {len(items) - n} image(s) of this batch in"
+                    " this process"
+                )
+                return results + [render(s, o, settings) for s, o in items[n:]]
+            status = ("corrupt", "decoding this file crashed or hung its worker process")
+        results.append(status)
     return results
+
+
+def _render_in_pool(
+    src: str, out: str, settings: RenderSettings, workers: int, render: Render
+) -> tuple[str, str | None] | None:
+    """One file in the pool; None if it broke (or hung) its worker, after replacing the pool."""
+    try:
+        return get_pool(workers).submit(render, src, out, settings).result(ITEM_TIMEOUT_S)
+    except (BrokenProcessPool, CancelledError, RuntimeError, TimeoutError):
+        shutdown_pool(kill=True)
+        return None
+
+
+def _probe(settings: RenderSettings, workers: int) -> bool:
+    """Whether a fresh pool renders a tiny generated image: tells a broken pool from a bad file."""
+    with tempfile.TemporaryDirectory(prefix="pixelpipe-probe-") as folder:
+        source, output = Path(folder, "probe.png"), Path(folder, "probe" + settings.suffix)
+        Image.new("RGB", _PROBE_IMAGE, (200, 30, 30)).save(source)
+        result = _render_in_pool(str(source), str(output), settings, workers, render_file)
+        return result == ("ok", None) and output.is_file()

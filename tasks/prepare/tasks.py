@@ -9,6 +9,7 @@ from prefect import task
 from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 
 from tasks.prepare.render import RenderSettings, inspect_file, render_many
+from tasks.runtime import logger
 
 INSPECT_VERSION = 2  # part of the cache key of inspect_batch
 
@@ -35,4 +36,4 @@ def render_batch(
 
     Not cached by Prefect: the flow only sends images whose output file is missing, and a
     cache record could not see an output deleted or overwritten since it was made."""
-    return render_many(items, settings, workers)
+    return render_many(items, settings, workers, warn=logger().warning)

@@ -73,7 +73,7 @@ def load_run(runs: dict[str, str], data_dir: str | None) -> RunData:
     """Every table of the run (each stage may have its own run id) and the model card."""
 
     def read(table: str, stage: str):
-        return read_table(table, data_dir=data_dir, run_id=runs[stage])
+        return read_table(table, data_dir=data_dir, run_id=runs[stage], on_damaged="skip")
 
     model_dir = Layout.at(data_dir).model_dir(runs["train"])
     card, note = read_model_card(model_dir)

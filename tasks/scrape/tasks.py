@@ -3,9 +3,10 @@ batches, recording one scrape_manifest row per URL."""
 
 from __future__ import annotations
 
-import re
+import os
 import threading
 from collections import Counter
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -19,7 +20,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from storage.layout import Layout
-from storage.parquet import write_table
+from storage.parquet import replace_parts, write_table
 from tasks.runtime import Progress, logger
 from tasks.scrape.extract import parse_page
 from tasks.scrape.fetch import AddressPolicy, FetchConfig, Fetcher
@@ -306,14 +307,13 @@ def _mark(
     )
 
 
-def clear_parts(data_dir: str, run_id: str, label: str) -> int:
-    """Delete this run's manifest files for `label` (whole or sharded): re-running a run id
-    replaces its rows, even when it now has fewer shards."""
-    folder = Layout.at(data_dir).table_dir("scrape_manifest")
-    stem = f"{run_id}-{label}"
-    removed = 0
-    for path in folder.glob("run_date=*/*.parquet") if folder.is_dir() else ():
-        if path.stem == stem or re.fullmatch(re.escape(stem) + r"-\d{4}", path.stem):
-            path.unlink()
-            removed += 1
-    return removed
+def clear_parts(
+    data_dir: str, run_id: str, label: str, written: Iterable[str | os.PathLike[str]] = ()
+) -> int:
+    """Delete this run's earlier manifest parts for `label` (`<run>-<label>-NNNN`, on any
+    date), except the ones just `written`: call it after writing, so a re-run replaces its
+    rows, even when it now has fewer shards, and a crash leaves old or new rows."""
+    removed = replace_parts(
+        "scrape_manifest", run_id=run_id, written=written, group=label, data_dir=data_dir
+    )
+    return len(removed)

@@ -139,12 +139,20 @@ def test_trained_model_by_run_id_on_a_dataset_split_via_the_cli(prefect_harness,
     assert rows["is_target"].any()
     files = sorted(p.name for p in (data_dir / "warehouse/predictions").rglob("p1-*.parquet"))
     assert len(files) == 4
+    day1 = data_dir / "warehouse/predictions/run_date=2026-01-01"  # as if run on an earlier day
+    day1.mkdir()
+    for part in (data_dir / "warehouse/predictions").rglob("p1-*.parquet"):
+        part.rename(day1 / part.name)
 
-    # Running the run id again replaces its files (here: fewer shards), never duplicates rows.
+    # Running the run id again replaces its files (here: fewer shards, another day), never
+    # duplicates rows; the old parts go only after the new one is written.
     again = predict_batch(
         params={"model": "train-1", "dataset_dir": str(data_dir / "datasets/fruit"), "run_id": "p1"}
     )
     assert again.shards == 1 and len(read_table("predictions", run_id="p1")) == 45
+    assert list(day1.iterdir()) == [] and [Path(p).exists() for p in again.predictions_files] == [
+        True
+    ]
 
 
 def test_bad_parameters_fail_before_any_work(prefect_harness, data_dir, tmp_path):

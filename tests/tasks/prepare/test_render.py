@@ -238,14 +238,54 @@ def test_plan_dedupes_conflicts_and_caps_deterministically():
 
 
 def test_sync_folders_makes_every_class_folder_and_removes_stale_outputs(tmp_path):
-    stale = tmp_path / "val" / "old" / f"{'f' * 64}.jpg"
-    stale.parent.mkdir(parents=True)
-    stale.write_bytes(b"x")
-    keep = tmp_path / "train" / "cat" / f"{'a' * 64}.jpg"
-    keep.parent.mkdir(parents=True)
-    keep.write_bytes(b"x")
-    (tmp_path / "test" / "cat").mkdir(parents=True)
-    removed = plan.sync_folders(tmp_path, ("train", "val"), ["cat", "dog"], {keep.as_posix()})
-    assert removed == 1 and keep.exists()
-    folders = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.glob("*/*"))
+    source = tmp_path / "src.png"
+    halves().save(source)
+    dataset = tmp_path / "ds"
+    stale = dataset / "val" / "old" / f"{'f' * 64}.jpg"
+    assert pixels.render_file(str(source), str(stale), SETTINGS) == ("ok", None)
+    keep = dataset / "train" / "cat" / f"{'a' * 64}.jpg"
+    assert pixels.render_file(str(source), str(keep), SETTINGS) == ("ok", None)
+    (dataset / "test" / "cat").mkdir(parents=True)
+    aside = dataset / ".set-aside" / "r1"
+    removed, moved = plan.sync_folders(
+        dataset, ("train", "val"), ["cat", "dog"], {keep.as_posix()}, aside
+    )
+    assert (removed, moved) == (1, []) and keep.exists() and not stale.exists()
+    folders = sorted(p.relative_to(dataset).as_posix() for p in dataset.glob("*/*"))
     assert folders == ["train/cat", "train/dog", "val/cat", "val/dog"]
+
+
+def test_sync_folders_moves_files_it_did_not_write_aside(tmp_path):
+    """A user's `train/bird/<sha256>.jpg` (hash-named, untagged) and notes are moved, not
+    deleted; an output renamed to another hash is not ours at that name either."""
+    dataset = tmp_path / "ds"
+    users = dataset / "train" / "bird" / f"{'b' * 64}.jpg"
+    users.parent.mkdir(parents=True)
+    halves().save(users)
+    notes = dataset / "val" / "cat" / "notes.txt"
+    notes.parent.mkdir(parents=True)
+    notes.write_text("mine")
+    ours = dataset / "val" / "cat" / f"{'c' * 64}.jpg"
+    halves().save(tmp_path / "src.png")
+    assert pixels.render_file(str(tmp_path / "src.png"), str(ours), SETTINGS) == ("ok", None)
+    renamed = ours.rename(ours.with_name(f"{'d' * 64}.jpg"))
+    aside = dataset / ".set-aside" / "r2"
+    removed, moved = plan.sync_folders(dataset, ("train", "val"), ["cat"], set(), aside)
+    assert removed == 0
+    assert sorted(p.relative_to(aside).as_posix() for p in moved) == [
+        f"train/bird/{'b' * 64}.jpg", f"val/cat/{'d' * 64}.jpg", "val/cat/notes.txt",
+    ]  # fmt: skip
+    assert (aside / "val" / "cat" / "notes.txt").read_text() == "mine"
+    assert not users.exists() and not renamed.exists() and not (dataset / "train" / "bird").exists()
+    assert not ours.exists()
+
+
+def test_outputs_are_tagged_with_the_settings_that_made_them(tmp_path):
+    halves((48, 40)).save(tmp_path / "src.jpg")
+    for fmt in ("jpeg", "png"):
+        settings = pixels.RenderSettings(image_size=32, image_format=fmt)
+        out = tmp_path / f"{'e' * 64}{settings.suffix}"
+        assert not pixels.made_by_us(tmp_path / "src.jpg")
+        assert pixels.render_file(str(tmp_path / "src.jpg"), str(out), settings) == ("ok", None)
+        assert pixels.made_with(out, settings) and pixels.made_by_us(out)
+        assert not pixels.made_with(out, pixels.RenderSettings(image_size=24, image_format=fmt))
