@@ -19,6 +19,7 @@ from PIL import ExifTags, Image, ImageOps
 
 from storage import files
 from storage.files import IMAGE_EXTENSIONS
+from tasks.prepare.near_duplicates import GRAY, image_hash
 
 OUTPUT_SUFFIX = {"jpeg": ".jpg", "png": ".png"}
 PAD_COLOR = (0, 0, 0)
@@ -50,7 +51,8 @@ class RenderSettings:
 
 
 def inspect_file(path: str) -> dict[str, Any]:
-    """sha256 of the bytes, and the displayed size and format from the header (no decode)."""
+    """sha256 of the bytes, the displayed size and format from the header, and the perceptual
+    hash of a reduced decode (a JPEG at 1/8 scale), plus its pixel statistics."""
     with open(path, "rb") as f:
         info: dict[str, Any] = {"sha256": hashlib.file_digest(f, "sha256").hexdigest()}
     if Path(path).suffix.lower() not in IMAGE_EXTENSIONS:
@@ -61,11 +63,27 @@ def inspect_file(path: str) -> dict[str, Any]:
             if img.getexif().get(ExifTags.Base.Orientation, 1) in _SWAPS_AXES:
                 width, height = height, width
             info.update(width=width, height=height, format=img.format)
+            info.update(_hash_and_stats(img))
     except Image.DecompressionBombError as e:
         info.update(status="unsupported", error=f"too many pixels: {e}")
     except Exception as e:  # any reader failure is a `corrupt` row, never a crash
         info.update(status="corrupt", error=_describe(e))
     return info
+
+
+def _hash_and_stats(img: Image.Image) -> dict[str, Any]:
+    # A file whose pixels do not decode gets no hash; rendering then decides its status.
+    try:
+        phash, small = image_hash(img)
+    except Exception:
+        return {}
+    gray = small @ GRAY
+    return {
+        "phash": phash,
+        "mean_color": [round(float(c), 2) for c in small.mean(axis=(0, 1))],
+        "brightness": float(gray.mean()),
+        "contrast": float(gray.std()),
+    }
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

@@ -10,7 +10,7 @@ from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 
 from tasks.prepare.render import RenderSettings, inspect_file, render_many
 
-INSPECT_VERSION = 1  # part of the cache key of inspect_batch
+INSPECT_VERSION = 2  # part of the cache key of inspect_batch
 
 
 @task(
