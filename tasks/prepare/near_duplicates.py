@@ -1,25 +1,25 @@
 """Near-duplicate images: a 64-bit perceptual hash per image, and groups of hashes within a
 Hamming distance, found without comparing every pair.
 
-Hash: imagehash's pHash (64 signs of the low 8x8 DCT coefficients of a 32x32 grayscale).
-bench/bench_near_duplicates.py measured it against dHash on 600 shared photos: both catch
-every re-encode and 80% resize by distance 6, but 94% centre crops need ~10, where dHash
-already merges 2.7% of the different photos and pHash none beyond a pair that is one photo.
-It hashes a reduced decode (JPEG draft), so it costs little beside reading the file.
+Hash: imagehash's pHash (64 signs of the low 8x8 DCT coefficients of a 32x32 grayscale),
+on a reduced decode (JPEG draft), so it costs little beside reading the file.
+bench/bench_near_duplicates.py measured it and dHash on the 2,880 shared photos (BENCHMARKS.md):
+both catch every re-encode and 80% resize by distance 6-8; at 10, pHash also catches 94% of
+the 94% centre crops while merging about as many different photos as dHash does at 9.
+
+A pHash compares 64 coefficients with their median, so a photo's hash has 32 bits set (all
+680 shared photos checked); far fewer means ties: an image with next to no texture (flat, or
+a few flat regions) whose hash says little. It joins no group (MIN_HASH_BITS); the health
+report lists it as low-variance. pHash sees gray levels only, so pictures that differ in
+colour alone (a red and a blue version of one layout, common in generated data) hash alike:
+a pair whose mean colours differ by more than COLOR_TOLERANCE in a channel is no match.
 
 Grouping: multi-index hashing. Split each hash into 4 bands of 16 bits; two hashes within d
 bits differ in some band by at most d // 4 bits (pigeonhole), so each band is probed with
-every flip of <= d // 4 bits (1 + 16 + ... masks) through a sorted index (searchsorted).
-Cost O(m * F * n * (log n + n / 2^16)) for m = 4 bands and F flip masks: near-linear while
-n is well below 2^16 x a few, instead of the n^2 / 2 of comparing every pair. Groups are the
-connected components of the close pairs (single linkage).
-
-A pHash compares 64 DCT coefficients with their median, so a photo's hash has 32 bits set
-(every one of 680 shared photos); far fewer means ties, i.e. an image with next to no texture
-(flat, or a few flat regions) whose hash says little: such an image joins no group
-(MIN_HASH_BITS), and the health report lists it as low-variance. pHash sees gray levels only, so two pictures that differ in colour alone (a red and a blue
-version of one layout, common in generated data) hash alike; a pair whose mean colours
-differ by more than COLOR_TOLERANCE in a channel is not a near-duplicate.
+every flip of <= d // 4 bits (F = 1 + 16 + 120 masks for d = 8..11) through a bucket table.
+Cost O(4 F n (1 + n / 2^16)): linear while n is below ~2^16, and n^2 / 2^14 x F beyond,
+against the n^2 / 2 pair comparisons of a full scan. Groups are the connected components of
+the close pairs (single linkage).
 """
 
 from __future__ import annotations
