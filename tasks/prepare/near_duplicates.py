@@ -37,17 +37,24 @@ BANDS, BAND_BITS = 4, 16
 DRAFT_SIZE = (64, 64)  # decode a JPEG at >= this many pixels: the hash needs 32x32
 COLOR_TOLERANCE = 24.0  # 0-255 per channel; re-encodes, resizes and crops move it a few levels
 MIN_HASH_BITS = 24
+# A second hash of the centre 95% matches a copy cropped by ~5%, which the whole-image hash
+# of a spatially shifted picture often misses (the measured catch rates: BENCHMARKS.md).
+CENTRE_CROP = 0.95
 GRAY = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601-2, as Pillow's convert("L")
 
 
-def image_hash(img: Image.Image) -> tuple[str, np.ndarray]:
-    """The 16-hex-digit pHash of an opened image and its 32x32 RGB reduction (float32, for
-    mean colour, brightness and contrast), on a reduced decode, EXIF orientation applied."""
+def image_hash(img: Image.Image) -> tuple[str, str, np.ndarray]:
+    """The 16-hex-digit pHashes of an opened image and of its centre CENTRE_CROP, and its
+    32x32 RGB reduction (float32: mean colour, brightness, contrast); on a reduced decode,
+    EXIF orientation applied."""
     if img.format == "JPEG":
         img.draft("RGB", DRAFT_SIZE)  # DCT scaling: decodes 1/8 of the pixels of a big photo
     rgb = ImageOps.exif_transpose(img).convert("RGB")
+    w, h = rgb.size
+    dx, dy = w * (1 - CENTRE_CROP) / 2, h * (1 - CENTRE_CROP) / 2
+    centre = rgb.resize((64, 64), Image.Resampling.BILINEAR, box=(dx, dy, w - dx, h - dy))
     small = np.asarray(rgb.resize((32, 32), Image.Resampling.BOX), dtype=np.float32)
-    return str(imagehash.phash(rgb, hash_size=8)), small
+    return str(imagehash.phash(rgb, hash_size=8)), str(imagehash.phash(centre, 8)), small
 
 
 def to_ints(hashes: list[str]) -> np.ndarray:
@@ -106,5 +113,14 @@ def group_labels(hashes: np.ndarray, distance: int, colors: np.ndarray | None = 
     if n == 0:
         return np.zeros(0, np.int64)
     pairs = close_pairs(hashes, distance, colors)
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    return connected_components(graph, directed=False)[1]
+
+
+def image_groups(hashes: np.ndarray, colors: np.ndarray, distance: int, n: int) -> np.ndarray:
+    """A component per image from 2n hashes: images 0..n-1 whole, then the same n centres.
+    Two images are near when any hash of one is within `distance` of any hash of the other."""
+    pairs = close_pairs(hashes, distance, colors) % n
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]  # an image's own centre
     graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
     return connected_components(graph, directed=False)[1]

@@ -19,7 +19,7 @@ from storage import files
 from storage.errors import ConfigError
 from storage.files import IMAGE_EXTENSIONS
 from storage.layout import safe_name
-from tasks.prepare.near_duplicates import group_labels, informative, to_ints
+from tasks.prepare.near_duplicates import image_groups, informative, to_ints
 
 # Extensions decoded (any case); other files in a class folder become `unsupported` rows.
 SPLITS = ("train", "val", "test")
@@ -38,7 +38,7 @@ class SplitSpec:
     max_per_class: int | None = None
     # Images whose perceptual hashes differ by at most this many bits are one group, split
     # together; None: only byte-identical files are kept together.
-    near_duplicate_distance: int | None = 10
+    near_duplicate_distance: int | None = 6
 
     @property
     def splits(self) -> tuple[str, ...]:
@@ -136,8 +136,8 @@ def plan(
         for r in copies[1:]:
             r.update(status="duplicate", error=f"same bytes as {copies[0]['source_path']}")
         unique.append(copies[0])
-    colors = {info.get("sha256"): info.get("mean_color") for info in infos}
-    group_near_duplicates(unique, colors, spec.near_duplicate_distance)
+    by_hash = {info.get("sha256"): info for info in infos}
+    group_near_duplicates(unique, by_hash, spec.near_duplicate_distance)
     kept: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in unique:
         if r["status"] == "ok":
@@ -148,22 +148,26 @@ def plan(
 
 
 def group_near_duplicates(
-    rows: list[dict[str, Any]], colors: dict[str, list[float] | None], distance: int | None
+    rows: list[dict[str, Any]], infos: dict[str, dict[str, Any]], distance: int | None
 ) -> None:
     """Set each row's `near_duplicate_group` (the smallest sha256 among its near-duplicates,
     its own when it has none); a group spanning classes becomes `conflict`, every member.
-    `colors`: sha256 -> mean RGB (pHash is blind to colour)."""
+    `infos`: sha256 -> inspect_file's info (both pHashes and the mean colour)."""
     for r in rows:
         r["near_duplicate_group"] = r["sha256"]
     hashed = [
-        r for r in rows if r.get("phash") and informative(r["phash"]) and colors.get(r["sha256"])
+        r
+        for r in rows
+        if r.get("phash") and informative(r["phash"]) and infos[r["sha256"]].get("mean_color")
     ]
     if distance is None or len(hashed) < 2:
         return
-    hashes = to_ints([r["phash"] for r in hashed])
-    mean_colors = np.array([colors[r["sha256"]] for r in hashed], np.float32)
+    found = [infos[r["sha256"]] for r in hashed]
+    hashes = to_ints([i["phash"] for i in found] + [i["phash_centre"] for i in found])
+    colors = np.array([i["mean_color"] for i in found] * 2, np.float32)
+    components = image_groups(hashes, colors, distance, len(hashed))
     members: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for r, component in zip(hashed, group_labels(hashes, distance, mean_colors), strict=True):
+    for r, component in zip(hashed, components, strict=True):
         members[int(component)].append(r)
     for group in members.values():
         if len(group) == 1:

@@ -74,12 +74,13 @@ def inspect_file(path: str) -> dict[str, Any]:
 def _hash_and_stats(img: Image.Image) -> dict[str, Any]:
     # A file whose pixels do not decode gets no hash; rendering then decides its status.
     try:
-        phash, small = image_hash(img)
+        phash, centre, small = image_hash(img)
     except Exception:
         return {}
     gray = small @ GRAY
     return {
         "phash": phash,
+        "phash_centre": centre,
         "mean_color": [round(float(c), 2) for c in small.mean(axis=(0, 1))],
         "brightness": float(gray.mean()),
         "contrast": float(gray.std()),
