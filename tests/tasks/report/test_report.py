@@ -128,7 +128,7 @@ def _prediction_rows(root: Path) -> list[dict]:
         val["forest"][0]: ("forest", 0.8),
         val["forest"][1]: ("forest", 0.7),
     }
-    base = {"run_id": RUN, "error": None, "status": "ok"}
+    base = {"run_id": RUN, "error": None, "status": "ok", "preprocessing": "stretch/bilinear; raw"}
     rows = []
     for image, (label, p) in top1.items():
         other = "mountain" if label == "forest" else "forest"
@@ -317,6 +317,7 @@ def test_report_has_every_section_with_the_right_numbers(full_report):
     # The confusion matrix is the trained model's (ResNet50's "alp" is ignored): 3 of 4 right.
     assert ("validation accuracy", "0.750") in facts["Training"]
     assert ("target hits", "3 of 4") in facts["Predictions"]
+    assert ("preprocessing", "stretch/bilinear; raw") in facts["Predictions"]
     assert ("first conv layer", "conv_a") in facts["Filters"]
     body = page.body
     assert "3 of 4 images are forest." in body
