@@ -1,11 +1,13 @@
 """Near-duplicate images: a 64-bit perceptual hash per image, and groups of hashes within a
 Hamming distance, found without comparing every pair.
 
-Hash: imagehash's pHash (64 signs of the low 8x8 DCT coefficients of a 32x32 grayscale),
-on a reduced decode (JPEG draft), so it costs little beside reading the file.
-bench/bench_near_duplicates.py measured it and dHash on the 2,880 shared photos (BENCHMARKS.md):
-both catch every re-encode and 80% resize by distance 6-8; at 10, pHash also catches 94% of
-the 94% centre crops while merging about as many different photos as dHash does at 9.
+Hash: imagehash's pHash (64 signs of the low 8x8 DCT coefficients of a 32x32 grayscale) of
+the whole image and of its centre 95%, on a reduced decode (JPEG draft), so it costs little
+beside reading the file; two images match when any of their hashes are within the distance.
+bench/bench_near_duplicates.py on the 2,880 shared photos (BENCHMARKS.md): at distance 6 this
+catches every re-encode and 80% resize and 99.9% of 94% centre crops, merging no different
+photos; whole-image pHash or dHash alone catch 62-68% of those crops there, and need ~10,
+where they start merging different photos.
 
 A pHash compares 64 coefficients with their median, so a photo's hash has 32 bits set (all
 680 shared photos checked); far fewer means ties: an image with next to no texture (flat, or
@@ -16,9 +18,10 @@ a pair whose mean colours differ by more than COLOR_TOLERANCE in a channel is no
 
 Grouping: multi-index hashing. Split each hash into 4 bands of 16 bits; two hashes within d
 bits differ in some band by at most d // 4 bits (pigeonhole), so each band is probed with
-every flip of <= d // 4 bits (F = 1 + 16 + 120 masks for d = 8..11) through a bucket table.
-Cost O(4 F n (1 + n / 2^16)): linear while n is below ~2^16, and n^2 / 2^14 x F beyond,
-against the n^2 / 2 pair comparisons of a full scan. Groups are the connected components of
+every flip of <= d // 4 bits (F = 17 masks for d = 4..7, 137 for 8..11) through a bucket
+table. Cost O(4 F h (1 + h / 2^16)) for h = 2n hashes: linear while h is below ~2^16, then
+4 F h^2 / 2^16, against the h^2 / 2 comparisons of a full scan (100,000 images: 8.6 s vs an
+extrapolated 79 s on a busy 2-core EPYC). Groups are the connected components of
 the close pairs (single linkage).
 """
 
@@ -32,7 +35,6 @@ from PIL import Image, ImageOps
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-HASH_BITS = 64
 BANDS, BAND_BITS = 4, 16
 DRAFT_SIZE = (64, 64)  # decode a JPEG at >= this many pixels: the hash needs 32x32
 COLOR_TOLERANCE = 24.0  # 0-255 per channel; re-encodes, resizes and crops move it a few levels
