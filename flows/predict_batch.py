@@ -29,6 +29,7 @@ from tasks.runtime import logger
 class PredictResult(BaseModel):
     run_id: str
     model: str  # the `model` column: name plus weights identity
+    preprocessing: str = ""  # the `preprocessing` column: resize mode, filter, value scaling
     predictions_path: str  # the run's partition folder (its files are predictions_files)
     predictions_files: list[str]
     images: int
@@ -77,6 +78,7 @@ def results_table(result: PredictResult, rows: int = 10) -> str:
     """The short text summary `pixelpipe predict` prints."""
     lines = [
         f"run {result.run_id}  model {result.model}",
+        f"preprocessing {result.preprocessing}",
         f"{result.images} images: {result.ok} ok, {result.corrupt} corrupt, {result.missing}"
         f" missing; {result.target_hits} with a target ({', '.join(result.targets) or 'none'})"
         f"; {result.images_per_second} img/s",
@@ -108,8 +110,10 @@ def predict_batch(params: PredictParams) -> PredictResult:
     data_dir = str(layout.root)
     # Every check that needs the disk (weights, model file, inputs, targets) before any work.
     spec = resolve_model(
-        params.model, params.weights, data_dir=data_dir, mixed_precision=params.mixed_precision
-    )
+        params.model, params.weights, data_dir=data_dir, mixed_precision=params.mixed_precision,
+        resize_mode=params.resize_mode, interpolation=params.interpolation,
+        crop_fraction=params.crop_fraction,
+    )  # fmt: skip
     images = collect_images(
         params.inputs,
         scrape_run=params.scrape_run,
@@ -133,7 +137,10 @@ def predict_batch(params: PredictParams) -> PredictResult:
     run_date = datetime.now(UTC).date()
     key = model_key(spec.identity)
     shards = [images[i : i + params.shard_size] for i in range(0, len(images), params.shard_size)]
-    log.info("predicting %d images with %s in %d shard(s)", len(images), spec.identity, len(shards))
+    log.info(
+        "predicting %d images with %s (%s) in %d shard(s)",
+        len(images), spec.identity, spec.preprocessing.describe(), len(shards),
+    )  # fmt: skip
     # threads: one shard at a time (the model already uses every core); processes or dask:
     # shards in parallel, each worker process loading the model once (get_predictor's cache).
     with task_runner_for(params.runner, params.dask_address, threads=1) as runner:
@@ -168,6 +175,7 @@ def predict_batch(params: PredictParams) -> PredictResult:
     result = PredictResult(
         run_id=run_id,
         model=spec.identity,
+        preprocessing=spec.preprocessing.describe(),
         predictions_path=str(layout.table_dir("predictions") / f"run_date={run_date}"),
         predictions_files=[s.path for s in summaries],
         images=sum(s.images for s in summaries),

@@ -60,7 +60,11 @@ def prepare_dataset(params: PrepareParams) -> PrepareResult:
         params.image_size, params.resize_mode, params.image_format, params.quality, params.resample
     )
     spec = plan.SplitSpec(
-        params.seed, params.val_fraction, params.test_fraction, params.max_per_class
+        params.seed,
+        params.val_fraction,
+        params.test_fraction,
+        params.max_per_class,
+        params.near_duplicate_distance if params.near_duplicates else None,
     )
     class_names = sorted(set(class_dirs.values()))
     files = plan.list_source_files(class_dirs)

@@ -14,6 +14,7 @@ from flows.policy import enforce_policy
 from storage.errors import ConfigError
 from storage.layout import Layout, new_run_id, resolve_data_dir
 from storage.model_card import ModelCard, card_file
+from tasks.prepare.plan import read_stamp
 from tasks.runtime import logger
 
 # Fields that fix what a run trains on and how its model is shaped: a resume may not change them.
@@ -103,6 +104,14 @@ def plan(params: TrainParams, run_id: str) -> tuple[Any, Any]:
     return spec, info
 
 
+def training_resize_mode(dataset_dir: str) -> str:
+    """How the training images were shaped from their sources: prepare's resize mode (its
+    crop keeps the whole short side), then image_dataset_from_directory's bilinear stretch."""
+    render = (read_stamp(Path(dataset_dir)) or {}).get("render") or {}
+    mode = render.get("resize_mode")
+    return mode if mode in ("crop", "pad") else "stretch"
+
+
 def model_card(spec, info, params: TrainParams, summary: dict | None, created_at: str) -> ModelCard:
     """The model card: what predict and report need, and what reproduces the run."""
     from tasks.train.fit import versions
@@ -128,6 +137,7 @@ def model_card(spec, info, params: TrainParams, summary: dict | None, created_at
             "status": "trained" if summary else "training",
             "input": "RGB, raw 0-255 floats, resized to image_size; the model rescales itself",
             "interpolation": "bilinear",
+            "resize_mode": training_resize_mode(info.root),
             "output": (
                 f"sigmoid: probability of {spec.class_names[-1]!r}"
                 if spec.label_mode == "binary"

@@ -29,8 +29,12 @@ class ModelCard(BaseModel):
     label_mode: Literal["binary", "categorical", "int"] = "categorical"
     num_classes: int | None = None
     status: Literal["training", "trained"] = "trained"
-    # How training resized its inputs (image_dataset_from_directory resizes bilinearly).
+    # How training resized its inputs. The defaults are what cards without these fields meant:
+    # image_dataset_from_directory's bilinear stretch, raw pixels rescaled inside the model.
     interpolation: str = "bilinear"
+    resize_mode: Literal["stretch", "crop", "pad"] = "stretch"
+    crop_fraction: float = 1.0
+    scaling: str = "raw 0-255 (the model rescales)"
     input: str | None = None
     output: str | None = None
     weights: str | None = None

@@ -76,6 +76,10 @@ DATASET_MANIFEST = _schema(
     opt("error", pa.string()),
     opt("width", pa.int32()),
     opt("height", pa.int32()),
+    opt("phash", pa.string()),  # 64-bit perceptual hash, 16 hex digits
+    opt("near_duplicate_group", pa.string()),  # smallest sha256 of its near-duplicate group
+    opt("brightness", pa.float32()),  # mean gray level 0-255 (of a 32x32 reduction)
+    opt("contrast", pa.float32()),  # its standard deviation: ~0 for a blank image
 )
 
 EPOCH_HISTORY = _schema(
@@ -114,6 +118,7 @@ PREDICTIONS = _schema(
     opt("target_probability", pa.float32()),
     req("status", pa.string()),
     opt("error", pa.string()),
+    opt("preprocessing", pa.string()),  # e.g. "crop(0.875)/bilinear; <value scaling>"
 )
 
 TABLES: dict[str, pa.Schema] = {

@@ -69,6 +69,24 @@ class PredictParams(StageParams):
         300, ge=1, le=10_000, description="int8: calibration images (train split, else inputs)"
     )
 
+    resize_mode: Literal["stretch", "crop", "pad"] | None = Field(
+        None,
+        description="Override the model's resize: stretch (the classic recipe), crop (short"
+        " side to size/crop_fraction, centre crop) or pad; default: the model's own",
+    )
+    interpolation: Literal["nearest", "bilinear", "bicubic", "lanczos", "box", "hamming"] | None = (
+        Field(None, description="Override the model's resize filter (classic recipe: nearest)")
+    )
+    crop_fraction: float | None = Field(
+        None, gt=0.0, le=1.0, description="resize_mode crop: centre share kept (ImageNet 0.875)"
+    )
+
+    @model_validator(mode="after")
+    def _crop_fraction(self) -> PredictParams:
+        if self.crop_fraction is not None and self.resize_mode not in (None, "crop"):
+            raise ValueError("crop_fraction applies to resize_mode crop; drop one of them")
+        return self
+
     @model_validator(mode="after")
     def _one_source(self) -> PredictParams:
         given = [bool(self.inputs), self.scrape_run is not None, self.dataset_dir is not None]

@@ -37,6 +37,17 @@ class PrepareParams(StageParams):
     test_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="Share of images in test/")
     seed: int = Field(1337, description="Seed of the content-hash split")
     max_per_class: int | None = Field(None, ge=1, description="Keep at most this many per class")
+    near_duplicates: bool = Field(
+        True, description="Keep near-duplicate images (perceptual hash) in one split"
+    )
+    near_duplicate_distance: int = Field(
+        6,
+        ge=0,
+        le=16,
+        description="Most differing bits of two 64-bit pHashes (whole image or its centre) that"
+        " still make one group; 6 caught every re-encode and resize and 99.9% of 6% crops of"
+        " the shared photos (BENCHMARKS.md); above 7 grouping slows ~10x",
+    )
     workers: int | None = Field(None, ge=1, le=256, description="Processes; default: all cores")
     batch_size: int = Field(256, ge=1, le=10_000, description="Images per task")
     force: bool = Field(False, description="Re-render every image even if its output exists")

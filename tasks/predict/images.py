@@ -1,5 +1,5 @@
 """Which images a prediction run reads, and their pixels decoded in a tf.data pipeline
-(raw 0-255 RGB at the model's size, exactly as keras.utils.load_img gives them)."""
+(raw 0-255 RGB at the model's size, resized by the model's preprocessing)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from storage.errors import ConfigError
 from storage.files import IMAGE_EXTENSIONS
 from storage.layout import resolve_data_dir
 from storage.parquet import read_table
+from tasks.predict.preprocess import Preprocessing, resize, to_array
 
 OK, CORRUPT, MISSING = 0, 1, 2
 STATUS_NAMES = ("ok", "corrupt", "missing")
@@ -93,21 +94,26 @@ def collect_images(
     return images
 
 
-# ---- decoding: the classic recipe, in a parallel pipeline ---------------------------------------
+# ---- decoding: the model's preprocessing, in a parallel pipeline -------------------------------
+
+CLASSIC = Preprocessing("stretch", "nearest")  # keras.utils.load_img(target_size=...)'s default
 
 
-def load_pixels(path: str, size: tuple[int, int], interpolation: str = "nearest") -> np.ndarray:
-    """keras.utils.load_img(target_size=size) -> img_to_array: float32 (h, w, 3) RGB 0-255."""
-    image = keras.utils.load_img(path, target_size=size, interpolation=interpolation)
-    return keras.utils.img_to_array(image, dtype="float32")
+def load_pixels(path: str, size: tuple[int, int], prep: Preprocessing = CLASSIC) -> np.ndarray:
+    """float32 (h, w, 3) RGB 0-255. stretch is keras.utils.load_img(target_size=size) ->
+    img_to_array exactly; crop and pad decode the same way, then resize by the protocol."""
+    if prep.resize_mode == "stretch":
+        image = keras.utils.load_img(path, target_size=size, interpolation=prep.interpolation)
+        return keras.utils.img_to_array(image, dtype="float32")
+    return to_array(resize(keras.utils.load_img(path), size, prep))
 
 
-def _reader(size: tuple[int, int], interpolation: str):
+def _reader(size: tuple[int, int], prep: Preprocessing):
     blank = np.zeros((*size, 3), np.float32)
 
     def read(path: bytes) -> tuple[np.ndarray, np.int8, bytes]:
         try:
-            return load_pixels(path.decode(), size, interpolation), np.int8(OK), b""
+            return load_pixels(path.decode(), size, prep), np.int8(OK), b""
         except FileNotFoundError as e:
             return blank, np.int8(MISSING), str(e).encode()
         # Pillow raises many types for bad files (OSError, ValueError, SyntaxError,
@@ -119,14 +125,15 @@ def _reader(size: tuple[int, int], interpolation: str):
 
 
 def image_batches(
-    paths: list[str], size: tuple[int, int], batch_size: int, interpolation: str = "nearest"
+    paths: list[str], size: tuple[int, int], batch_size: int, prep: Preprocessing = CLASSIC
 ) -> tf.data.Dataset:
     """(pixels, status, error) batches; decoding runs in parallel and ahead of the model.
 
-    Pillow does the decoding so pixels equal load_img's exactly (formats, modes, resize);
-    it releases the GIL while decoding and resizing, so the parallel map really is parallel.
+    Pillow does the decoding so stretch pixels equal load_img's exactly (formats, modes,
+    resize); it releases the GIL while decoding and resizing, so the parallel map really is
+    parallel.
     """
-    read = _reader(size, interpolation)
+    read = _reader(size, prep)
 
     def load(path):
         pixels, status, error = tf.numpy_function(read, [path], [tf.float32, tf.int8, tf.string])

@@ -2,13 +2,14 @@
 
 Three kinds: a Keras ImageNet backbone by name (weights "imagenet" from the Keras cache, a local
 file, or random), a trained `best.keras` with its `model_card.json`, and a `.tflite` classifier.
-Every predictor maps a batch of raw 0-255 RGB pixels (n, h, w, 3) to float32 probabilities.
+Every predictor maps a batch of raw 0-255 RGB pixels (n, h, w, 3) to float32 probabilities;
+each spec carries the preprocessing that makes those pixels (tasks/predict/preprocess.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -20,6 +21,7 @@ from storage.model_card import ModelCard, model_file
 from tasks import weights as keras_weights
 from tasks.predict.engines import tflite
 from tasks.predict.labels import Labels, imagenet_labels
+from tasks.predict.preprocess import Preprocessing, imagenet_standard
 from tasks.weights import file_digest
 
 Kind = Literal["backbone", "keras", "tflite"]
@@ -107,7 +109,8 @@ class ModelSpec:
     identity: str  # the `model` column: name plus weights hash or path
     labels: Labels
     image_size: tuple[int, int]  # (height, width)
-    interpolation: str = "nearest"  # PIL resize, as keras.utils.load_img does
+    # How pixels are made: ImageNet models get the standard protocol, trained models their card's.
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
     binary: bool = False  # one sigmoid output: class 1 when p >= threshold
     label_offset: int = 0  # TFLite with 1,001 outputs: index 0 is "background"
     mixed_precision: bool = False
@@ -123,12 +126,23 @@ def resolve_model(
     *,
     data_dir: str | None = None,
     mixed_precision: bool = False,
+    resize_mode: str | None = None,
+    interpolation: str | None = None,
+    crop_fraction: float | None = None,
 ) -> ModelSpec:
     """Check a model choice against the disk and return its spec; raise before any work.
 
     `model`: a backbone name, a `.keras` file (or its folder, or a train run id under
-    models/), or a `.tflite` file.
+    models/), or a `.tflite` file. The resize overrides replace the model's own choice.
     """
+    spec = _resolve(model, weights, data_dir, mixed_precision)
+    prep = spec.preprocessing.with_overrides(resize_mode, interpolation, crop_fraction)
+    return replace(spec, preprocessing=prep)
+
+
+def _resolve(
+    model: str, weights: str | None, data_dir: str | None, mixed_precision: bool
+) -> ModelSpec:
     if model in BACKBONES:
         return _backbone_spec(model, weights, mixed_precision)
     path = Path(model).expanduser()
@@ -174,6 +188,7 @@ def _backbone_spec(name: str, weights: str | None, mixed_precision: bool) -> Mod
         identity=identity + ("+mixed_bfloat16" if mixed_precision else ""),
         labels=imagenet_labels(),
         image_size=(b.size, b.size),
+        preprocessing=imagenet_standard(f"keras.applications.{b.module}.preprocess_input"),
         mixed_precision=mixed_precision,
     )
 
@@ -193,7 +208,9 @@ def _trained_spec(path: Path) -> ModelSpec:
         identity=f"{card.model or 'keras'}@{path.as_posix()}:sha256={file_digest(path)[:12]}",
         labels=Labels(tuple(card.class_names)),
         image_size=card.image_size,
-        interpolation=card.interpolation,
+        preprocessing=Preprocessing(
+            card.resize_mode, card.interpolation, card.crop_fraction, card.scaling
+        ),
         binary=card.binary,
     )
 
@@ -204,8 +221,12 @@ def _tflite_spec(path: Path) -> ModelSpec:
     outputs = int(interpreter.get_output_details()[0]["shape"][-1])
     if outputs in (1000, 1001):
         labels, offset = imagenet_labels(), outputs - 1000
+        # An ImageNet classifier: evaluated (and trained) on the standard protocol.
+        prep = imagenet_standard(_tflite_scaling(interpreter))
     else:
-        labels, offset = Labels(tuple(ModelCard.read(path).class_names)), 0
+        card = ModelCard.read(path)
+        labels, offset = Labels(tuple(card.class_names)), 0
+        prep = Preprocessing(card.resize_mode, card.interpolation, card.crop_fraction, card.scaling)
         if len(labels) != outputs:
             raise ConfigError(f"{path}: {outputs} outputs but {len(labels)} class names")
     return ModelSpec(
@@ -215,8 +236,17 @@ def _tflite_spec(path: Path) -> ModelSpec:
         identity=f"tflite@{path.as_posix()}:sha256={file_digest(path)[:12]}",
         labels=labels,
         image_size=(int(shape[1]), int(shape[2])),
+        preprocessing=prep,
         label_offset=offset,
     )
+
+
+def _tflite_scaling(interpreter) -> str:
+    """The input's quantization, which maps raw pixels to what the network takes."""
+    inp = interpreter.get_input_details()[0]
+    scale, zero = inp["quantization"]
+    kind = np.dtype(inp["dtype"]).name
+    return f"{kind} input, scale {scale:g} zero point {zero}" if scale else f"{kind} 0-255"
 
 
 Predict = Callable[[object], np.ndarray]  # (n, h, w, 3) raw pixels -> (n, classes) float32

@@ -55,9 +55,9 @@ def prediction_rows(
         order = ranking(probs)
     within = min(decoding.within, decoding.top_k)  # a target is marked on a row that is kept
     is_target, target_p = target_scores(probs, order, list(decoding.target_idx), within)
-    rows = []
+    rows, prep = [], spec.preprocessing.describe()
     for i, image in enumerate(paths):
-        base = {"run_id": run_id, "model": spec.identity, "image": image}
+        base = {"run_id": run_id, "model": spec.identity, "image": image, "preprocessing": prep}
         if status[i] != OK:
             rows.append(
                 base
@@ -84,7 +84,7 @@ def predict_images(
     predict = get_predictor(spec)
     start = 0
     for pixels, status, error in image_batches(
-        paths, spec.image_size, batch_size, spec.interpolation
+        paths, spec.image_size, batch_size, spec.preprocessing
     ):
         n = int(status.shape[0])
         probs = predict(pixels)

@@ -1,4 +1,5 @@
-"""Which source files go where in a prepared dataset: classes, dedupe, cap, split, folder upkeep."""
+"""Which source files go where in a prepared dataset: classes, dedupe (exact and near), cap,
+split, folder upkeep."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from storage import files
 from storage.errors import ConfigError
 from storage.files import IMAGE_EXTENSIONS
 from storage.layout import safe_name
+from tasks.prepare.near_duplicates import image_groups, informative, to_ints
 from tasks.prepare.render import made_by_us
 
 # Extensions decoded (any case); other files in a class folder become `unsupported` rows.
@@ -34,6 +38,9 @@ class SplitSpec:
     val_fraction: float = 0.2
     test_fraction: float = 0.0
     max_per_class: int | None = None
+    # Images whose perceptual hashes differ by at most this many bits are one group, split
+    # together; None: only byte-identical files are kept together.
+    near_duplicate_distance: int | None = 6
 
     @property
     def splits(self) -> tuple[str, ...]:
@@ -111,14 +118,17 @@ def plan(
     """One manifest row per source file: status, and split and output path for the kept ones.
 
     Same bytes in two classes -> every copy `conflict` (it can't teach both labels); again in
-    one class -> the first path is kept, the rest `duplicate`; over max_per_class -> `capped`.
+    one class -> the first path is kept, the rest `duplicate`. Near-duplicates (perceptual
+    hashes within spec.near_duplicate_distance) form a group: split together, by the group's
+    smallest sha256, or all `conflict` when the group spans classes. Over max_per_class ->
+    `capped`.
     """
     rows = [_base_row(f, info, class_names) for f, info in zip(files, infos, strict=True)]
     by_sha: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         if row["status"] == "ok":
             by_sha[row["sha256"]].append(row)
-    kept: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    unique: list[dict[str, Any]] = []
     for copies in by_sha.values():
         labels = sorted({r["label"] for r in copies})
         if len(labels) > 1:
@@ -127,10 +137,53 @@ def plan(
             continue
         for r in copies[1:]:
             r.update(status="duplicate", error=f"same bytes as {copies[0]['source_path']}")
-        kept[labels[0]].append(copies[0])
+        unique.append(copies[0])
+    by_hash = {info.get("sha256"): info for info in infos}
+    group_near_duplicates(unique, by_hash, spec.near_duplicate_distance)
+    kept: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in unique:
+        if r["status"] == "ok":
+            kept[r["label"]].append(r)
     for label_rows in kept.values():
         _cap_and_split(label_rows, dataset_dir, spec, suffix)
     return rows
+
+
+def group_near_duplicates(
+    rows: list[dict[str, Any]], infos: dict[str, dict[str, Any]], distance: int | None
+) -> None:
+    """Set each row's `near_duplicate_group` (the smallest sha256 among its near-duplicates,
+    its own when it has none); a group spanning classes becomes `conflict`, every member.
+    `infos`: sha256 -> inspect_file's info (both pHashes and the mean colour)."""
+    for r in rows:
+        r["near_duplicate_group"] = r["sha256"]
+    hashed = [
+        r
+        for r in rows
+        if r.get("phash") and informative(r["phash"]) and infos[r["sha256"]].get("mean_color")
+    ]
+    if distance is None or len(hashed) < 2:
+        return
+    found = [infos[r["sha256"]] for r in hashed]
+    hashes = to_ints([i["phash"] for i in found] + [i["phash_centre"] for i in found])
+    colors = np.array([i["mean_color"] for i in found] * 2, np.float32)
+    components = image_groups(hashes, colors, distance, len(hashed))
+    members: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for r, component in zip(hashed, components, strict=True):
+        members[int(component)].append(r)
+    for group in members.values():
+        if len(group) == 1:
+            continue
+        key = min(r["sha256"] for r in group)
+        labels = sorted({r["label"] for r in group})
+        for r in group:
+            r["near_duplicate_group"] = key
+            if len(labels) > 1:
+                others = [g["source_path"] for g in group if g["label"] != r["label"]][:3]
+                r.update(
+                    status="conflict",
+                    error=f"near-duplicate of {', '.join(others)} (classes {', '.join(labels)})",
+                )
 
 
 def _base_row(f: SourceFile, info: dict[str, Any], class_names: Sequence[str]) -> dict[str, Any]:
@@ -146,6 +199,10 @@ def _base_row(f: SourceFile, info: dict[str, Any], class_names: Sequence[str]) -
         "sha256": info.get("sha256"),
         "width": info.get("width"),
         "height": info.get("height"),
+        "phash": info.get("phash"),
+        "near_duplicate_group": None,
+        "brightness": info.get("brightness"),
+        "contrast": info.get("contrast"),
         "status": status,
         "error": error,
         "split": None,
@@ -161,7 +218,8 @@ def _cap_and_split(rows: list[dict], dataset_dir: Path, spec: SplitSpec, suffix:
     for r in rows[limit:]:
         r.update(status="capped", error=f"over max_per_class={limit}")
     for r in rows[:limit]:
-        split = split_of(r["sha256"], spec)
+        # The group's key: near-duplicates land in one split (a lone image's key is its sha256).
+        split = split_of(r["near_duplicate_group"] or r["sha256"], spec)
         path = dataset_dir / split / r["label"] / f"{r['sha256']}{suffix}"
         r.update(split=split, path=path.as_posix())
 

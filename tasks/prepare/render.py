@@ -23,6 +23,7 @@ from PIL import ExifTags, Image, ImageOps, PngImagePlugin
 
 from storage import files
 from storage.files import IMAGE_EXTENSIONS, MAX_PIXELS
+from tasks.prepare.near_duplicates import GRAY, image_hash
 
 OUTPUT_SUFFIX = {"jpeg": ".jpg", "png": ".png"}
 PAD_COLOR = (0, 0, 0)
@@ -93,8 +94,9 @@ def made_with(path: Path, settings: RenderSettings) -> bool:
 
 
 def inspect_file(path: str, max_pixels: int = MAX_PIXELS) -> dict[str, Any]:
-    """sha256 of the bytes, and the displayed size and format from the header (no decode);
-    over `max_pixels` the file is `unsupported` here, so no worker ever decodes it."""
+    """sha256 of the bytes, the displayed size and format from the header, and the perceptual
+    hash of a reduced decode (a JPEG at 1/8 scale), plus its pixel statistics. Over
+    `max_pixels` the file is `unsupported` from its header, so no worker ever decodes it."""
     with open(path, "rb") as f:
         info: dict[str, Any] = {"sha256": hashlib.file_digest(f, "sha256").hexdigest()}
     if Path(path).suffix.lower() not in IMAGE_EXTENSIONS:
@@ -105,13 +107,31 @@ def inspect_file(path: str, max_pixels: int = MAX_PIXELS) -> dict[str, Any]:
             if img.getexif().get(ExifTags.Base.Orientation, 1) in _SWAPS_AXES:
                 width, height = height, width
             info.update(width=width, height=height, format=img.format)
-        if width * height > max_pixels:
-            info.update(status="unsupported", error=f"{width}x{height} is over {max_pixels} pixels")
+            if width * height > max_pixels:
+                error = f"{width}x{height} is over {max_pixels} pixels"
+                return info | {"status": "unsupported", "error": error}
+            info.update(_hash_and_stats(img))
     except Image.DecompressionBombError as e:
         info.update(status="unsupported", error=f"too many pixels: {e}")
     except Exception as e:  # any reader failure is a `corrupt` row, never a crash
         info.update(status="corrupt", error=_describe(e))
     return info
+
+
+def _hash_and_stats(img: Image.Image) -> dict[str, Any]:
+    # A file whose pixels do not decode gets no hash; rendering then decides its status.
+    try:
+        phash, centre, small = image_hash(img)
+    except Exception:
+        return {}
+    gray = small @ GRAY
+    return {
+        "phash": phash,
+        "phash_centre": centre,
+        "mean_color": [round(float(c), 2) for c in small.mean(axis=(0, 1))],
+        "brightness": float(gray.mean()),
+        "contrast": float(gray.std()),
+    }
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

@@ -11,7 +11,7 @@ from prefect.cache_policies import INPUTS, NO_CACHE, TASK_SOURCE
 from tasks.prepare.render import RenderSettings, inspect_file, render_many
 from tasks.runtime import logger
 
-INSPECT_VERSION = 2  # part of the cache key of inspect_batch
+INSPECT_VERSION = 3  # part of the cache key of inspect_batch
 
 
 @task(

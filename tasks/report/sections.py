@@ -329,6 +329,9 @@ def _model_predictions(
     facts.append(("failed", str(sum(n for s, n in counts.items() if s != "ok"))))
     facts.append(("top-k", str(int(ok["rank"].max())) if not ok.empty else "–"))
     facts.append(("target hits", f"{hits} of {total}"))
+    # Which resize protocol made the pixels (predictions written before the column: unknown).
+    used = predictions["preprocessing"].dropna() if "preprocessing" in predictions else []
+    facts.append(("preprocessing", ", ".join(sorted(set(map(str, used)))) or "not recorded"))
     names = " or ".join(per_target) if per_target else "a target"
     blocks: list = [Facts(facts), Text(f"{hits} of {S.plural(total, 'image')} are {names}.")]
     if identity != model_name(identity):

@@ -19,6 +19,7 @@ from tasks.report import plots
 from tasks.report import stats as S
 from tasks.report.document import Section, render_html, render_markdown
 from tasks.report.filters import filters_section
+from tasks.report.health import health_rows, health_section
 from tasks.report.sections import (
     RunData,
     Thumbs,
@@ -61,6 +62,7 @@ class BuiltReport(BaseModel):
     status_rows: list[dict[str, Any]]
     prediction_rows: list[dict[str, Any]]
     notes: list[str]
+    health_rows: list[dict[str, Any]] = []
 
 
 def artifact_key(*parts: str) -> str:
@@ -149,6 +151,13 @@ def trained_model(data: RunData) -> Path | None:
     return None
 
 
+def training_size(data: RunData) -> int:
+    """The side the model trains at (the model card's), for the health section's size check;
+    224, train_classifier's default, before a model exists."""
+    size = (data.card or {}).get("image_size") or [224]
+    return int(min(size))
+
+
 def build_sections(
     data: RunData, folder: Path, sample: int, max_filters: int
 ) -> tuple[list[Section], list[dict[str, Any]], list[str]]:
@@ -159,6 +168,7 @@ def build_sections(
     sections = [
         scrape_section(data.scrape, folder, sample),
         dataset_section(data.dataset, folder, grid, grid_note),
+        health_section(data.dataset, training_size(data), Thumbs(folder / "thumbs")),
         training_section(data, folder),
         predictions,
     ]
@@ -226,6 +236,9 @@ def build_report(
         status_rows=status_rows(data),
         prediction_rows=prediction_rows,
         notes=intro[1:],
+        health_rows=health_rows(data.dataset, training_size(data))
+        if not data.dataset.empty
+        else [],
     )
 
 
@@ -257,6 +270,13 @@ def publish_artifacts(built: BuiltReport) -> list[str]:
             built.status_rows, key=f"{key}-status", description="Rows per status and stage"
         )
         keys.append(f"{key}-status")
+    if built.health_rows:
+        create_table_artifact(
+            built.health_rows,
+            key=f"{key}-health",
+            description="Dataset health: files per check, with examples",
+        )
+        keys.append(f"{key}-health")
     if built.prediction_rows:
         create_table_artifact(
             built.prediction_rows,

@@ -57,17 +57,23 @@ def test_resnet50_flow_equals_the_classic_per_image_recipe(prefect_harness, data
         top_k=3,
         targets=["banana", imagenet_labels().wnids[second]],
         run_id="r-resnet",
+        # The classic recipe, one flag away from the ImageNet protocol ResNet50 defaults to.
+        resize_mode="stretch",
+        interpolation="nearest",
     )
     state = predict_batch(params=params, return_state=True)
     result = state.result()
     assert (result.images, result.ok, result.corrupt, result.missing) == (7, 5, 2, 0)
     assert result.shards == 3 and len(result.predictions_files) == 3
     assert result.model == "resnet50@random(seed=0)"
+    classic_prep = "stretch/nearest; keras.applications.resnet50.preprocess_input"
+    assert result.preprocessing == classic_prep
     # One task run per shard: the number of runs grows with shards, not images.
     assert len([n for n in task_run_names(state.state_details.flow_run_id) if "shard" in n]) == 3
 
     rows = read_table("predictions", run_id="r-resnet")
     assert set(rows["image"]) == {p.resolve().as_posix() for p in [*files.values(), *bad.values()]}
+    assert (rows["preprocessing"] == classic_prep).all()
     corrupt = rows[rows["status"] == "corrupt"]
     assert len(corrupt) == 2 and corrupt["rank"].isna().all() and corrupt["error"].notna().all()
 

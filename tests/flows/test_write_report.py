@@ -36,9 +36,9 @@ def test_flow_writes_the_report_and_publishes_artifacts(prefect_harness, data_di
     flow_run_id = state.state_details.flow_run_id
     assert Path(result.report_path) == data_dir / "reports" / RUN / "report.html"
     assert Path(result.report_path).is_file() and Path(result.markdown_path).is_file()
-    assert result.sections == ["scrape", "dataset", "training", "predictions", "filters"]
+    assert result.sections == ["scrape", "dataset", "health", "training", "predictions", "filters"]
     key = f"report-{RUN}"
-    assert result.artifact_keys == [key, f"{key}-status", f"{key}-predictions"]
+    assert result.artifact_keys == [key, f"{key}-status", f"{key}-health", f"{key}-predictions"]
 
     [markdown] = artifacts_of(flow_run_id, key)
     assert markdown.type == "markdown"

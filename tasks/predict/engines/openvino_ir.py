@@ -46,7 +46,7 @@ def spread(paths: list[str], n: int) -> list[str]:
 def pixels(spec: ModelSpec, paths: list[str], batch_size: int = 32):
     """(pixels of the readable images, which paths were readable), decoded as the flow does."""
     xs, ok = [], []
-    for x, status, _ in image_batches(paths, spec.image_size, batch_size, spec.interpolation):
+    for x, status, _ in image_batches(paths, spec.image_size, batch_size, spec.preprocessing):
         readable = status.numpy() == OK
         xs.append(x.numpy()[readable])
         ok.append(readable)

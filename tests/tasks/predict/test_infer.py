@@ -25,6 +25,7 @@ from tasks.predict.labels import (
     target_indices,
     target_scores,
 )
+from tasks.predict.preprocess import Preprocessing
 from tasks.predict.spec import resolve_model
 from tasks.predict.tasks import Decoding, predict_images
 
@@ -213,8 +214,10 @@ def test_tflite_classifier_float_and_uint8_inputs(tmp_path, classes, quantized):
     spec = resolve_model(str(tmp_path / "tiny.tflite"))
     assert spec.kind == "tflite" and spec.image_size == (8, 8)
     assert spec.label_offset == classes - 1000 and spec.labels.names[954] == "banana"
+    # An ImageNet classifier: the standard evaluation protocol unless overridden.
+    assert spec.preprocessing.describe().startswith("crop(0.875)/bilinear; ")
     paths = [str(p) for p in images.values()]
-    pixels = np.stack([load_pixels(p, (8, 8)) for p in paths])
+    pixels = np.stack([load_pixels(p, (8, 8), spec.preprocessing) for p in paths])
     expected = model.predict(pixels, verbose=0)[:, classes - 1000 :]
     got = get_predictor(spec)(pixels)
     assert got.shape == (5, 1000) and got.dtype == np.float32
@@ -274,7 +277,10 @@ def test_trained_binary_model_with_its_card_and_threshold(tmp_path):
         Image.new("RGB", (40, 30), color).save(paths[-1])
     spec = resolve_model(str(tmp_path / "models" / "t1"))  # the folder finds best.keras
     assert spec.kind == "keras" and spec.binary and spec.labels.names == ("blue", "red")
-    p = model.predict(np.stack([load_pixels(q, (16, 16), "bilinear") for q in paths]), verbose=0)
+    p = model.predict(
+        np.stack([load_pixels(q, (16, 16), Preprocessing("stretch", "bilinear")) for q in paths]),
+        verbose=0,
+    )
     assert p[0, 0] > 0.5 > p[1, 0]  # it learned the colors
 
     def top1(threshold: float) -> list[tuple[str, float]]:

@@ -19,6 +19,7 @@ from storage.errors import AccuracyDropError
 from storage.parquet import read_table
 from tasks.predict.engines import get_predictor
 from tasks.predict.images import load_pixels
+from tasks.predict.preprocess import Preprocessing
 from tasks.predict.spec import resolve_model
 
 needs_openvino = pytest.mark.skipif(
@@ -44,7 +45,9 @@ def trained_color_model(model_dir: Path, dataset: Path) -> keras.Model:
     """A tiny softmax CNN fitted on the color dataset, saved as best.keras with its card."""
     keras.utils.set_random_seed(5)
     paths = sorted((dataset / "train").rglob("*.png"))
-    x = np.stack([load_pixels(str(p), (16, 16), "bilinear") for p in paths])
+    x = np.stack(
+        [load_pixels(str(p), (16, 16), Preprocessing("stretch", "bilinear")) for p in paths]
+    )
     y = np.array([sorted(COLORS).index(p.parent.name) for p in paths])
     model = keras.Sequential(
         [
@@ -112,7 +115,7 @@ def test_trained_model_fp32_equals_keras_bf16_agrees_and_the_ir_is_cached(color_
 
     model, path, val = color_model
     spec = resolve_model(str(path))
-    x = np.stack([load_pixels(p, (16, 16), "bilinear") for p in val])
+    x = np.stack([load_pixels(p, (16, 16), Preprocessing("stretch", "bilinear")) for p in val])
     before = ovb.CONVERSIONS["fp32"]
     fp32_spec, info = ovir.prepare_openvino.fn(spec, "fp32", images=val)
     assert ovb.CONVERSIONS["fp32"] == before + 1 and not info.cached
@@ -149,7 +152,9 @@ def test_int8_reports_accuracy_and_is_refused_when_it_drops_too_much(color_model
     assert info.accuracy_drop_points == pytest.approx(100 * (1.0 - info.accuracy_int8))
     assert int8_spec.identity.endswith("+openvino-int8")
     assert "int8" in Path(info.ir_path).parent.name
-    probs = get_predictor(int8_spec)(np.stack([load_pixels(p, (16, 16), "bilinear") for p in val]))
+    probs = get_predictor(int8_spec)(
+        np.stack([load_pixels(p, (16, 16), Preprocessing("stretch", "bilinear")) for p in val])
+    )
     np.testing.assert_allclose(probs.sum(axis=1), 1, atol=1e-3)
 
 

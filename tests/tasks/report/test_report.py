@@ -128,7 +128,7 @@ def _prediction_rows(root: Path) -> list[dict]:
         val["forest"][0]: ("forest", 0.8),
         val["forest"][1]: ("forest", 0.7),
     }
-    base = {"run_id": RUN, "error": None, "status": "ok"}
+    base = {"run_id": RUN, "error": None, "status": "ok", "preprocessing": "stretch/bilinear; raw"}
     rows = []
     for image, (label, p) in top1.items():
         other = "mountain" if label == "forest" else "forest"
@@ -305,8 +305,8 @@ def full_report(tmp_path_factory):
 
 def test_report_has_every_section_with_the_right_numbers(full_report):
     _, built, page = full_report
-    assert built.sections == ["scrape", "dataset", "training", "predictions", "filters"]
-    assert page.h2 == ["Scrape", "Dataset", "Training", "Predictions", "Filters"]
+    assert built.sections == ["scrape", "dataset", "health", "training", "predictions", "filters"]
+    assert page.h2 == ["Scrape", "Dataset", "Dataset health", "Training", "Predictions", "Filters"]
     facts = built.facts
     assert ("pages", "2") in facts["Scrape"] and ("candidate URLs", "6") in facts["Scrape"]
     assert ("downloaded", "4") in facts["Scrape"] and ("failed", "1") in facts["Scrape"]
@@ -317,6 +317,7 @@ def test_report_has_every_section_with_the_right_numbers(full_report):
     # The confusion matrix is the trained model's (ResNet50's "alp" is ignored): 3 of 4 right.
     assert ("validation accuracy", "0.750") in facts["Training"]
     assert ("target hits", "3 of 4") in facts["Predictions"]
+    assert ("preprocessing", "stretch/bilinear; raw") in facts["Predictions"]
     assert ("first conv layer", "conv_a") in facts["Filters"]
     body = page.body
     assert "3 of 4 images are forest." in body
@@ -388,7 +389,7 @@ def test_a_stage_prefers_its_own_run_id_and_a_left_over_preview_is_used(data_dir
     built = build_report.fn({**runs(), "report": other}, str(data_dir), "Parts", sample=2)
     folder = Path(built.html_path).parent
     assert folder.name == other
-    assert built.sections == ["dataset", "training", "filters"]
+    assert built.sections == ["dataset", "health", "training", "filters"]
     assert str(folder / "augment_samples.png") in built.plots
     with Image.open(folder / "augment_samples.png") as grid:  # enlarged 16x so pixels show
         assert grid.size == (640, 320) and grid.getpixel((300, 300)) == (200, 10, 10)
