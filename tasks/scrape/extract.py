@@ -7,7 +7,7 @@ import posixpath
 import re
 from collections.abc import Iterable
 from typing import NamedTuple
-from urllib.parse import urldefrag, urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import lxml.html
 from lxml import etree
@@ -258,10 +258,10 @@ def _is_image_link(url: str) -> bool:
 
 
 def _resolve(base: str, raw: str) -> str:
-    raw = re.sub(r"[\t\n\r]", "", raw)  # as browsers do: markup may wrap a long URL
-    if raw.lower().startswith("data:"):
+    raw = raw.strip().replace("\t", "").replace("\n", "").replace("\r", "")  # as browsers do:
+    if raw[:5].lower() == "data:":  # markup may wrap a long URL
         return raw  # urljoin would mangle it; it carries its own bytes
-    return urldefrag(urljoin(base, raw))[0]
+    return urljoin(base, raw).partition("#")[0]  # the first "#" starts the fragment
 
 
 def _parse(html: str | bytes):
