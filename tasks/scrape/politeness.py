@@ -109,7 +109,11 @@ class HostLease:
             for name in self.names:
                 ensure_limit(client, name, self.slots)
             self._lease = self._acquire(client)
-        write_text(self.claim, json.dumps({"names": self.names}))
+            try:
+                write_text(self.claim, json.dumps({"names": self.names}))
+            except BaseException:  # no claim, no way for others to free it early: give it back
+                client.release_concurrency_slots_with_lease(self._lease)
+                raise
         self._renewer = threading.Thread(target=self._renew, daemon=True, name="host-lease")
         self._renewer.start()
         return self
