@@ -179,3 +179,13 @@ def test_a_run_waits_while_another_holds_the_host(site, data_dir, tmp_path):
         assert len(site.hits("index.html")) == 1 and site.hits("img/plain.jpg") == []
     worker.join(60)
     assert done["result"].counts["ok"] >= 1 and len(site.hits("img/plain.jpg")) == 1
+
+
+@pytest.mark.parametrize("lease", [0, 0.5, 3601])
+def test_a_host_lease_out_of_bounds_fails_before_any_work(lease):
+    from pydantic import ValidationError
+
+    from flows.params import ScrapeParams
+
+    with pytest.raises(ValidationError, match="host_lease_s"):
+        ScrapeParams(pages=["http://pictures.invalid/"], label="x", host_lease_s=lease)
