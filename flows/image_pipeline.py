@@ -3,18 +3,10 @@
 from __future__ import annotations
 
 import importlib
-import re
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from prefect import flow
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-from prefect.concurrency.sync import concurrency
-from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from pydantic import BaseModel, Field
 
 from flows.params import (
@@ -131,46 +123,21 @@ def _check_imagenet_weights(weights: str) -> None:
     resolve_model("resnet50", weights)  # names the missing file and --weights when absent
 
 
-@contextmanager
-def host_slots(pages: list[str], per_host: int) -> Iterator[None]:
-    """Hold `per_host` slots of a Prefect global concurrency limit per page host while scraping.
-
-    Each run already keeps to `per_host` connections per host; the server-side limit (created
-    on first use with `per_host` slots) keeps concurrent runs together to that, too: a second
-    run scraping the same host waits for the first.
-    """
-    hosts = sorted({urlsplit(page).netloc.lower() for page in pages})
-    names = [re.sub(r"[^a-z0-9._-]+", "-", f"pixelpipe-scrape-{host}") for host in hosts]
-    occupy = per_host
-    with get_client(sync_client=True) as client:
-        for name in names:
-            try:
-                occupy = min(occupy, client.read_global_concurrency_limit_by_name(name).limit)
-            except ObjectNotFound:
-                with suppress(ObjectAlreadyExists):  # another run created it meanwhile
-                    client.create_global_concurrency_limit(
-                        GlobalConcurrencyLimitCreate(name=name, limit=per_host)
-                    )
-    with concurrency(names, occupy=max(occupy, 1), strict=True):
-        yield
-
-
 def _scrape(params: PipelineParams, result: PipelineResult) -> str | None:
     """Scrape each label's pages; returns the folder prepare reads from."""
     if not params.sources:
         result.stages_skipped["scrape_images"] = "no sources given"
         return params.source_dir
     for label, pages in params.source_pages().items():
-        with host_slots(pages, params.scrape.per_host):
-            scraped = stage("scrape_images")(
-                params=ScrapeParams(
-                    **params.scrape.model_dump(),
-                    pages=pages,
-                    label=label,
-                    data_dir=result.data_dir,
-                    run_id=result.run_id,
-                )
+        scraped = stage("scrape_images")(
+            params=ScrapeParams(
+                **params.scrape.model_dump(),
+                pages=pages,
+                label=label,
+                data_dir=result.data_dir,
+                run_id=result.run_id,
             )
+        )
         result.scrape_manifest_paths[label] = scraped.manifest_path
         result.raw_dirs[label] = scraped.raw_dir
     result.stages_run.append("scrape_images")

@@ -19,7 +19,7 @@ from storage.schemas import SCRAPE_STATUSES
 from tasks.runtime import logger
 from tasks.scrape.fetch import FetchConfig, check_proxy
 from tasks.scrape.manifest import manifest_row
-from tasks.scrape.politeness import HOST_LIMIT_PREFIX, create_host_limits
+from tasks.scrape.politeness import create_host_limits
 from tasks.scrape.tasks import clear_parts, dedupe_shards, download_shard, find_image_urls
 
 _KEPT = ("sha256", "path", "width", "height", "format", "bytes")
@@ -163,12 +163,11 @@ def _download(
     """Download shards on the chosen runner, in page order; each writes its own part.
 
     threads: one shard at a time, as each already downloads `concurrency` URLs at once with
-    its own per-host slots. processes/dask: shards in parallel, `concurrency` each; a shard
-    holds its hosts' Prefect global concurrency limits while it runs, so per_host holds overall.
+    its own per-host slots. processes/dask: shards in parallel, `concurrency` each. On every
+    runner a shard holds its hosts' Prefect global concurrency limits while it runs, so
+    per_host holds across workers and across runs scraping the same host.
     """
-    host_limit = None if params.runner == "threads" else HOST_LIMIT_PREFIX
-    if host_limit:
-        create_host_limits([c["url"] for c in todo], params.per_host, host_limit)
+    create_host_limits([c["url"] for c in todo], params.per_host)
     config = fetch_config(params)
     size = params.shard_size  # few enough tasks, big enough to keep a worker's threads busy
     batches = [todo[i : i + size] for i in range(0, len(todo), size)]
@@ -180,7 +179,7 @@ def _download(
                     "candidates": batch, "run_id": run_id, "label": params.label,
                     "raw_dir": str(raw_dir), "config": config, "min_size": params.min_size,
                     "part": f"{params.label}-{n:04d}", "run_date": run_date, "data_dir": data_dir,
-                    "host_limit": host_limit,
+                    "lease_s": params.host_lease_s,
                 },
             )
             for n, batch in enumerate(batches, start=1)

@@ -38,6 +38,13 @@ class ScrapeParams(StageParams):
     )
     user_agent: str = Field(DEFAULT_USER_AGENT, min_length=1, description="User-Agent header")
     shard_size: int = Field(500, ge=1, le=100_000, description="URLs per download task (shard)")
+    host_lease_s: float = Field(
+        60.0,
+        ge=1,
+        le=3600,
+        description="Lease on a host's download slots, renewed while a shard runs: a worker that"
+        " dies blocks its hosts at most this long",
+    )
     runner: Runner = runner_field("threads", "downloads wait on the network")
     dask_address: str | None = dask_address_field()
     deadline: float | None = Field(

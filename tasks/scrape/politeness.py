@@ -1,29 +1,44 @@
-"""Per-host politeness across processes and machines: one Prefect global concurrency limit per
-host, whose slots a download shard holds while it runs, wherever it runs.
+"""Per-host politeness, the one mechanism for threads, processes and Dask: a Prefect global
+concurrency limit per host (`pixelpipe-host-<host>`), whose slots a download shard holds under
+a lease while it runs, wherever it runs.
 
-Why per shard, not per request: acquiring and releasing a slot through `concurrency()` costs
-about 125 ms here (4.5 ms for a plain API read), against a few ms for a loopback image. A shard
-takes all `per_host` slots of each of its hosts (its own threads keep to `per_host` per host),
-so however many workers run shards, at most `per_host` requests reach a host at once; shards
-for other hosts run in parallel. Cost: two API calls per shard.
+Why per shard, not per request: acquiring and releasing a slot costs about 125 ms here (4.5 ms
+for a plain API read), against a few ms for a loopback image. A shard takes all `per_host` slots
+of each of its hosts (its own threads keep to `per_host` per host), so however many workers and
+runs download, at most `per_host` requests reach a host at once.
+
+Why a claim file beside the Prefect lease: Prefect revokes an expired lease only in its
+repossessor service, which a real server runs every 15 s but an ephemeral server (the test
+harness, a run without PREFECT_API_URL) never runs, and its shortest lease is 60 s. So each lease
+also has a claim file, `<data root>/.leases/<lease id>.lease`, touched at every renewal; a shard
+kept waiting releases a lease whose claim has not been touched for `lease_s` (its holder died),
+so a dead worker blocks its hosts for at most one lease period on any server. A worker killed
+in the few milliseconds between the server granting a lease and the claim being written leaves
+no claim: that lease waits for the repossessor (60 s + its loop on a real server).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import threading
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 from uuid import UUID
 
+import httpx
+from prefect.client.orchestration import get_client
+from prefect.exceptions import ObjectAlreadyExists
+
+from storage.files import write_text
 from tasks.runtime import logger
 
 HOST_LIMIT_PREFIX = "pixelpipe-host-"
-# The server's minimum lease; renewed every third of it while the shard runs. A worker that
-# dies stops renewing; its retried shard releases the dead one's lease at once (the claim file).
-LEASE_S = 60.0
-MAX_WAIT_S = 0.5  # longest pause between tries while another shard holds the host (one API read)
+LEASE_S = 60.0  # default lease period: how long a dead holder can block its hosts
+SERVER_MIN_LEASE_S = 60.0  # the Prefect server refuses shorter leases (HTTP 422)
+MAX_WAIT_S = 0.5  # longest pause between tries while another shard holds the host (one API call)
 
 
 def host_of(url: str) -> str:
@@ -31,53 +46,79 @@ def host_of(url: str) -> str:
     return urlsplit(url).netloc.lower()
 
 
-def limit_name(prefix: str, host: str) -> str:
-    """A Prefect-safe limit name: letters, digits, dots and dashes."""
-    return prefix + re.sub(r"[^a-z0-9.-]+", "-", host.lower()).strip("-")
+def limit_name(host: str) -> str:
+    """A Prefect-safe limit name for `host`: letters, digits, dots and dashes."""
+    return HOST_LIMIT_PREFIX + re.sub(r"[^a-z0-9.-]+", "-", host.lower()).strip("-")
+
+
+def limit_names(urls: list[str]) -> list[str]:
+    """The limits of the http(s) hosts among `urls`, sorted, each once."""
+    hosts = {host_of(u) for u in urls if urlsplit(u).scheme.lower() in ("http", "https")}
+    return sorted({limit_name(h) for h in hosts if h})
 
 
 def ensure_limit(client, name: str, limit: int) -> None:
     """Create the limit, or set it to `limit`; two workers racing to create it both succeed."""
-    from prefect.exceptions import ObjectAlreadyExists
-
     try:
         client.upsert_global_concurrency_limit_by_name(name, limit)
     except ObjectAlreadyExists:  # created by another worker between the read and the write
         client.upsert_global_concurrency_limit_by_name(name, limit)
 
 
-class HostLease:
-    """Hold `slots` slots of every named limit for a `with` block (one lease, renewed).
+def create_host_limits(urls: list[str], per_host: int) -> list[str]:
+    """Create (or set) every host's limit up front, in the flow, so shards starting together
+    do not race to create them (the loser's insert fails on the server and is logged there)."""
+    names = limit_names(urls)
+    with get_client(sync_client=True) as client:
+        for name in names:
+            ensure_limit(client, name, per_host)
+    return names
 
-    `claim` is a file only this shard writes (by run and part): it holds the lease id, so a
-    retried shard whose first attempt died releases that lease instead of waiting it out.
+
+class HostLease:
+    """Hold `slots` slots of every named limit for a `with` block: one Prefect lease, renewed
+    every third of `lease_s`, with its claim file under `claims` touched at each renewal.
+
+    `wait_s` bounds the wait for the slots (TimeoutError after it); None waits as long as
+    other live shards hold the hosts.
     """
 
-    def __init__(self, names: list[str], slots: int, claim: Path) -> None:
-        self.names, self.slots, self.claim = sorted(set(names)), slots, claim
+    def __init__(
+        self,
+        names: list[str],
+        slots: int,
+        claims: Path,
+        lease_s: float = LEASE_S,
+        wait_s: float | None = None,
+    ) -> None:
+        self.names, self.slots, self.claims = sorted(set(names)), slots, claims
+        self.lease_s, self.wait_s = lease_s, wait_s
         self._stop = threading.Event()
         self._lease: UUID | None = None
         self._renewer: threading.Thread | None = None
 
-    def __enter__(self) -> HostLease:
-        from prefect.client.orchestration import get_client
+    @property
+    def claim(self) -> Path:
+        return self.claims / f"{self._lease}.lease"
 
+    def __enter__(self) -> HostLease:
         if not self.names:
             return self
+        self.claims.mkdir(parents=True, exist_ok=True)
         with get_client(sync_client=True) as client:
             for name in self.names:
                 ensure_limit(client, name, self.slots)
-            self._release_stale(client)
             self._lease = self._acquire(client)
-        self.claim.parent.mkdir(parents=True, exist_ok=True)
-        self.claim.write_text(str(self._lease))
+            try:
+                write_text(self.claim, json.dumps({"names": self.names}))
+            except BaseException:  # no claim, no way for others to free it early: give it back
+                client.release_concurrency_slots_with_lease(self._lease)
+                raise
         self._renewer = threading.Thread(target=self._renew, daemon=True, name="host-lease")
         self._renewer.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        from prefect.client.orchestration import get_client
-
         if self._lease is None:
             return
         self._stop.set()
@@ -88,59 +129,62 @@ class HostLease:
         self.claim.unlink(missing_ok=True)
 
     def _acquire(self, client) -> UUID:
-        import httpx
-
+        deadline = None if self.wait_s is None else time.monotonic() + self.wait_s
+        server_lease = max(self.lease_s, SERVER_MIN_LEASE_S)
         while True:
             try:
                 response = client.increment_concurrency_slots_with_lease(
-                    self.names, self.slots, "concurrency", LEASE_S
+                    self.names, self.slots, "concurrency", server_lease
                 )
                 return UUID(response.json()["lease_id"])
             except httpx.HTTPStatusError as e:
                 if e.response.status_code != 423:  # 423 Locked: the slots are taken for now
                     raise
                 wait = float(e.response.headers.get("Retry-After") or MAX_WAIT_S)
-                self._stop.wait(min(max(wait, 0.05), MAX_WAIT_S))
-
-    def _release_stale(self, client) -> None:
-        try:
-            stale = UUID(self.claim.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return
-        import httpx
-
-        with contextlib.suppress(httpx.HTTPStatusError):  # expired and already reclaimed
-            client.release_concurrency_slots_with_lease(stale)
-        self.claim.unlink(missing_ok=True)
+            if release_stale(client, self.claims, self.names, self.lease_s):
+                continue  # a dead holder's slots are free again: try at once
+            if deadline is not None and time.monotonic() + 0.05 > deadline:
+                raise TimeoutError(f"{self.names} still busy after {self.wait_s} s")
+            pause = min(max(wait, 0.05), MAX_WAIT_S)
+            if deadline is not None:
+                pause = min(pause, max(deadline - time.monotonic(), 0.05))
+            self._stop.wait(pause)
 
     def _renew(self) -> None:
-        from prefect.client.orchestration import get_client
-
+        server_lease = max(self.lease_s, SERVER_MIN_LEASE_S)
         with get_client(sync_client=True) as client:
-            while not self._stop.wait(LEASE_S / 3):
+            while not self._stop.wait(self.lease_s / 3):
                 try:
-                    client.renew_concurrency_lease(self._lease, LEASE_S)
+                    self.claim.touch()  # the heartbeat other shards read
+                    client.renew_concurrency_lease(self._lease, server_lease)
                 except Exception as e:  # a blip: the next try may work; the lease has slack
                     logger().warning("could not renew the host lease %s: %s", self._lease, e)
 
 
-def create_host_limits(urls: list[str], per_host: int, prefix: str) -> list[str]:
-    """Create (or set) every host's limit up front, in the flow, so shards starting together
-    do not race to create them (the loser's insert fails on the server and is logged there)."""
-    from prefect.client.orchestration import get_client
+def release_stale(client, claims: Path, names: list[str], lease_s: float) -> int:
+    """Release every lease on one of `names` whose claim file is older than `lease_s` (its
+    holder stopped renewing: it died); returns how many. Only `<uuid>.lease` files are read
+    and deleted, by the exact name built from the lease id."""
+    released = 0
+    now = time.time()
+    for path in claims.glob("*.lease") if claims.is_dir() else ():
+        try:
+            lease = UUID(path.stem)
+            if path != claims / f"{lease}.lease" or now - path.stat().st_mtime <= lease_s:
+                continue
+            held = json.loads(path.read_text()).get("names", [])
+        except (ValueError, OSError, AttributeError):
+            continue  # not ours, half-gone, or being written: look again next time
+        if not set(held) & set(names):
+            continue
+        with contextlib.suppress(httpx.HTTPStatusError):  # already released or repossessed
+            client.release_concurrency_slots_with_lease(lease)
+        (claims / f"{lease}.lease").unlink(missing_ok=True)
+        logger().warning("released lease %s of %s: its holder stopped renewing it", lease, held)
+        released += 1
+    return released
 
-    hosts = {host_of(u) for u in urls if urlsplit(u).scheme.lower() in ("http", "https")}
-    names = sorted(limit_name(prefix, h) for h in hosts if h)
-    with get_client(sync_client=True) as client:
-        for name in names:
-            ensure_limit(client, name, per_host)
-    return names
 
-
-def host_lease(urls: list[str], per_host: int, prefix: str | None, claim: Path) -> HostLease:
-    """The lease a shard holds over `urls`: all `per_host` slots of each http(s) host's limit
-    named `<prefix><host>`; nothing to hold when `prefix` is None (one process: its own
-    per-host slots already do it)."""
-    hosts = {host_of(u) for u in urls if urlsplit(u).scheme.lower() in ("http", "https")}
-    names = [limit_name(prefix, h) for h in hosts if h] if prefix else []
-    return HostLease(names, per_host, claim)
+def host_lease(urls: list[str], per_host: int, claims: Path, lease_s: float = LEASE_S) -> HostLease:
+    """The lease a shard holds over `urls`: all `per_host` slots of each http(s) host's limit."""
+    return HostLease(limit_names(urls), per_host, claims, lease_s)

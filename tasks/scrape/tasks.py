@@ -31,7 +31,7 @@ from tasks.scrape.manifest import (
     manifest_row,
     mark_duplicates,
 )
-from tasks.scrape.politeness import host_lease
+from tasks.scrape.politeness import LEASE_S, host_lease
 
 HTML_TYPES = ("text/html", "application/xhtml+xml", "application/xml", "text/xml")
 
@@ -239,18 +239,19 @@ def download_shard(
     part: str,
     run_date: date,
     data_dir: str,
-    host_limit: str | None = None,
+    lease_s: float = LEASE_S,
 ) -> ShardOutcome:
     """download_images over one shard, its rows written as scrape_manifest part `part` by the
     worker that fetched them. A shard redone after its worker died rewrites the same part (and
     finds its own files, same name, same bytes), so no row is counted twice.
 
-    `host_limit`: hold the Prefect global concurrency limits `<host_limit><host>` of the
-    shard's hosts while downloading (shards on other processes share those hosts).
+    While downloading it holds its hosts' global concurrency limits (tasks.scrape.politeness),
+    so shards of other workers and runs keep to `per_host` too; a dead holder's slots come
+    back after `lease_s`.
     """
-    claim = Layout.at(data_dir).root / ".leases" / f"{run_id}-{part}.lease"
+    claims = Layout.at(data_dir).root / ".leases"
     urls = [c["url"] for c in candidates]
-    with host_lease(urls, config.per_host, host_limit, claim):
+    with host_lease(urls, config.per_host, claims, lease_s):
         rows = download_images.fn(candidates, run_id, label, raw_dir, config, min_size)
     path = write_table(
         "scrape_manifest", rows, run_id=run_id, data_dir=data_dir, run_date=run_date, part=part

@@ -23,7 +23,7 @@ from flows.runners import local_cluster_kwargs, machine_cores, task_runner_for
 from flows.scrape_images import scrape_images
 from storage.errors import ConfigError
 from storage.parquet import read_table
-from tasks.scrape.politeness import HOST_LIMIT_PREFIX, limit_name
+from tasks.scrape.politeness import limit_name
 from tests.http_server import SiteServer, picture
 
 NO_DASK = "prefect-dask is not installed (the `dask` extra): " + DASK_INSTALL
@@ -156,9 +156,7 @@ def test_scrape_on_dask_writes_the_same_manifest(prefect_harness, cluster, tmp_p
         "scrape_manifest", "run-threads", tmp_path / "a"
     )
     with get_client(sync_client=True) as client:
-        limit = client.read_global_concurrency_limit_by_name(
-            limit_name(HOST_LIMIT_PREFIX, f"127.0.0.1:{site.port}")
-        )
+        limit = client.read_global_concurrency_limit_by_name(limit_name(f"127.0.0.1:{site.port}"))
     assert limit.limit == 2 and limit.active_slots == 0
 
 
@@ -245,32 +243,22 @@ def test_predict_on_dask_writes_the_same_predictions(prefect_harness, cluster, t
 # --- a worker dies mid-shard ---------------------------------------------------------------------
 
 
-def kill_the_fetching_worker(client, site, killed: threading.Event) -> threading.Thread:
-    """SIGKILL the worker process that holds a connection to the site, once it has one.
+def kill_workers_once_fetching(client, site, names, killed: threading.Event) -> threading.Thread:
+    """SIGKILL every worker process as soon as the first image request reaches the site.
 
-    With a per-host limit only one shard fetches from the site at a time, so the worker with
-    the open connection is the one mid-way through a shard. (Killing a worker that is waiting
-    for the host limit instead would test lease expiry, not a retried shard.)
+    With a per-host limit only one shard fetches from the site at a time, so that shard is
+    certainly mid-way when its worker dies, and the other worker is waiting for the host limit
+    (mid-acquire) or between shards: killing every worker covers both.
     """
-    import psutil
-
     pids = list(client.run(os.getpid).values())
-
-    def fetching() -> int | None:
-        for pid in pids:
-            connections = psutil.Process(pid).net_connections(kind="tcp")
-            if any(c.raddr and c.raddr.port == site.port for c in connections):
-                return pid
-        return None
 
     def watch() -> None:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if (pid := fetching()) is not None:
-                os.kill(pid, signal.SIGKILL)
-                killed.set()
-                return
+        while time.monotonic() < deadline and not any(site.hits(n) for n in names):
             time.sleep(0.01)
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        killed.set()
 
     thread = threading.Thread(target=watch, daemon=True)
     thread.start()
@@ -284,16 +272,17 @@ def test_a_worker_killed_mid_shard_costs_a_retry_not_rows(prefect_harness, clust
     files["page.html"] = f"<html><body>{html}</body></html>".encode()
     images = [name for name in files if name != "page.html"]
     killed = threading.Event()
-    # One request at a time, 0.5 s each: the first image is still in flight at the kill.
+    # One request at a time, 0.5 s each: the first image is still in flight at the kill. The
+    # dead shard's lease frees its host after host_lease_s (kept short here).
     with SiteServer(root=None, files=files, latency=0.5) as site:
-        watcher = kill_the_fetching_worker(cluster, site, killed)
+        watcher = kill_workers_once_fetching(cluster, site, images, killed)
         result = scrape(
             site, tmp_path / "data", "run-kill", runner="dask", concurrency=1,
-            dask_address=cluster.scheduler.address,
+            dask_address=cluster.scheduler.address, host_lease_s=3,
         )  # fmt: skip
         watcher.join(timeout=5)
         hits = {name: len(site.hits(name)) for name in images}
-    assert killed.is_set()  # the fetching worker was killed
+    assert killed.is_set()  # every worker was killed
     assert 2 in hits.values()  # the killed shard had started fetching, and was run again
     assert result.counts == {"ok": 12} and result.stored == 12
     rows = read_table("scrape_manifest", data_dir=tmp_path / "data", run_id="run-kill")

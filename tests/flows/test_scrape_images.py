@@ -1,6 +1,7 @@
 """scrape_images as a real Prefect flow against the loopback test site."""
 
 import hashlib
+import threading
 from pathlib import Path
 
 import pytest
@@ -159,3 +160,43 @@ def test_the_cli_runs_the_flow_and_prints_the_summary(site, data_dir):
     assert result.exit_code == 0, result.output
     assert "[cli]: 2 page(s), 2 URL(s) -> ok 2" in result.output
     assert "manifest " in result.output
+
+
+def test_a_run_waits_while_another_holds_the_host(site, data_dir, tmp_path):
+    """The threads runner takes the same per-host limit as processes and Dask: while another
+    run holds all of the host's slots, this one reads its page but fetches no image."""
+    from tasks.scrape import politeness
+
+    name = politeness.limit_name(politeness.host_of(site.base))
+    waiting = threading.Event()
+    release_stale = politeness.release_stale
+
+    def refused(*args):  # called after each refusal: this run is waiting for the host
+        waiting.set()
+        return release_stale(*args)
+
+    run = {"pages": ["index.html"], "run_id": "run-wait", "respect_robots": False}
+    with politeness.HostLease([name], 4, tmp_path / "other-run"):
+        done = {}
+
+        def scrape() -> None:
+            done["result"] = scrape_images(params=params(site, data_dir, **run))
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(politeness, "release_stale", refused)
+            worker = threading.Thread(target=scrape)
+            worker.start()
+            assert waiting.wait(60)
+        assert len(site.hits("index.html")) == 1 and site.hits("img/plain.jpg") == []
+    worker.join(60)
+    assert done["result"].counts["ok"] >= 1 and len(site.hits("img/plain.jpg")) == 1
+
+
+@pytest.mark.parametrize("lease", [0, 0.5, 3601])
+def test_a_host_lease_out_of_bounds_fails_before_any_work(lease):
+    from pydantic import ValidationError
+
+    from flows.params import ScrapeParams
+
+    with pytest.raises(ValidationError, match="host_lease_s"):
+        ScrapeParams(pages=["http://pictures.invalid/"], label="x", host_lease_s=lease)

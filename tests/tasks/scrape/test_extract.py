@@ -233,3 +233,241 @@ def test_one_parse_gives_capped_candidates_and_the_next_page():
     assert page.dropped == 20  # distinct URLs past the cap; the repeated p0.jpg is not one
     assert page.next_urls == ["https://example.com/gallery/page2.html"]
     assert parse_page(html, PAGE).dropped == 0 and len(parse_page(html, PAGE).candidates) == 30
+
+
+# --- every form a browser or a link preview shows (issue 20) ----------------------------------
+
+G = "https://example.com/gallery/"
+
+
+@pytest.mark.parametrize(
+    ("html", "expected"),
+    [
+        (
+            '<meta name="twitter:image" content="/tw.jpg">',
+            [("https://example.com/tw.jpg", "meta[twitter:image]")],
+        ),
+        (
+            '<meta property="twitter:image:src" content="tw.png">',
+            [(G + "tw.png", "meta[twitter:image]")],
+        ),
+        ('<meta name="og:image" content="og.jpg">', [(G + "og.jpg", "meta[og:image]")]),
+        ('<link rel="image_src" href="main.jpg">', [(G + "main.jpg", "link[image_src]")]),
+        ('<link rel="stylesheet" href="site.css"><link rel="icon" href="i.png">', []),
+        (
+            '<amp-img src="amp.jpg" layout="responsive"></amp-img>',
+            [(G + "amp.jpg", "amp-img[src]")],
+        ),
+        (
+            '<amp-img src="s.jpg" srcset="s.jpg 320w, l.jpg 1280w"></amp-img>',
+            [(G + "l.jpg", "amp-img[srcset]")],
+        ),
+        (
+            '<video poster="poster.jpg"><source src="clip.mp4"></video>',
+            [(G + "poster.jpg", "video[poster]")],
+        ),
+        ('<svg><image href="drawn.png" /></svg>', [(G + "drawn.png", "svg:image[href]")]),
+        ('<svg><image xlink:href="old.png" /></svg>', [(G + "old.png", "svg:image[xlink:href]")]),
+        (
+            '<img src="p.gif" data-lazy-srcset="a.jpg 1x, b.jpg 2x">',
+            [(G + "b.jpg", "img[data-lazy-srcset]")],
+        ),
+        ('<img src="p.gif" data-lazy="slick.jpg">', [(G + "slick.jpg", "img[data-lazy]")]),
+        ('<img src="p.gif" data-echo="echo.jpg">', [(G + "echo.jpg", "img[data-echo]")]),
+        ('<div data-bg="bg.jpg"></div>', [(G + "bg.jpg", "[data-bg]")]),
+        ('<div data-bg-hidpi="bg@2x.jpg"></div>', [(G + "bg@2x.jpg", "[data-bg-hidpi]")]),
+        ('<section data-background="sec.jpg"></section>', [(G + "sec.jpg", "[data-background]")]),
+        (
+            '<div data-background-image="lozad.jpg"></div>',
+            [(G + "lozad.jpg", "[data-background-image]")],
+        ),
+        ("<div data-bg=\"url('quoted.jpg')\"></div>", [(G + "quoted.jpg", "[data-bg]")]),
+        (
+            '<div data-bg-multi="url(m1.jpg), url(m2.jpg)"></div>',
+            [(G + "m1.jpg", "[data-bg-multi]"), (G + "m2.jpg", "[data-bg-multi]")],
+        ),
+        (
+            '<div data-bgset="s.jpg 1x, m.jpg 2x [(max-width: 600px)] | l.jpg 3x"></div>',
+            [(G + "l.jpg", "[data-bgset]")],
+        ),
+        (
+            '<noscript><img src="fallback.jpg"></noscript>',
+            [(G + "fallback.jpg", "noscript>img[src]")],
+        ),
+        ('<div style="background-image: url(s.jpg)"></div>', [(G + "s.jpg", "[style]")]),
+        (
+            "<div style=\"color: red; background: #fff url( 's2.jpg' ) no-repeat\"></div>",
+            [(G + "s2.jpg", "[style]")],
+        ),
+        (
+            '<div style="background-image: url(&quot;s3.jpg&quot;)"></div>',
+            [(G + "s3.jpg", "[style]")],
+        ),
+        ('<div style="list-style-image: url(no.jpg); border-image: url(no2.jpg)"></div>', []),
+        ("<style>.hero { background-image: url(hero.jpg) }</style>", [(G + "hero.jpg", "<style>")]),
+        (
+            '<style>.a{background:url("q.jpg") center}.b{content:url(no.jpg)}</style>',
+            [(G + "q.jpg", "<style>")],
+        ),
+        ("<style>/* background: url(c.jpg) */ p{color:red}</style>", []),
+    ],
+)
+def test_each_form_has_its_own_found_in(html, expected):
+    assert extract_candidates(html, PAGE) == expected
+
+
+def test_url_in_css_with_and_without_quotes_and_spaces():
+    css = """.a{background-image:url(a.jpg)} .b{background-image: url( "b b.jpg" )}
+      .c{background:url('c.jpg'),url(d.jpg)} .e{background: url(data:image/png;base64,AAA=)}"""
+    assert urls(f"<style>{css}</style>") == [
+        G + "a.jpg", G + "b b.jpg", G + "c.jpg", G + "d.jpg",
+        "data:image/png;base64,AAA=",
+    ]  # fmt: skip
+
+
+def test_image_set_takes_the_largest():
+    html = """<div style="background-image: image-set(url(one.jpg) 1x, url('two.jpg') 2x)"></div>
+      <div style="background-image: -webkit-image-set('a.png' 1x, 'b.png' 3x, 'c.png' 2x)"></div>
+      <div style="background: image-set(url(lo.jpg) 96dpi, url(hi.jpg) 2dppx), url(also.jpg)">
+      </div><style>.x{background:image-set("z1.avif" type("image/avif") 1x, "z2.avif" 2x)}
+      </style>"""
+    assert urls(html) == [
+        G + "two.jpg", G + "b.png", G + "hi.jpg", G + "also.jpg", G + "z2.avif"
+    ]  # fmt: skip
+
+
+JSON_LD_FORMS = [
+    ('{"@type": "Article", "image": "str.jpg"}', [(G + "str.jpg", "json-ld[image]")]),
+    (
+        '{"image": {"@type": "ImageObject", "url": "obj.jpg", "width": 800}}',
+        [(G + "obj.jpg", "json-ld[image]")],
+    ),
+    (
+        '{"image": ["l1.jpg", {"@type": "ImageObject", "contentUrl": "l2.jpg"}]}',
+        [(G + "l1.jpg", "json-ld[image]"), (G + "l2.jpg", "json-ld[image]")],
+    ),
+    (
+        '{"@type": "VideoObject", "thumbnailUrl": "/th.jpg"}',
+        [("https://example.com/th.jpg", "json-ld[thumbnailUrl]")],
+    ),
+    (
+        '{"@type": "ImageObject", "contentUrl": "https://cdn.example.org/c.jpg"}',
+        [("https://cdn.example.org/c.jpg", "json-ld[contentUrl]")],
+    ),
+    (
+        '{"@context": "https://schema.org", "@graph": [{"@type": "WebPage", "name": "x"},'
+        ' {"@type": "Person", "image": {"url": "face.jpg"}}, {"thumbnailUrl": ["t.jpg"]}]}',
+        [(G + "face.jpg", "json-ld[image]"), (G + "t.jpg", "json-ld[thumbnailUrl]")],
+    ),
+    (
+        '[{"image": "arr1.jpg"}, {"image": "arr2.jpg"}]',
+        [(G + "arr1.jpg", "json-ld[image]"), (G + "arr2.jpg", "json-ld[image]")],
+    ),
+    (
+        '{"@type": "Article", "author": {"image": "nested.jpg"}}',
+        [(G + "nested.jpg", "json-ld[image]")],
+    ),
+    ('{"image": 42, "thumbnailUrl": null, "contentUrl": ""}', []),
+]
+
+
+@pytest.mark.parametrize(("json_ld", "expected"), JSON_LD_FORMS)
+def test_json_ld_images_as_string_object_list_and_graph(json_ld, expected):
+    html = f'<script type="application/ld+json">{json_ld}</script>'
+    assert extract_candidates(html, PAGE) == expected
+
+
+@pytest.mark.parametrize(
+    "broken",
+    ['{"image": "a.jpg"', "not json at all", "", '{"image": "b.jpg",}', "[" * 5000 + "]" * 5000],
+)
+def test_broken_json_ld_is_ignored_and_the_rest_of_the_page_still_counts(broken):
+    html = f"""<script type="application/ld+json">{broken}</script>
+      <script type="application/ld+json">{{"image": "good.jpg"}}</script><img src="img.jpg">"""
+    assert urls(html) == [G + "good.jpg", G + "img.jpg"]
+
+
+def test_nothing_but_json_ld_is_read_from_scripts():
+    html = """<script>var a = {"image": "js.jpg"}; document.write('<img src="w.jpg">')</script>
+      <script type="text/template"><img src="tpl.jpg"></script>
+      <script type="application/json">{"image": "plain-json.jpg"}</script>
+      <script type="application/ld+json; charset=utf-8">{"image": "ld.jpg"}</script>"""
+    assert urls(html) == [G + "ld.jpg"]
+
+
+def test_noscript_fallbacks_are_kept_and_a_lazy_image_counts_once():
+    html = """<img data-src="lazy.jpg" src="placeholder.gif" class="lazyload">
+      <noscript><img src="lazy.jpg"><img src="only-here.jpg"></noscript>"""
+    assert extract_candidates(html, PAGE) == [
+        (G + "lazy.jpg", "img[data-src]"),
+        (G + "only-here.jpg", "noscript>img[src]"),
+    ]
+
+
+def test_relative_urls_of_every_form_resolve_against_base_href():
+    html = """<head><meta property="og:image" content="og.jpg">
+      <base href="https://static.example.net/assets/">
+      <meta name="twitter:image" content="../tw.jpg"><link rel="image_src" href="/root.jpg">
+      <script type="application/ld+json">{"image": "ld.jpg"}</script>
+      <style>.h{background:url(css/h.jpg)}</style></head>
+      <body><amp-img src="amp.jpg"></amp-img><video poster="p.jpg"></video>
+      <svg><image href="s.png"/></svg><div data-bg="bg.jpg" style="background:url('st.jpg')"></div>
+      <noscript><img src="ns.jpg"></noscript></body>"""
+    b = "https://static.example.net/assets/"
+    assert urls(html) == [
+        b + "og.jpg", "https://static.example.net/tw.jpg", "https://static.example.net/root.jpg",
+        b + "ld.jpg", b + "css/h.jpg", b + "amp.jpg", b + "p.jpg", b + "s.png", b + "st.jpg",
+        b + "bg.jpg", b + "ns.jpg",
+    ]  # fmt: skip
+
+
+ALL_FORMS = """<!doctype html><html><head>
+<meta property="og:image" content="/shared.jpg">
+<meta name="twitter:image" content="/shared.jpg"><meta name="twitter:image:src" content="tw.jpg">
+<link rel="image_src" href="/shared.jpg"><link rel="image_src" href="link.jpg">
+<script type="application/ld+json">{"@graph": [{"image": ["/shared.jpg", "ld.jpg"]},
+  {"thumbnailUrl": "thumb.jpg"}, {"contentUrl": {"url": "content.jpg"}}]}</script>
+<style>.hero{background-image: image-set(url(hero.jpg) 1x, url(hero-2x.jpg) 2x)}</style>
+</head><body>
+<img src="/shared.jpg"><amp-img srcset="amp.jpg 2x"></amp-img><video poster="poster.jpg"></video>
+<svg><image xlink:href="svg.png"/></svg><img src="p.gif" data-srcset="lazy.jpg 1x">
+<div data-bg="ld.jpg"></div><div data-background="bg.jpg"></div>
+<noscript><img src="noscript.jpg"></noscript><div style="background: url(style.jpg)"></div>
+<picture><source srcset="pic.webp 2x"><img src="pic.jpg"></picture><a href="big.png">big</a>
+</body></html>"""
+
+
+def test_a_page_with_every_form_gives_each_url_once_with_the_first_found_in():
+    got = extract_candidates(ALL_FORMS, PAGE)
+    assert [
+        (c.url.removeprefix(G).removeprefix("https://example.com/"), c.found_in) for c in got
+    ] == [
+        ("shared.jpg", "meta[og:image]"),
+        ("tw.jpg", "meta[twitter:image]"),
+        ("link.jpg", "link[image_src]"),
+        ("ld.jpg", "json-ld[image]"),
+        ("thumb.jpg", "json-ld[thumbnailUrl]"),
+        ("content.jpg", "json-ld[contentUrl]"),
+        ("hero-2x.jpg", "<style>"),
+        ("amp.jpg", "amp-img[srcset]"),
+        ("poster.jpg", "video[poster]"),
+        ("svg.png", "svg:image[xlink:href]"),
+        ("lazy.jpg", "img[data-srcset]"),
+        ("bg.jpg", "[data-background]"),
+        ("noscript.jpg", "noscript>img[src]"),
+        ("style.jpg", "[style]"),
+        ("pic.webp", "picture[srcset]"),
+        ("big.png", "a[href]"),
+    ]
+
+
+def test_charset_of_byte_pages_is_honoured():
+    latin = '<meta charset="iso-8859-1"><img src="caf\xe9.jpg">'.encode("latin-1")
+    assert urls(latin) == [G + "café.jpg"]
+    assert urls('<img src="café.jpg">'.encode()) == [G + "café.jpg"]
+
+
+def test_hostile_css_costs_one_pass():
+    """Unclosed parentheses after every declaration: linear, not quadratic (a bounded run)."""
+    css = "p{background:url(" * 20_000 + "a.jpg)"
+    assert len(urls(f'<style>{css}</style><img src="after.jpg">')) >= 1

@@ -3,12 +3,18 @@ exactly which files end up stored."""
 
 import hashlib
 import logging
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
 
 import pytest
 
 import tasks.scrape.extract as extract_module
 from storage.parquet import to_arrow
 from tasks.scrape.fetch import FetchConfig
+from tasks.scrape.politeness import HostLease, limit_name
 from tasks.scrape.tasks import download_images, find_image_urls
 from tests.http_server import DATA_PNG, SiteServer, picture
 
@@ -198,13 +204,13 @@ def test_per_host_limit_holds_and_concurrency_overlaps_requests(tmp_path):
 
 def test_a_page_is_parsed_once_and_its_candidates_are_capped(monkeypatch, caplog, cfg):
     parses = []
-    real = extract_module.BeautifulSoup
+    real = extract_module._parse
 
     def counting(*args, **kwargs):  # the real parser, counted
         parses.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(extract_module, "BeautifulSoup", counting)
+    monkeypatch.setattr(extract_module, "_parse", counting)
     page1 = b'<a rel="next" href="page2.html">next</a>' + b"".join(
         b'<img src="i%d.jpg">' % i for i in range(50)
     )
@@ -218,3 +224,70 @@ def test_a_page_is_parsed_once_and_its_candidates_are_capped(monkeypatch, caplog
     urls = [c["url"] for c in out["candidates"]]
     assert urls == [site.url(f"i{i}.jpg") for i in range(20)] + [site.url("last.jpg")]
     assert "kept the first max_candidates=20, dropped 30" in caplog.text
+
+
+# --- per-host leases: a holder that dies --------------------------------------------------------
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from tasks.scrape import politeness
+
+def refused(*args):  # called after each refusal: says the worker is mid-acquire
+    print("waiting", flush=True)
+    return release_stale(*args)
+
+release_stale, politeness.release_stale = politeness.release_stale, refused
+lease = politeness.HostLease([sys.argv[1]], 2, Path(sys.argv[2]), lease_s=float(sys.argv[3]))
+with lease:
+    print("held", flush=True)
+    time.sleep(600)
+"""
+
+
+def start_holder(name: str, claims, lease_s: float, until: str) -> subprocess.Popen:
+    """Another process taking the host's slots (as a worker would); returns once it has printed
+    `until`: "waiting" (refused, still trying) or "held"."""
+    from prefect.settings import get_current_settings
+
+    env = {**os.environ, "PREFECT_API_URL": str(get_current_settings().api.url)}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[3])
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, name, str(claims), str(lease_s)],
+        env=env, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    for line in child.stdout:  # bounded: the child prints both lines or exits
+        if line.strip() == until:
+            return child
+    raise AssertionError(f"the holder exited ({child.wait()}) before printing {until!r}")
+
+
+def test_a_worker_killed_holding_a_host_frees_it_within_one_lease(prefect_harness, tmp_path):
+    name, lease_s = limit_name(f"held-{uuid.uuid4().hex[:8]}.invalid"), 2.0
+    child = start_holder(name, tmp_path, lease_s, until="held")
+    child.kill()
+    child.wait()
+    with pytest.raises(TimeoutError):  # the dead worker's lease still holds the slots...
+        HostLease([name], 2, tmp_path, lease_s, wait_s=0.2).__enter__()
+    with HostLease([name], 2, tmp_path, lease_s, wait_s=lease_s + 1.0) as lease:  # ...not long
+        assert lease.claim.is_file()
+    assert list(tmp_path.glob("*.lease")) == []  # the dead one's claim and ours are gone
+
+
+def test_a_worker_killed_while_it_acquires_leaves_the_host_usable(prefect_harness, tmp_path):
+    name, lease_s = limit_name(f"acq-{uuid.uuid4().hex[:8]}.invalid"), 2.0
+    with HostLease([name], 2, tmp_path, lease_s):
+        child = start_holder(name, tmp_path, lease_s, until="waiting")
+        child.kill()
+        child.wait()
+    with HostLease([name], 2, tmp_path, lease_s, wait_s=lease_s + 1.0) as lease:
+        assert lease.claim.is_file()
+
+
+def test_a_live_holder_is_never_taken_for_dead(prefect_harness, tmp_path):
+    """Renewals keep its claim fresh: a waiter times out rather than releasing it."""
+    name, lease_s = limit_name(f"live-{uuid.uuid4().hex[:8]}.invalid"), 1.0
+    with HostLease([name], 2, tmp_path, lease_s) as holder:
+        with pytest.raises(TimeoutError):
+            HostLease([name], 1, tmp_path, lease_s, wait_s=3 * lease_s).__enter__()
+        assert holder.claim.is_file()
