@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
-import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import CancelledError, ProcessPoolExecutor
@@ -164,10 +163,6 @@ def _describe(error: BaseException) -> str:
 
 _pool_lock = threading.Lock()
 _pool: tuple[int, ProcessPoolExecutor] | None = None
-
-
-def default_workers() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def get_pool(workers: int) -> ProcessPoolExecutor:
