@@ -114,7 +114,7 @@ def _spec(engine: str):
 def variant_pipeline(engine: str, repeats: int) -> dict:
     import numpy as np
 
-    from tasks.predict.engines import get_predictor
+    from tasks.predict.engines.cache import get_predictor
     from tasks.predict.tasks import Decoding, predict_images
 
     paths, spec = photos(), _spec(engine)
@@ -137,7 +137,7 @@ def variant_pipeline(engine: str, repeats: int) -> dict:
 def variant_model(engine: str, repeats: int) -> dict:
     import numpy as np
 
-    from tasks.predict.engines import get_predictor
+    from tasks.predict.engines.cache import get_predictor
     from tasks.predict.images import load_pixels
 
     paths, spec = photos(), _spec(engine)
