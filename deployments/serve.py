@@ -10,6 +10,9 @@ from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLi
 from prefect.schedules import Cron
 from prefect.types.entrypoint import EntrypointType
 
+from flows.cli import _load_params_file
+from flows.params import PipelineParams
+
 DEPLOYMENT = "local"  # every served flow's deployment: 'image-pipeline/local', ...; the
 # work-pool ones from prefect.yaml are named 'pixelpipe', so both can live on one server.
 DEFAULT_CRON = "0 3 * * *"  # nightly re-scrape and retrain, 03:00
@@ -67,9 +70,6 @@ def pipeline_defaults_from(path: Path | None) -> dict[str, Any] | None:
     """Validated default parameters of the pipeline deployment, read from a YAML/JSON file."""
     if path is None:
         return None
-    from flows.cli import _load_params_file
-    from flows.params import PipelineParams
-
     params = PipelineParams.model_validate(_load_params_file(path))
     return params.model_dump(mode="json", exclude_defaults=True)
 

@@ -14,6 +14,7 @@ from storage.errors import ConfigError
 from storage.layout import Layout, new_run_id, resolve_data_dir
 from storage.model_card import ModelCard, card_file
 from tasks.runtime import logger
+from tasks.train.spec import TrainSpec, check_image_size, scan_dataset
 
 # Fields that fix what a run trains on and how its model is shaped: a resume may not change them.
 _FIXED_ON_RESUME = ("dataset_dir", "model", "image_size", "alpha", "weights", "validation_split")
@@ -67,16 +68,14 @@ def resolve_resume(params: TrainParams) -> tuple[TrainParams, str]:
 def plan(params: TrainParams, run_id: str) -> tuple[Any, Any]:
     """Check everything that needs the disk and build the TrainSpec, before any training:
     the dataset layout and the backbone weights (WeightsNotFoundError names the file)."""
-    from tasks.train.fit import TrainSpec, scan_dataset
+    # deferred: TensorFlow loads when training starts, not with the flow (CLI start-up, serve)
     from tasks.train.models import resolve_weights
 
     if not params.dataset_dir:
         raise ConfigError("dataset_dir is required: a prepared folder with train/<class>/")
     info = scan_dataset(params.dataset_dir, params.validation_split)
     size = (params.image_size,) * 2 if params.image_size else info.image_size
-    least = 32 if params.model.endswith("_transfer") else 18
-    if min(size) < least:
-        raise ConfigError(f"{params.model} needs images of at least {least} px; set image_size")
+    check_image_size(params.model, size)  # the dataset's own size when image_size is unset
     weights = resolve_weights(params.model, params.weights, params.alpha, size[0])
     spec = TrainSpec(
         run_id=run_id,
@@ -104,6 +103,7 @@ def plan(params: TrainParams, run_id: str) -> tuple[Any, Any]:
 
 def model_card(spec, info, params: TrainParams, summary: dict | None, created_at: str) -> ModelCard:
     """The model card: what predict and report need, and what reproduces the run."""
+    # deferred: TensorFlow loads when training starts, not with the flow (CLI start-up, serve)
     from tasks.train.fit import versions
 
     summary = summary or {}
@@ -159,6 +159,7 @@ def announce(spec, info) -> None:
 
 def evaluate_best(spec, best_val_accuracy: float | None) -> dict[str, float | None]:
     """Evaluate best.keras on val; it must reproduce its epoch's val_accuracy."""
+    # deferred: TensorFlow loads when training starts, not with the flow (CLI start-up, serve)
     from tasks.train.fit import evaluate_model_task
 
     if not Path(spec.best_path).is_file():
@@ -175,6 +176,7 @@ def evaluate_best(spec, best_val_accuracy: float | None) -> dict[str, float | No
 @flow(name="train-classifier", log_prints=True)
 def train_classifier(params: TrainParams) -> TrainResult:
     """Train a classifier on a prepared dataset; keep the best epoch; resumable."""
+    # deferred: TensorFlow loads when training starts, not with the flow (CLI start-up, serve)
     from tasks.train.fit import train_model_task
 
     params, run_id = resolve_resume(params)
@@ -190,6 +192,7 @@ def train_classifier(params: TrainParams) -> TrainResult:
     summary |= evaluate_best(spec, summary["best_val_accuracy"])
     exports = {}
     if params.export and Path(spec.best_path).is_file():  # e.g. OpenVINO IR for fast inference
+        # deferred: OpenVINO is an optional extra (pip install -e ".[openvino]")
         from tasks.predict.engines.openvino_ir import export_openvino
 
         exports["openvino"] = export_openvino(str(spec.best_path))

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from flows.params.base import OPENVINO_INSTALL, Params, RunId, StageParams, installed
+from tasks.train.spec import check_image_size
 
 
 class AugmentationParams(Params):
@@ -85,9 +86,8 @@ class TrainParams(StageParams):
             raise ValueError("fine_tune_layers/fine_tune_epochs need a *_transfer model")
         if bool(self.fine_tune_layers) != bool(self.fine_tune_epochs):
             raise ValueError("give both fine_tune_layers and fine_tune_epochs, or neither")
-        least = 32 if transfer else 18
-        if self.image_size is not None and self.image_size < least:
-            raise ValueError(f"image_size must be at least {least} for {self.model}")
+        if self.image_size is not None:
+            check_image_size(self.model, self.image_size)
         if self.resume_run and self.run_id and self.resume_run != self.run_id:
             raise ValueError("resume_run continues that run: leave run_id empty or equal to it")
         if "openvino" in self.export and not installed("openvino"):
