@@ -1,4 +1,4 @@
-"""Offline ImageNet labels, top-k decoding and target matching (pure functions, NumPy only)."""
+"""Offline ImageNet labels, softmax, top-k decoding and target matching (pure, NumPy only)."""
 
 from __future__ import annotations
 
