@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from flows.params.base import OPENVINO_INSTALL, Params, RunId, StageParams, installed
-from tasks.train.spec import check_image_size
+from tasks.train.spec import TRANSFER_MODELS, check_image_size
 
 
 class AugmentationParams(Params):
@@ -81,7 +81,7 @@ class TrainParams(StageParams):
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainParams:
-        transfer = self.model in ("resnet50_transfer", "mobilenet_transfer")
+        transfer = self.model in TRANSFER_MODELS
         if (self.fine_tune_layers or self.fine_tune_epochs) and not transfer:
             raise ValueError("fine_tune_layers/fine_tune_epochs need a *_transfer model")
         if bool(self.fine_tune_layers) != bool(self.fine_tune_epochs):
