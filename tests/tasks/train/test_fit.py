@@ -250,3 +250,19 @@ def test_fine_tuning_unfreezes_top_layers_at_a_tenth_of_the_learning_rate(datase
     assert history["learning_rate"].tolist() == pytest.approx([1e-3, 1e-4])
     assert len(read_table("batch_history", data_dir=tmp_path, run_id="r1")) == 2 * 3
     assert spec.best_path.is_file()
+
+
+@pytest.mark.slow
+def test_fine_tuning_after_a_resumed_head_phase_starts_where_the_head_ended(dataset, tmp_path):
+    # The resumed head phase restores epoch 1 from its backup; Keras keeps that on the model,
+    # and fine-tuning must still start after the head's last epoch (2), not at 1.
+    spec = spec_for(
+        dataset, tmp_path, model="mobilenet_transfer", epochs=2, batch_size=16,
+        fine_tune_layers=3, fine_tune_epochs=1, learning_rate=1e-3,
+    )  # fmt: skip
+    with pytest.raises(RuntimeError, match="simulated crash after epoch 1"):
+        train_model(spec, extra_callbacks=[CrashAfter(1)])
+    summary = train_model(spec)
+    history = read_table("epoch_history", data_dir=tmp_path, run_id="r1")
+    assert summary["epochs_run"] == 3 and history["epoch"].tolist() == [1, 2, 3]
+    assert history["learning_rate"].tolist() == pytest.approx([1e-3, 1e-3, 1e-4])
