@@ -13,6 +13,7 @@ import tensorflow as tf
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from storage import files
 from tasks.runtime import logger
 from tasks.train.history import HistoryRecorder, best_row
 from tasks.train.inputs import make_datasets
@@ -74,7 +75,7 @@ def train_model(spec: TrainSpec, extra_callbacks: Sequence[keras.callbacks.Callb
         fit = {"validation_data": val_ds, "verbose": 0, "shuffle": False}
         model.fit(train_ds, epochs=spec.epochs, callbacks=callbacks + list(extra_callbacks), **fit)
         if spec.fine_tune_layers and spec.fine_tune_epochs:
-            done = max((r["epoch"] for r in recorder.epoch_rows), default=0)
+            done = fine_tune_start(spec.model_dir / "backup", recorder.epoch_rows)
             count = unfreeze_top(model, spec.fine_tune_layers)
             lr = (spec.learning_rate or model.optimizer.learning_rate.numpy()) / 10
             compile_model(model, spec.model, len(spec.class_names), spec.optimizer, float(lr))
@@ -94,6 +95,17 @@ def train_model(spec: TrainSpec, extra_callbacks: Sequence[keras.callbacks.Callb
         "history_path": str(paths[0]),
         "batch_history_path": str(paths[1]),
     }
+
+
+def fine_tune_start(backup_root: Path, rows: Sequence[dict]) -> int:
+    """The head phase's last epoch, after which fine-tuning runs. Noted the first time
+    fine-tuning starts: after a crash in fine-tuning, the history also holds its epochs."""
+    noted = backup_root / "fine_tune_start"
+    if noted.is_file():
+        return int(noted.read_text())
+    start = max((r["epoch"] for r in rows), default=0)
+    files.write_text(noted, str(start))
+    return start
 
 
 def start_backup(

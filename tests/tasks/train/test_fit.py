@@ -266,3 +266,17 @@ def test_fine_tuning_after_a_resumed_head_phase_starts_where_the_head_ended(data
     history = read_table("epoch_history", data_dir=tmp_path, run_id="r1")
     assert summary["epochs_run"] == 3 and history["epoch"].tolist() == [1, 2, 3]
     assert history["learning_rate"].tolist() == pytest.approx([1e-3, 1e-3, 1e-4])
+
+
+@pytest.mark.slow
+def test_a_crash_while_fine_tuning_resumes_it_without_extra_epochs(dataset, tmp_path):
+    spec = spec_for(
+        dataset, tmp_path, model="mobilenet_transfer", epochs=1, batch_size=16,
+        fine_tune_layers=3, fine_tune_epochs=2, learning_rate=1e-3,
+    )  # fmt: skip
+    with pytest.raises(RuntimeError, match="simulated crash after epoch 2"):
+        train_model(spec, extra_callbacks=[CrashAfter(2)])
+    summary = train_model(spec)
+    history = read_table("epoch_history", data_dir=tmp_path, run_id="r1")
+    assert summary["epochs_run"] == 3 and history["epoch"].tolist() == [1, 2, 3]
+    assert history["learning_rate"].tolist() == pytest.approx([1e-3, 1e-4, 1e-4])
