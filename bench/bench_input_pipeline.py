@@ -86,18 +86,28 @@ class Runner:
 
 
 def ours(dataset: Path, size: int, augmentation: dict | None, fused: bool = True):
-    from tasks.train import fit as train
-    from tasks.train.fit import TrainSpec, make_datasets
+    """pixelpipe's training input; fused=False swaps in one Keras layer per knob
+    (bench/augment_per_knob.py), mapped over the same batches."""
+    import keras
+    import tensorflow as tf
 
-    train.FUSED_AUGMENTATION = fused
+    from tasks.train.inputs import make_datasets
+    from tasks.train.spec import TrainSpec
 
     spec = TrainSpec(
         run_id="bench", data_dir="/tmp", dataset_dir=str(dataset), model="small_cnn",
         class_names=["forest", "mountain"], image_size=(size, size), epochs=1,
-        augmentation=augmentation or {}, validation_split=0.0,
+        augmentation=(augmentation if fused else None) or {}, validation_split=0.0,
     )  # fmt: skip
     train, _ = make_datasets_train_only(spec, make_datasets)
-    return train
+    if fused:
+        return train
+    from augment_per_knob import per_knob_layers  # bench/ is on sys.path when run as a script
+
+    augment = keras.Sequential(per_knob_layers(augmentation, spec.seed))
+    return train.map(lambda x, y: (augment(x, training=True), y), tf.data.AUTOTUNE).prefetch(
+        tf.data.AUTOTUNE
+    )
 
 
 def make_datasets_train_only(spec, make_datasets):

@@ -76,7 +76,7 @@ def rate(predict, x, repeats: int = 2) -> tuple[float, float]:
 
 
 def measure(best: Path, calibration_size: int) -> dict:
-    from tasks.predict.engines import get_predictor
+    from tasks.predict.engines.cache import get_predictor
     from tasks.predict.engines.openvino_ir import pixels, prepare_openvino, trained_splits
     from tasks.predict.spec import resolve_model
 

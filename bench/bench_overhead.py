@@ -80,6 +80,7 @@ def scrape_direct(page: str, data_dir: Path, run_id: str) -> int:
 def prepare_direct(data_dir: Path, run_id: str) -> int:
     from flows import prepare_dataset as pf
     from flows.params import PrepareParams
+    from flows.runners import machine_cores
     from storage.layout import Layout
     from tasks.prepare import plan
     from tasks.prepare import render as pixels
@@ -99,7 +100,7 @@ def prepare_direct(data_dir: Path, run_id: str) -> int:
     infos = [x for i in range(0, len(keys), b) for x in images.inspect_batch.fn(keys[i : i + b])]
     rows = plan.plan(files, infos, names, dataset_dir, spec, settings.suffix)
     todo = pf._pending(rows, dataset_dir, settings, params.force)
-    workers = pixels.default_workers()
+    workers = machine_cores()
     try:
         for i in range(0, len(todo), b):
             batch = todo[i : i + b]
@@ -121,7 +122,7 @@ def prepare_direct(data_dir: Path, run_id: str) -> int:
 
 def predict_direct(model: str, data_dir: Path, run_id: str) -> int:
     from flows import predict_batch as pb
-    from tasks.predict.engines import get_predictor
+    from tasks.predict.engines.cache import get_predictor
     from tasks.predict.images import collect_images
     from tasks.predict.spec import resolve_model
     from tasks.predict.tasks import predict_shard

@@ -34,6 +34,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 from PIL import Image  # noqa: E402
 
+from flows.runners import machine_cores  # noqa: E402
 from tasks.prepare import render as pixels  # noqa: E402
 
 SIZE = 224
@@ -179,7 +180,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--copies", type=int, default=3, help="copies of each of the 200 photos")
     parser.add_argument("--big", type=int, default=60, help="big (4x) re-encodes to add")
-    parser.add_argument("--workers", type=int, default=pixels.default_workers())
+    parser.add_argument("--workers", type=int, default=machine_cores())
     parser.add_argument("--repeat", type=int, default=3, help="rounds; best of N per case")
     parser.add_argument("--no-flow", action="store_true", help="skip the whole-flow timing")
     args = parser.parse_args()
@@ -195,7 +196,7 @@ def main() -> None:
         ("render_file loop, big photos", large, ours_one_core(SETTINGS)),
         (f"render_many pool, big ({w} procs)", large, ours_pool(w)),
     ]
-    print(f"cpus available: {pixels.default_workers()}, load avg: {os.getloadavg()[0]:.1f}")
+    print(f"cpus available: {machine_cores()}, load avg: {os.getloadavg()[0]:.1f}")
     print(
         f"{'case':<32} {'images':>6} {'wall s':>7} {'img/s':>7} {'x naive':>7}"
         f" {'cpu s':>6} {'img/cpu-s':>9} {'x naive':>7}"

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from flows import params as P
 from flows.demo import DemoOptions
-from storage.errors import NotAvailableError, PixelpipeError
+from storage.errors import PixelpipeError
 
 app = typer.Typer(
     name="pixelpipe",
@@ -201,12 +201,9 @@ def params_command(name: str, model: type[BaseModel], help: str) -> Callable:
     return register
 
 
-def not_available(issue: str) -> typing.NoReturn:
-    raise NotAvailableError(f"not available yet: {issue} has not landed in this version")
-
-
 @params_command("scrape", P.ScrapeParams, "Find and download every image on some pages.")
 def scrape(params: P.ScrapeParams) -> None:
+    # deferred: CLI start-up (the flow loads Prefect, pandas and maybe TensorFlow)
     from flows.scrape_images import scrape_images
 
     result = scrape_images(params=params)
@@ -216,6 +213,7 @@ def scrape(params: P.ScrapeParams) -> None:
 
 @params_command("prepare", P.PrepareParams, "Clean, resize and split images into train/val.")
 def prepare(params: P.PrepareParams) -> None:
+    # deferred: CLI start-up (the flow loads Prefect, pandas and maybe TensorFlow)
     from flows.prepare_dataset import prepare_dataset
 
     result = prepare_dataset(params=params)
@@ -229,6 +227,7 @@ def prepare(params: P.PrepareParams) -> None:
 
 @params_command("train", P.TrainParams, "Train a classifier on a prepared dataset.")
 def train(params: P.TrainParams) -> None:
+    # deferred: CLI start-up (the flow loads Prefect, pandas and maybe TensorFlow)
     from flows.train_classifier import train_classifier
 
     r = train_classifier(params=params)
@@ -243,6 +242,7 @@ def train(params: P.TrainParams) -> None:
     "augment-preview", P.AugmentPreviewParams, "Write a PNG grid of augmented training images."
 )
 def augment_preview(params: P.AugmentPreviewParams) -> None:
+    # deferred: TensorFlow, for CLI start-up
     from tasks.train.augment import augment_preview as preview
 
     out = preview(
@@ -254,6 +254,7 @@ def augment_preview(params: P.AugmentPreviewParams) -> None:
 
 @params_command("predict", P.PredictParams, "Classify many images; write Parquet predictions.")
 def predict(params: P.PredictParams) -> None:
+    # deferred: CLI start-up (the flow loads Prefect, pandas and maybe TensorFlow)
     from flows.predict_batch import predict_batch, results_table
 
     result = predict_batch(params=params)
@@ -262,6 +263,7 @@ def predict(params: P.PredictParams) -> None:
 
 @params_command("report", P.ReportParams, "Write the HTML/Markdown report of a run.")
 def report(params: P.ReportParams) -> None:
+    # deferred: CLI start-up (the flow loads Prefect, pandas and maybe TensorFlow)
     from flows.write_report import write_report
 
     result = write_report(params=params)
@@ -272,6 +274,7 @@ def report(params: P.ReportParams) -> None:
     "run", P.PipelineParams, "Run the whole pipeline: scrape, prepare, train, predict, report."
 )
 def run(params: P.PipelineParams) -> None:
+    # deferred: CLI start-up (the flow loads Prefect, pandas and maybe TensorFlow)
     from flows.image_pipeline import check_inputs, image_pipeline, summary_lines
 
     check_inputs(params)  # the flow checks again; here a mistake costs no failed flow run
@@ -281,6 +284,7 @@ def run(params: P.PipelineParams) -> None:
 
 @params_command("demo", DemoOptions, "Run the whole pipeline offline on generated pictures.")
 def demo(options: DemoOptions) -> None:
+    # deferred: CLI start-up (the flow loads Prefect, pandas and maybe TensorFlow)
     from flows.demo import run_demo
 
     result = run_demo(options, echo=typer.echo)
@@ -337,6 +341,7 @@ def serve(
 def tables(
     data_dir: str | None = typer.Option(None, "--data-dir", help="Data root"),
 ) -> None:
+    # deferred: CLI start-up (pandas and pyarrow)
     from storage.parquet import table_counts
 
     counts = _guard(lambda: table_counts(data_dir))
@@ -354,6 +359,7 @@ def show(
 ) -> None:
     import pandas as pd
 
+    # deferred: CLI start-up (pandas and pyarrow)
     from storage.parquet import read_table
 
     frame = _guard(lambda: read_table(table, data_dir=data_dir, run_id=run))

@@ -41,11 +41,12 @@ class DemoResult(BaseModel):
 
 def imagenet_choice(weights: str | None) -> tuple[str | None, str | None]:
     """(weights for the ImageNet stage or None, the line saying why it is skipped)."""
+    # deferred: CLI start-up (flows.cli imports DemoOptions from this module)
     from tasks.predict.spec import BACKBONES
     from tasks.weights import cached_weights, keras_cache_dirs
 
     if weights:
-        from tasks.predict.spec import resolve_model
+        from tasks.predict.spec import resolve_model  # deferred: CLI start-up, as above
 
         resolve_model("resnet50", weights)  # a wrong path: one clear error, before any work
         return weights, None
@@ -96,6 +97,7 @@ def pipeline_params(
 
 def run_demo(options: DemoOptions, echo: Callable[[str], None] = print) -> DemoResult:
     """Generate and serve the gallery, run the pipeline on it, and say where the report is."""
+    # deferred: CLI start-up (the pipeline loads Prefect and TensorFlow)
     from flows.image_pipeline import image_pipeline
     from tasks.demo.gallery import GalleryServer, build_gallery
 

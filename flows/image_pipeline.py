@@ -18,8 +18,10 @@ from flows.params import (
     TrainParams,
 )
 from flows.policy import enforce_policy
-from storage.errors import ConfigError, NotAvailableError
+from storage.errors import ConfigError
 from storage.layout import Layout, new_run_id, safe_name
+from tasks.predict.labels import check_targets, imagenet_labels
+from tasks.predict.spec import resolve_model
 from tasks.runtime import logger
 
 
@@ -62,14 +64,9 @@ class PipelineResult(BaseModel):
 
 
 def stage(name: str) -> Any:
-    """The stage flow `flows.<name>.<name>`, imported when first needed (keeps startup light)."""
-    try:
-        module = importlib.import_module(f"flows.{name}")
-    except ModuleNotFoundError as e:
-        if e.name != f"flows.{name}":
-            raise
-        raise NotAvailableError(f"stage {name} has not landed in this version") from e
-    return getattr(module, name)
+    """The stage flow `flows.<name>.<name>`, imported when first needed: TensorFlow loads only
+    when a stage that needs it runs."""
+    return getattr(importlib.import_module(f"flows.{name}"), name)
 
 
 def dataset_classes(dataset_dir: Path) -> list[str]:
@@ -102,24 +99,18 @@ def check_inputs(params: PipelineParams) -> list[str] | None:
         if unknown:
             raise ConfigError(f"targets {unknown} are not classes of this run (classes: {classes})")
     if params.imagenet_weights:
-        from tasks.predict.labels import check_targets, imagenet_labels
-
         check_targets(imagenet_labels(), params.imagenet_targets)
         _check_imagenet_weights(params.imagenet_weights)
     return classes
 
 
 def _check_model(model: Path) -> list[str]:
-    from tasks.predict.spec import resolve_model
-
     if not model.is_file():
         raise ConfigError(f"model_path {model} does not exist (a best.keras from pixelpipe train)")
     return list(resolve_model(str(model)).labels.names)
 
 
 def _check_imagenet_weights(weights: str) -> None:
-    from tasks.predict.spec import resolve_model
-
     resolve_model("resnet50", weights)  # names the missing file and --weights when absent
 
 

@@ -18,7 +18,7 @@ from flows.policy import enforce_policy
 from flows.runners import task_runner_for
 from storage.layout import Layout, new_run_id
 from storage.parquet import part_name, replace_parts
-from tasks.predict.engines import get_predictor
+from tasks.predict.engines.cache import get_predictor
 from tasks.predict.images import collect_images
 from tasks.predict.labels import check_targets, target_indices
 from tasks.predict.spec import resolve_model
@@ -90,6 +90,7 @@ def results_table(result: PredictResult, rows: int = 10) -> str:
         target = "yes" if r["is_target"] else ""
         lines.append(f"{name:<40} {r['label'][:24]:<24} {r['probability']:>6.3f}  {target}")
     if result.engine:  # backend=openvino: the IR used and int8's accuracy against fp32
+        # deferred: OpenVINO is an optional extra (pip install -e ".[openvino]")
         from tasks.predict.engines.openvino import OpenVinoInfo, describe
 
         lines.append(
@@ -124,6 +125,7 @@ def predict_batch(params: PredictParams) -> PredictResult:
     decoding = decoding_for(params, spec.labels)
     engine = None
     if params.backend == "openvino":  # convert once (cached beside the model), int8 checked
+        # deferred: OpenVINO is an optional extra (pip install -e ".[openvino]")
         from tasks.predict.engines.openvino import check_convertible
         from tasks.predict.engines.openvino_ir import prepare_openvino
 

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from flows.params import PrepareParams
 from flows.policy import enforce_policy
-from flows.runners import task_runner_for
+from flows.runners import machine_cores, task_runner_for
 from storage.errors import ConfigError, DatasetError
 from storage.layout import Layout, new_run_id
 from storage.parquet import read_table, replace_parts, write_table
@@ -180,7 +180,7 @@ def _render(
     idles. threads: `workers` threads, a batch each. dask: every batch sent to the cluster at
     once, one per worker process at a time (the scheduler balances them).
     """
-    workers = params.workers or pixels.default_workers()
+    workers = params.workers or machine_cores()
     pooled = params.runner == "processes"
     log = logger()
     log.info("rendering %d image(s): runner %s, %d worker(s)", len(todo), params.runner, workers)

@@ -12,6 +12,7 @@ from storage.errors import ConfigError
 
 
 def machine_cores() -> int:
+    """The cores this process may run on (its CPU affinity: a container's share, not the host's)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 

@@ -16,6 +16,7 @@ from storage.layout import Layout, new_run_id, resolve_data_dir
 from storage.model_card import ModelCard, card_file
 from tasks.prepare.plan import read_stamp
 from tasks.runtime import logger
+from tasks.train.spec import TrainSpec, check_image_size, scan_dataset
 
 # Fields that fix what a run trains on and how its model is shaped: a resume may not change them.
 _FIXED_ON_RESUME = ("dataset_dir", "model", "image_size", "alpha", "weights", "validation_split")
@@ -69,16 +70,14 @@ def resolve_resume(params: TrainParams) -> tuple[TrainParams, str]:
 def plan(params: TrainParams, run_id: str) -> tuple[Any, Any]:
     """Check everything that needs the disk and build the TrainSpec, before any training:
     the dataset layout and the backbone weights (WeightsNotFoundError names the file)."""
-    from tasks.train.fit import TrainSpec, scan_dataset
+    # deferred: TensorFlow loads when training starts, not with the flow (CLI start-up, serve)
     from tasks.train.models import resolve_weights
 
     if not params.dataset_dir:
         raise ConfigError("dataset_dir is required: a prepared folder with train/<class>/")
     info = scan_dataset(params.dataset_dir, params.validation_split)
     size = (params.image_size,) * 2 if params.image_size else info.image_size
-    least = 32 if params.model.endswith("_transfer") else 18
-    if min(size) < least:
-        raise ConfigError(f"{params.model} needs images of at least {least} px; set image_size")
+    check_image_size(params.model, size)  # the dataset's own size when image_size is unset
     weights = resolve_weights(params.model, params.weights, params.alpha, size[0])
     spec = TrainSpec(
         run_id=run_id,
@@ -114,6 +113,7 @@ def training_resize_mode(dataset_dir: str) -> str:
 
 def model_card(spec, info, params: TrainParams, summary: dict | None, created_at: str) -> ModelCard:
     """The model card: what predict and report need, and what reproduces the run."""
+    # deferred: TensorFlow loads when training starts, not with the flow (CLI start-up, serve)
     from tasks.train.fit import versions
 
     summary = summary or {}
@@ -170,6 +170,7 @@ def announce(spec, info) -> None:
 
 def evaluate_best(spec, best_val_accuracy: float | None) -> dict[str, float | None]:
     """Evaluate best.keras on val; it must reproduce its epoch's val_accuracy."""
+    # deferred: TensorFlow loads when training starts, not with the flow (CLI start-up, serve)
     from tasks.train.fit import evaluate_model_task
 
     if not Path(spec.best_path).is_file():
@@ -187,6 +188,7 @@ def evaluate_best(spec, best_val_accuracy: float | None) -> dict[str, float | No
 def train_classifier(params: TrainParams) -> TrainResult:
     """Train a classifier on a prepared dataset; keep the best epoch; resumable."""
     enforce_policy(params)  # a served run: only what the operator allows, before any work
+    # deferred: TensorFlow loads when training starts, not with the flow (CLI start-up, serve)
     from tasks.train.fit import train_model_task
 
     params, run_id = resolve_resume(params)
@@ -203,6 +205,7 @@ def train_classifier(params: TrainParams) -> TrainResult:
     summary |= evaluate_best(spec, summary["best_val_accuracy"])
     exports = {}
     if params.export and Path(spec.best_path).is_file():  # e.g. OpenVINO IR for fast inference
+        # deferred: OpenVINO is an optional extra (pip install -e ".[openvino]")
         from tasks.predict.engines.openvino_ir import export_openvino
 
         exports["openvino"] = export_openvino(str(spec.best_path))

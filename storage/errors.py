@@ -26,10 +26,6 @@ class WeightsNotFoundError(PixelpipeError, FileNotFoundError):
     """Model weights are neither in the Keras cache nor at the given path."""
 
 
-class NotAvailableError(PixelpipeError, NotImplementedError):
-    """A CLI command or option whose feature has not landed yet."""
-
-
 class AccuracyDropError(PixelpipeError, ValueError):
     """A faster engine (int8) would lose more validation accuracy than allowed; nothing ran."""
 

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from flows.params.base import OPENVINO_INSTALL, Params, RunId, StageParams, installed
+from tasks.train.spec import TRANSFER_MODELS, check_image_size
 
 
 class AugmentationParams(Params):
@@ -80,14 +81,13 @@ class TrainParams(StageParams):
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainParams:
-        transfer = self.model in ("resnet50_transfer", "mobilenet_transfer")
+        transfer = self.model in TRANSFER_MODELS
         if (self.fine_tune_layers or self.fine_tune_epochs) and not transfer:
             raise ValueError("fine_tune_layers/fine_tune_epochs need a *_transfer model")
         if bool(self.fine_tune_layers) != bool(self.fine_tune_epochs):
             raise ValueError("give both fine_tune_layers and fine_tune_epochs, or neither")
-        least = 32 if transfer else 18
-        if self.image_size is not None and self.image_size < least:
-            raise ValueError(f"image_size must be at least {least} for {self.model}")
+        if self.image_size is not None:
+            check_image_size(self.model, self.image_size)
         if self.resume_run and self.run_id and self.resume_run != self.run_id:
             raise ValueError("resume_run continues that run: leave run_id empty or equal to it")
         if "openvino" in self.export and not installed("openvino"):

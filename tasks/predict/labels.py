@@ -1,4 +1,4 @@
-"""Offline ImageNet labels, top-k decoding and target matching (pure functions, NumPy only)."""
+"""Offline ImageNet labels, softmax, top-k decoding and target matching (pure, NumPy only)."""
 
 from __future__ import annotations
 
@@ -100,3 +100,9 @@ def target_scores(
     positive = np.take_along_axis(probs, best, axis=-1) > 0
     mask = np.isin(best, target_idx) & positive
     return mask, probs[:, target_idx].sum(axis=-1).astype(np.float32)
+
+
+def softmax_rows(y: np.ndarray) -> np.ndarray:
+    """Probabilities from logits, row by row (the engines that return logits apply it)."""
+    e = np.exp(y - y.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)

@@ -15,7 +15,7 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 
 from storage.parquet import write_table
-from tasks.predict.engines import get_predictor
+from tasks.predict.engines.cache import get_predictor
 from tasks.predict.images import OK, STATUS_NAMES, image_batches
 from tasks.predict.labels import binary_ranking, ranking, target_scores
 from tasks.predict.spec import ModelSpec

@@ -6,7 +6,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
@@ -242,10 +241,6 @@ _log = logging.getLogger("pixelpipe.prepare")
 _pool: Executor | None = None
 _isolating = threading.Lock()  # one batch at a time finds the file that breaks the pool
 _PROBE_IMAGE = (8, 8)
-
-
-def default_workers() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def get_pool(workers: int) -> Executor:

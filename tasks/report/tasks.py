@@ -17,7 +17,7 @@ from storage.model_card import model_file
 from storage.parquet import read_table
 from tasks.report import plots
 from tasks.report import stats as S
-from tasks.report.document import Section, render_html, render_markdown
+from tasks.report.document import Section, md_escape, render_html, render_markdown
 from tasks.report.filters import filters_section
 from tasks.report.health import health_rows, health_section
 from tasks.report.sections import (
@@ -112,19 +112,17 @@ def _augment_source(data: RunData, folder: Path) -> tuple[Path | None, str | Non
     if not augmentation:
         note = "Training used no augmentation, so there is no grid of augmented samples."
     elif dataset_dir and Path(dataset_dir).is_dir():
-        try:
-            from tasks.train.augment import augment_preview, knobs
-        except ImportError as e:  # the train stage's module is not installed in this checkout
-            note = f"Augmented samples need tasks.augment ({e})."
+        # deferred: TensorFlow (Keras layers), only for a run that trained with augmentation
+        from tasks.train.augment import augment_preview, knobs
+
+        if knobs(augmentation) == knobs(None):
+            note = "Training used no augmentation (every knob off), so there is no grid."
         else:
-            if knobs(augmentation) == knobs(None):
-                note = "Training used no augmentation (every knob off), so there is no grid."
-            else:
-                try:
-                    out = augment_preview(dataset_dir, augmentation, folder / "augment_samples.png")
-                    return Path(out), None
-                except (OSError, ValueError) as e:  # e.g. the dataset folder has no images
-                    note = f"Augmented samples could not be made from {dataset_dir}: {e}"
+            try:
+                out = augment_preview(dataset_dir, augmentation, folder / "augment_samples.png")
+                return Path(out), None
+            except (OSError, ValueError) as e:  # e.g. the dataset folder has no images
+                note = f"Augmented samples could not be made from {dataset_dir}: {e}"
     found = sorted(p for d in (data.model_dir, folder) for p in d.glob("augment_preview*.png"))
     if found:
         return found[0], None
@@ -244,8 +242,6 @@ def build_report(
 
 def summary_markdown(built: BuiltReport) -> str:
     """The markdown artifact: key numbers per section and where the files are."""
-    from tasks.report.document import md_escape
-
     lines = [f"# {md_escape(built.title)}", ""]
     lines += [f"- HTML report: `{built.html_path}`", f"- Markdown: `{built.markdown_path}`", ""]
     lines += [md_escape(note) + "\n" for note in built.notes]

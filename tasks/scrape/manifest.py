@@ -28,18 +28,26 @@ def mark_duplicates(rows: list[dict], known: Iterable[str] = ()) -> list[dict]:
     """Rows in page order: an `ok` row whose bytes an earlier row (or an earlier run, `known`
     sha256s) already stored becomes `duplicate`. Deciding here, in order, rather than in the
     race between download threads makes the outcome the same on every run."""
-    first: dict[str, str] = dict.fromkeys(known, "")
-    out = []
-    for row in rows:
-        sha = row.get("sha256")
-        if row["status"] == "ok" and sha in first:
+    triples = ((row["url"], row["status"], row.get("sha256")) for row in rows)
+    why = duplicates(triples, dict.fromkeys(known, ""))
+    return [
+        {**row, "status": "duplicate", "error": why[i]} if i in why else row
+        for i, row in enumerate(rows)
+    ]
+
+
+def duplicates(rows: Iterable[tuple[str, str, str | None]], first: dict[str, str]) -> dict:
+    """The duplicate rule, once: {index: reason} of the (url, status, sha256) rows in page order
+    whose bytes were stored before. `first` maps sha256 -> the URL that stored it ("" for an
+    earlier run) and grows, so shards decided one after another share it."""
+    why: dict[int, str] = {}
+    for i, (url, status, sha) in enumerate(rows):
+        if status == "ok" and sha in first:
             earlier = first[sha]
-            error = f"same bytes as {earlier}" if earlier else "already stored by an earlier run"
-            row = {**row, "status": "duplicate", "error": error}
-        elif row["status"] == "ok":
-            first[sha] = row["url"]
-        out.append(row)
-    return out
+            why[i] = f"same bytes as {earlier}" if earlier else "already stored by an earlier run"
+        elif status == "ok":
+            first[sha] = url
+    return why
 
 
 def interleave_by_host(urls: list[str]) -> list[int]:

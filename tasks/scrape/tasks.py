@@ -27,6 +27,7 @@ from tasks.scrape.fetch import AddressPolicy, FetchConfig, Fetcher
 from tasks.scrape.images import check_image, decode_data_uri, sha256_hex, store_image
 from tasks.scrape.manifest import (
     REFUSALS_KEPT_FOR_PAGES,
+    duplicates,
     interleave_by_host,
     manifest_row,
     mark_duplicates,
@@ -271,15 +272,7 @@ def dedupe_shards(
     counts: Counter[str] = Counter()
     for shard in shards:
         table = pq.read_table(shard.path, columns=["url", "status", "sha256"]).to_pydict()
-        changed: dict[int, str] = {}
-        for i, (url, status, sha) in enumerate(zip(*table.values(), strict=True)):
-            if status == "ok" and sha in first:
-                earlier = first[sha]
-                changed[i] = (
-                    f"same bytes as {earlier}" if earlier else "already stored by an earlier run"
-                )
-            elif status == "ok":
-                first[sha] = url
+        changed = duplicates(zip(*table.values(), strict=True), first)
         if changed:
             _mark(shard, changed, run_id=run_id, run_date=run_date, data_dir=data_dir)
         counts.update(table["status"])

@@ -11,13 +11,9 @@ import numpy as np
 from keras import layers
 
 from storage.errors import ConfigError, WeightsNotFoundError
+from tasks.train.spec import MODELS, TRANSFER_MODELS, check_image_size
 from tasks.weights import imagenet_weights
 
-MODELS = ("cifar_cnn", "small_cnn", "resnet50_transfer", "mobilenet_transfer")
-TRANSFER_MODELS = ("resnet50_transfer", "mobilenet_transfer")
-# Smallest input side each model accepts (three valid 3x3 convs and two 2x2 pools need 18;
-# Keras applications refuse below 32).
-MIN_SIZE = {"cifar_cnn": 18, "small_cnn": 18, "resnet50_transfer": 32, "mobilenet_transfer": 32}
 DEFAULT_OPTIMIZER = {
     "cifar_cnn": ("adam", 1e-3),
     "small_cnn": ("nadam", 1e-3),
@@ -174,8 +170,7 @@ def build_model(
     overridden. `weights` must already be resolved (see resolve_weights)."""
     if name not in FACTORIES:
         raise ConfigError(f"unknown model {name!r}; models are: {', '.join(MODELS)}")
-    if min(input_shape[:2]) < MIN_SIZE[name]:
-        raise ConfigError(f"{name} needs images of at least {MIN_SIZE[name]} px, got {input_shape}")
+    check_image_size(name, input_shape[:2])
     if num_classes < 2:
         raise ConfigError(f"a classifier needs at least 2 classes, got {num_classes}")
     model = FACTORIES[name](input_shape, num_classes, weights=weights, alpha=alpha)

@@ -346,5 +346,8 @@ def test_prefect_yaml_deploys_every_flow_to_a_process_pool(server):
     assert pipeline.global_concurrency_limit.limit == 1
     (schedule,) = pipeline.schedules
     assert schedule.schedule.cron == "0 3 * * *" and not schedule.active
-    for flow in ["scrape-images", "prepare-dataset", "train-classifier", "predict-batch"]:
-        assert deployment(server["api"], f"{flow}/pixelpipe").entrypoint.startswith("flows/")
+    flows = ["scrape-images", "prepare-dataset", "train-classifier", "predict-batch"]
+    for flow in [*flows, "write-report"]:
+        deployed = deployment(server["api"], f"{flow}/pixelpipe")
+        assert deployed.entrypoint.startswith("flows/")
+        assert deployed.work_pool_name == "pixelpipe-process"

@@ -7,6 +7,7 @@ from typer.testing import CliRunner
 
 from flows import cli
 from flows.params import TrainParams
+from storage.errors import ConfigError
 from storage.parquet import write_table
 
 runner = CliRunner()
@@ -16,22 +17,29 @@ def invoke(*args: str):
     return runner.invoke(cli.app, list(args), catch_exceptions=False)
 
 
+def commands_in_help(text: str) -> list[str]:
+    """The first word of each row of the help's Commands table (not any other mention)."""
+    rows = text.split("Commands", 1)[1].split("╰", 1)[0].splitlines()[1:]
+    return [row.strip("│ ").split()[0] for row in rows if row.strip("│ ")]
+
+
 def test_help_lists_every_subcommand():
-    result = invoke("--help")
+    result = runner.invoke(cli.app, ["--help"], env={"COLUMNS": "200"}, catch_exceptions=False)
     assert result.exit_code == 0
-    for name in [
-        "scrape",
-        "prepare",
-        "train",
-        "predict",
-        "report",
-        "run",
-        "demo",
-        "serve",
-        "tables",
-        "show",
-    ]:
-        assert name in result.output
+    listed = commands_in_help(result.output)
+    assert len(listed) == len(set(listed))
+    expected = {"scrape", "prepare", "train", "augment-preview", "predict", "report", "run"}
+    expected |= {"demo", "serve", "tables", "show"}
+    assert expected <= set(listed), f"missing from the Commands table: {expected - set(listed)}"
+
+
+def test_commands_in_help_reads_only_the_commands_table():
+    text = (
+        "Usage: pixelpipe  run scrape, then train\n"
+        "╭─ Options ─╮\n│ --help  Show this message and exit. │\n╰───╯\n"
+        "╭─ Commands ───╮\n│ scrape  Find images. │\n│ run     Run all: train, predict. │\n╰───╯\n"
+    )
+    assert commands_in_help(text) == ["scrape", "run"]
 
 
 def test_installed_console_script_runs():
@@ -131,15 +139,13 @@ def test_show_unknown_table_is_one_clear_line():
 
 
 def test_pixelpipe_errors_become_one_line_and_exit_1(monkeypatch):
-    def unavailable(params):
-        cli.not_available("something")
+    def broken(params):
+        raise ConfigError(f"run {params.run_id} has no model card")
 
-    monkeypatch.setattr(cli, "_HANDLERS", {**cli._HANDLERS, "report": unavailable})
+    monkeypatch.setattr(cli, "_HANDLERS", {**cli._HANDLERS, "report": broken})
     result = runner.invoke(cli.app, ["report", "--run-id", "r1"])
     assert result.exit_code == 1
-    assert result.output.strip() == (
-        "pixelpipe: error: not available yet: something has not landed in this version"
-    )
+    assert result.output == "pixelpipe: error: run r1 has no model card\n"
 
 
 def test_required_fields_are_reported():

@@ -83,19 +83,29 @@ def test_resume_run_continues_from_the_last_finished_epoch(prefect_harness, data
         )
 
 
-def test_a_crash_is_retried_by_prefect_and_resumes(prefect_harness, data_dir, dataset):
-    crash = CrashOnce()
-    train_tasks.EXTRA_CALLBACKS.append(crash)
-    try:
-        result = train_classifier(
-            params={"dataset_dir": str(dataset), "epochs": 2, "batch_size": 8, "run_id": "c1"}
-        )
-    finally:
-        train_tasks.EXTRA_CALLBACKS.remove(crash)
+def test_a_crash_is_retried_by_prefect_and_resumes(prefect_harness, data_dir, dataset, monkeypatch):
+    crash, fit = CrashOnce(), train_tasks.train_model
+    # The task trains through the real train_model; this only hands it the crashing callback.
+    monkeypatch.setattr(train_tasks, "train_model", lambda spec: fit(spec, [crash]))
+    result = train_classifier(
+        params={"dataset_dir": str(dataset), "epochs": 2, "batch_size": 8, "run_id": "c1"}
+    )
     assert crash.crashed and result.epochs_run == 2
     history = read_table("epoch_history", data_dir=data_dir, run_id="c1")
     assert history["epoch"].tolist() == [1, 2]
     assert len(read_table("batch_history", data_dir=data_dir, run_id="c1")) == 12
+
+
+def test_the_minimum_image_size_is_checked_by_the_parameters_and_the_flow(
+    prefect_harness, data_dir, tmp_path
+):
+    with pytest.raises(ValueError, match="resnet50_transfer needs images of at least 32 px"):
+        TrainParams(model="resnet50_transfer", image_size=24, weights="none")
+    # No image_size: the flow checks the dataset's own size before any training.
+    small = make_image_dataset(tmp_path / "small", per_class=4, size=16, val=2)
+    with pytest.raises(ConfigError, match="small_cnn needs images of at least 18 px, got 16"):
+        train_classifier(params={"dataset_dir": str(small), "run_id": "s1"})
+    assert not (data_dir / "models" / "s1").exists()
 
 
 def test_invalid_parameters_are_rejected_before_any_training(prefect_harness, data_dir, dataset):

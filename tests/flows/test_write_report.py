@@ -14,7 +14,7 @@ from flows import cli
 from flows.params import ReportParams
 from flows.write_report import write_report
 from storage.errors import ConfigError
-from tests.tasks.report.test_report import RUN, make_run
+from tests.tasks.report.run_data import RUN, make_run
 
 
 def artifacts_of(flow_run_id, key: str):

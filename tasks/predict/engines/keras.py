@@ -73,7 +73,7 @@ def reseed(model, seed: int) -> None:
     import keras
 
     n = 0
-    for layer in model._flatten_layers(include_self=False):
+    for layer in all_layers(model):
         for var_name, init_name in _SEEDED:
             init = getattr(layer, init_name, None)
             var = getattr(layer, var_name, None)
@@ -87,6 +87,15 @@ def reseed(model, seed: int) -> None:
                 n += 1
 
 
+def all_layers(model) -> Iterator:
+    """Every layer under a model, depth first, nested models' layers included (the order
+    `keras.Model.layers` gives at each level)."""
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):  # a nested Model or Sequential
+            yield from all_layers(layer)
+
+
 def load_backbone(spec: ModelSpec) -> Predict:
     import keras
 
@@ -96,7 +105,8 @@ def load_backbone(spec: ModelSpec) -> Predict:
     return _compiled(model, preprocess, *spec.image_size, softmax=True)
 
 
-def load_trained(spec: ModelSpec) -> Predict:
+def load_trained_model(spec: ModelSpec):
+    """A trained `.keras` file, checked against its model card (every engine loads it here)."""
     import keras
 
     model = keras.saving.load_model(spec.path, compile=False)
@@ -107,5 +117,9 @@ def load_trained(spec: ModelSpec) -> Predict:
             f"{spec.path} has {outputs} outputs but its model card says {expected}"
             f" ({len(spec.labels)} classes, {'binary' if spec.binary else 'categorical'})"
         )
+    return model
+
+
+def load_trained(spec: ModelSpec) -> Predict:
     # Trained models rescale inside (train_classifier's contract): they take raw pixels.
-    return _compiled(model, lambda x: x, *spec.image_size, softmax=False)
+    return _compiled(load_trained_model(spec), lambda x: x, *spec.image_size, softmax=False)

@@ -18,7 +18,8 @@ import numpy as np
 from pydantic import BaseModel
 
 from storage.errors import AccuracyDropError, ConfigError
-from tasks.predict.engines.keras import build_backbone
+from tasks.predict.engines.keras import build_backbone, load_trained_model
+from tasks.predict.labels import softmax_rows
 from tasks.predict.spec import BACKBONES, ModelSpec, Predict
 from tasks.runtime import logger
 from tasks.weights import file_digest, keras_cache_dirs
@@ -78,11 +79,7 @@ def keras_source(spec: ModelSpec):
     if spec.kind == "backbone":
         model = build_backbone(spec.name, spec.path)  # logits; softmax after, in float32
         return model, getattr(keras.applications, BACKBONES[spec.name].module).preprocess_input
-    model = keras.saving.load_model(spec.path, compile=False)
-    outputs = int(model.outputs[0].shape[-1])
-    if outputs != (1 if spec.binary else len(spec.labels)):
-        raise ConfigError(f"{spec.path}: {outputs} outputs do not match its model card")
-    return model, lambda x: x  # trained models rescale inside (train_classifier's contract)
+    return load_trained_model(spec), lambda x: x  # trained models rescale inside (train's contract)
 
 
 def cache_root(spec: ModelSpec) -> Path:
@@ -177,11 +174,6 @@ def hint(precision: str) -> str:
     return "bf16" if cpu_has_bf16() else "f32"
 
 
-def _softmax(y: np.ndarray) -> np.ndarray:
-    e = np.exp(y - y.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
-
-
 def async_predictor(compiled, softmax: bool) -> Predict:
     """Each batch split over the pool of asynchronous requests (one per CPU stream); the
     GIL is released while they run, so tf.data keeps decoding the next batch meanwhile."""
@@ -203,7 +195,7 @@ def async_predictor(compiled, softmax: bool) -> Predict:
         queue.wait_all()
         y = np.concatenate([outputs[i] for i in range(len(chunks))]).astype(np.float32)
         y = y.reshape(len(x), -1)
-        return _softmax(y) if softmax else y
+        return softmax_rows(y) if softmax else y
 
     return predict
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import numpy as np
 
 from storage.errors import ConfigError
+from tasks.predict.labels import softmax_rows
 
 
 def interpreter(path: str | os.PathLike[str]):
@@ -77,6 +78,5 @@ def tflite_probabilities(y: np.ndarray, out: dict, offset: int) -> np.ndarray:
     # Probabilities already (softmax inside) when none is negative and no row sums above 1;
     # quantized ones sum to less (small values round to 0: 0.74-0.98 for the shared file).
     if y.min() < 0 or y.sum(axis=-1).max() > 1.05:
-        y = np.exp(y - y.max(axis=-1, keepdims=True))
-        y /= y.sum(axis=-1, keepdims=True)
+        y = softmax_rows(y)
     return y[:, offset:]

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from flows.params import PredictParams
 from storage.errors import AccuracyDropError
 from storage.parquet import read_table
-from tasks.predict.engines import get_predictor
+from tasks.predict.engines.cache import get_predictor
 from tasks.predict.images import load_pixels
 from tasks.predict.preprocess import Preprocessing
 from tasks.predict.spec import resolve_model

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -171,8 +172,16 @@ def test_broken_files_become_statuses_not_crashes(tmp_path):
 def test_render_batch_uses_the_process_pool(tmp_path):
     made = every_mode(tmp_path / "src") | broken_files(tmp_path / "src")
     items = [(str(p), str(tmp_path / "out" / f"{n}.jpg")) for n, p in sorted(made.items())]
+    pixels.shutdown_pool()
     try:
+        images.render_batch.fn(items[:2], SETTINGS, workers=1)
+        assert pixels._pool is None  # one worker renders in this process: no pool started
         results = images.render_batch.fn(items, SETTINGS, workers=2)
+        assert pixels._pool is not None and pixels._pool[0] == 2
+        pool = pixels._pool[1]
+        assert pixels.get_pool(2) is pool  # the batch's pool, kept for the next batch
+        worker_pids = {pool.submit(os.getpid).result() for _ in range(8)}
+        assert os.getpid() not in worker_pids and 1 <= len(worker_pids) <= 2
     finally:
         pixels.shutdown_pool()
     statuses = {

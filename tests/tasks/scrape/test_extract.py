@@ -15,7 +15,7 @@ from tasks.scrape.extract import (
     parse_srcset,
 )
 from tasks.scrape.images import check_image, decode_data_uri
-from tasks.scrape.manifest import interleave_by_host, manifest_row, mark_duplicates
+from tasks.scrape.manifest import duplicates, interleave_by_host, manifest_row, mark_duplicates
 from tests.http_server import noise_jpeg, picture, png_header_only
 
 PAGE = "https://example.com/gallery/page.html"
@@ -209,6 +209,18 @@ def test_later_rows_with_the_same_bytes_are_duplicates_in_page_order():
     assert out[2]["error"] == "same bytes as u1"
     assert out[4]["error"] == "already stored by an earlier run"
     assert mark_duplicates(out, known={"c"}) == out  # idempotent
+
+
+def test_the_duplicate_rule_carries_over_from_one_shard_to_the_next():
+    first = {"c": ""}  # stored by an earlier run
+    shard1 = [("u1", "ok", "a"), ("u2", "ok", "a"), ("u3", "timeout", None)]
+    shard2 = [("u4", "ok", "b"), ("u5", "ok", "a"), ("u6", "ok", "c")]
+    assert duplicates(shard1, first) == {1: "same bytes as u1"}
+    assert duplicates(shard2, first) == {
+        1: "same bytes as u1",
+        2: "already stored by an earlier run",
+    }
+    assert first == {"c": "", "a": "u1", "b": "u4"}
 
 
 def test_manifest_row_has_every_column_and_refuses_unknown_ones():

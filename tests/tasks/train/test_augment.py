@@ -19,14 +19,8 @@ from tasks.train.augment import (
 N, S = 16, 33  # odd side: the centre is a pixel
 
 
-@pytest.fixture(params=[True, False], ids=["fused", "per-knob"])
-def fused(request) -> bool:
-    """Each knob is checked with the fused RandomAffine and with one layer per knob."""
-    return request.param
-
-
-def run(augmentation: dict, images: np.ndarray, seed: int = 1, fused: bool = True) -> np.ndarray:
-    pipeline = build_augmentation(augmentation, seed, fused)
+def run(augmentation: dict, images: np.ndarray, seed: int = 1) -> np.ndarray:
+    pipeline = build_augmentation(augmentation, seed)
     assert pipeline is not None
     return np.asarray(pipeline(images, training=True))
 
@@ -63,35 +57,35 @@ def test_all_knobs_off_means_no_augmentation():
         knobs({"rotation": 10})
 
 
-def test_horizontal_flip_mirrors_left_right_sometimes(fused):
+def test_horizontal_flip_mirrors_left_right_sometimes():
     x = gradient()
-    y = run({"horizontal_flip": True}, x, fused=fused)
+    y = run({"horizontal_flip": True}, x)
     flipped = [np.array_equal(y[i], x[i, :, ::-1]) for i in range(N)]
     same = [np.array_equal(y[i], x[i]) for i in range(N)]
     assert all(f or s for f, s in zip(flipped, same, strict=True))
     assert any(flipped) and any(same)
 
 
-def test_vertical_flip_mirrors_top_bottom_sometimes(fused):
+def test_vertical_flip_mirrors_top_bottom_sometimes():
     x = gradient()
-    y = run({"vertical_flip": True}, x, fused=fused)
+    y = run({"vertical_flip": True}, x)
     flipped = [np.array_equal(y[i], x[i, ::-1]) for i in range(N)]
     same = [np.array_equal(y[i], x[i]) for i in range(N)]
     assert all(f or s for f, s in zip(flipped, same, strict=True))
     assert any(flipped) and any(same)
 
 
-def test_rotation_tilts_a_line_within_the_range_in_degrees(fused):
-    y = run({"rotation_range": 30, "fill_mode": "constant"}, bar(), fused=fused)
+def test_rotation_tilts_a_line_within_the_range_in_degrees():
+    y = run({"rotation_range": 30, "fill_mode": "constant"}, bar())
     angles = [math.degrees(math.atan(slope(img))) for img in y]
     assert max(abs(a) for a in angles) <= 31
     assert max(abs(a) for a in angles) > 10  # it does rotate, not just stay put
     assert len({round(a) for a in angles}) > 4  # by a random angle per image
 
 
-def test_width_shift_moves_columns_within_the_share_of_the_width(fused):
+def test_width_shift_moves_columns_within_the_share_of_the_width():
     x = bar(horizontal=False)  # a vertical line in column 16
-    y = run({"width_shift_range": 0.2, "fill_mode": "constant"}, x, fused=fused)
+    y = run({"width_shift_range": 0.2, "fill_mode": "constant"}, x)
     columns = [np.nonzero(img[S // 2, :, 0] > 127)[0].mean() for img in y]
     shifts = np.array(columns) - S // 2
     assert np.abs(shifts).max() <= 0.2 * S + 1 and np.abs(shifts).max() >= 2
@@ -99,14 +93,14 @@ def test_width_shift_moves_columns_within_the_share_of_the_width(fused):
     assert all((img[:, :, 0] > 127).any(axis=1).all() for img in y)
 
 
-def test_height_shift_moves_rows_within_the_share_of_the_height(fused):
-    y = run({"height_shift_range": 0.2, "fill_mode": "constant"}, bar(), fused=fused)
+def test_height_shift_moves_rows_within_the_share_of_the_height():
+    y = run({"height_shift_range": 0.2, "fill_mode": "constant"}, bar())
     rows = np.array([np.nonzero(img[:, S // 2, 0] > 127)[0].mean() for img in y]) - S // 2
     assert np.abs(rows).max() <= 0.2 * S + 1 and np.abs(rows).max() >= 2
 
 
-def test_shear_slants_a_horizontal_line_by_at_most_the_angle_about_the_centre(fused):
-    y = run({"shear_range": 20, "fill_mode": "constant"}, bar(), fused=fused)
+def test_shear_slants_a_horizontal_line_by_at_most_the_angle_about_the_centre():
+    y = run({"shear_range": 20, "fill_mode": "constant"}, bar())
     slopes = np.array([slope(img) for img in y])
     # Classic shear: y_in = y - sin(s)(x - cx), so the line's slope is sin(s), |s| <= 20 deg.
     assert np.abs(slopes).max() <= math.sin(math.radians(20)) + 0.03
@@ -114,15 +108,15 @@ def test_shear_slants_a_horizontal_line_by_at_most_the_angle_about_the_centre(fu
     # About the centre: the centre pixel stays on the line.
     assert all(img[S // 2, S // 2, 0] > 127 for img in y)
     # A vertical line through the centre is not moved by this shear.
-    v = run({"shear_range": 20, "fill_mode": "constant"}, bar(horizontal=False), fused=fused)
+    v = run({"shear_range": 20, "fill_mode": "constant"}, bar(horizontal=False))
     assert np.allclose(v[:, :, S // 2, 0], 255, atol=1)
 
 
-def test_zoom_above_one_zooms_out_and_below_one_zooms_in(fused):
+def test_zoom_above_one_zooms_out_and_below_one_zooms_in():
     x = np.zeros((N, S, S, 3), "float32")
     x[:, 8:25, 8:25] = 255  # a 17-px centred square
-    out = run({"zoom_range": (2.0, 2.0), "fill_mode": "constant"}, x, fused=fused)
-    inn = run({"zoom_range": (0.5, 0.5), "fill_mode": "constant"}, x, fused=fused)
+    out = run({"zoom_range": (2.0, 2.0), "fill_mode": "constant"}, x)
+    inn = run({"zoom_range": (0.5, 0.5), "fill_mode": "constant"}, x)
     side = lambda img: (img[S // 2, :, 0] > 127).sum()  # noqa: E731
     assert all(7 <= side(img) <= 10 for img in out)  # half as wide
     assert all(side(img) == S for img in inn)  # twice as wide: fills the frame
@@ -139,9 +133,9 @@ def test_brightness_multiplies_and_clips():
 
 
 @pytest.mark.parametrize("mode", ["constant", "nearest", "wrap"])
-def test_fill_mode_fills_the_uncovered_border(mode, fused):
+def test_fill_mode_fills_the_uncovered_border(mode):
     x = gradient()  # red = 7 * column
-    y = run({"width_shift_range": 0.3, "fill_mode": mode, "cval": 7.0}, x, seed=3, fused=fused)
+    y = run({"width_shift_range": 0.3, "fill_mode": mode, "cval": 7.0}, x, seed=3)
     checked = 0
     for img in y:
         shift = S // 2 - img[S // 2, S // 2, 0] / 7  # columns the content moved right
@@ -168,17 +162,9 @@ def test_every_geometric_layer_uses_the_chosen_fill_mode():
         "fill_mode": "wrap",
         "horizontal_flip": True,
     }
-    fused_layers = augmentation_layers(knobs_on)
-    assert [type(layer).__name__ for layer in fused_layers] == ["RandomAffine", "RandomFlip"]
-    assert fused_layers[0].fill_mode == "wrap"
-    layers = augmentation_layers(knobs_on, fused=False)[:-1]
-    assert [type(layer).__name__ for layer in layers] == [
-        "RandomRotation",
-        "RandomTranslation",
-        "RandomShearDegrees",
-        "RandomZoom",
-    ]
-    assert {layer.fill_mode for layer in layers} == {"wrap"}
+    layers = augmentation_layers(knobs_on)
+    assert [type(layer).__name__ for layer in layers] == ["RandomAffine", "RandomFlip"]
+    assert layers[0].fill_mode == "wrap"
 
 
 def test_seeded_augmentation_is_reproducible():

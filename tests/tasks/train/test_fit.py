@@ -11,15 +11,10 @@ from PIL import Image
 
 from storage.errors import ConfigError
 from storage.parquet import read_table
-from tasks.train.fit import (
-    HistoryRecorder,
-    TrainSpec,
-    best_row,
-    evaluate_model,
-    make_datasets,
-    scan_dataset,
-    train_model,
-)
+from tasks.train.fit import evaluate_model, train_model
+from tasks.train.history import HistoryRecorder, best_row
+from tasks.train.inputs import make_datasets
+from tasks.train.spec import TrainSpec, scan_dataset
 
 
 def make_image_dataset(
@@ -223,15 +218,65 @@ def test_mixed_precision_trains_and_restores_the_policy(dataset, tmp_path):
     assert summary["best_val_accuracy"] is not None
 
 
+class BackboneWatch(keras.callbacks.Callback):
+    """Per fit: the backbone layers whose weights the fit optimizes (model.trainable_weights)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.phases: list[list[str]] = []
+
+    def on_train_begin(self, logs=None) -> None:
+        backbone = next(x for x in self.model.layers if isinstance(x, keras.Model))
+        optimized = {id(w) for w in self.model.trainable_weights}
+        self.phases.append(
+            [x.name for x in backbone.layers if any(id(w) in optimized for w in x.weights)]
+        )
+
+
 @pytest.mark.slow
 def test_fine_tuning_unfreezes_top_layers_at_a_tenth_of_the_learning_rate(dataset, tmp_path):
     spec = spec_for(
         dataset, tmp_path, model="mobilenet_transfer", epochs=1, batch_size=16,
         fine_tune_layers=3, fine_tune_epochs=1, learning_rate=1e-3,
     )  # fmt: skip
-    summary = train_model(spec)
+    watch = BackboneWatch()
+    summary = train_model(spec, extra_callbacks=[watch])
+    head, tuned = watch.phases
+    assert head == []  # the head phase trains the new layers only
+    # The top 3 backbone layers with weights, less BatchNormalization (it stays frozen).
+    assert tuned == ["conv_pw_13"]
     history = read_table("epoch_history", data_dir=tmp_path, run_id="r1")
     assert summary["epochs_run"] == 2 and history["epoch"].tolist() == [1, 2]
     assert history["learning_rate"].tolist() == pytest.approx([1e-3, 1e-4])
     assert len(read_table("batch_history", data_dir=tmp_path, run_id="r1")) == 2 * 3
     assert spec.best_path.is_file()
+
+
+@pytest.mark.slow
+def test_fine_tuning_after_a_resumed_head_phase_starts_where_the_head_ended(dataset, tmp_path):
+    # The resumed head phase restores epoch 1 from its backup; Keras keeps that on the model,
+    # and fine-tuning must still start after the head's last epoch (2), not at 1.
+    spec = spec_for(
+        dataset, tmp_path, model="mobilenet_transfer", epochs=2, batch_size=16,
+        fine_tune_layers=3, fine_tune_epochs=1, learning_rate=1e-3,
+    )  # fmt: skip
+    with pytest.raises(RuntimeError, match="simulated crash after epoch 1"):
+        train_model(spec, extra_callbacks=[CrashAfter(1)])
+    summary = train_model(spec)
+    history = read_table("epoch_history", data_dir=tmp_path, run_id="r1")
+    assert summary["epochs_run"] == 3 and history["epoch"].tolist() == [1, 2, 3]
+    assert history["learning_rate"].tolist() == pytest.approx([1e-3, 1e-3, 1e-4])
+
+
+@pytest.mark.slow
+def test_a_crash_while_fine_tuning_resumes_it_without_extra_epochs(dataset, tmp_path):
+    spec = spec_for(
+        dataset, tmp_path, model="mobilenet_transfer", epochs=1, batch_size=16,
+        fine_tune_layers=3, fine_tune_epochs=2, learning_rate=1e-3,
+    )  # fmt: skip
+    with pytest.raises(RuntimeError, match="simulated crash after epoch 2"):
+        train_model(spec, extra_callbacks=[CrashAfter(2)])
+    summary = train_model(spec)
+    history = read_table("epoch_history", data_dir=tmp_path, run_id="r1")
+    assert summary["epochs_run"] == 3 and history["epoch"].tolist() == [1, 2, 3]
+    assert history["learning_rate"].tolist() == pytest.approx([1e-3, 1e-4, 1e-4])

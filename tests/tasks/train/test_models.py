@@ -64,13 +64,15 @@ def test_resnet50_transfer_is_frozen_with_a_1024_dense_head():
     assert [d.units for d in dense] == [1024, 1]
     trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     assert trainable == 2048 * 1024 + 1024 + 1024 + 1
+    weighted = [layer for layer in backbone.layers if layer.weights]
+    bn = keras.layers.BatchNormalization
+    top = [layer for layer in weighted[-5:] if not isinstance(layer, bn)]
+    assert 0 < len(top) < 5  # ResNet50 ends conv, BN, conv, BN, ...: BN stays frozen
     unfrozen = unfreeze_top(model, 5)
-    assert 0 < unfrozen <= 5
-    assert not any(
-        layer.trainable
-        for layer in backbone.layers
-        if isinstance(layer, keras.layers.BatchNormalization)
-    )
+    assert unfrozen == len(top)
+    assert [layer.name for layer in backbone.layers if layer.trainable] == [x.name for x in top]
+    newly = sum(int(np.prod(w.shape)) for layer in top for w in layer.trainable_weights)
+    assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == trainable + newly
 
 
 def test_too_small_images_and_single_class_are_config_errors():

@@ -1,0 +1,122 @@
+"""What a training run is, before TensorFlow loads: the model names and the input size each
+needs, the dataset folder checked and described, and the TrainSpec a task receives."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from storage.errors import ConfigError
+from storage.files import TF_IMAGE_EXTENSIONS as TF_EXTENSIONS
+from storage.layout import Layout
+from storage.model_card import model_file
+
+MODELS = ("cifar_cnn", "small_cnn", "resnet50_transfer", "mobilenet_transfer")
+TRANSFER_MODELS = ("resnet50_transfer", "mobilenet_transfer")
+# Smallest input side each model accepts (three valid 3x3 convs and two 2x2 pools need 18;
+# Keras applications refuse below 32).
+MIN_SIZE = {"cifar_cnn": 18, "small_cnn": 18, "resnet50_transfer": 32, "mobilenet_transfer": 32}
+
+
+def check_image_size(model: str, size: int | Sequence[int]) -> None:
+    """The one minimum-input-size rule: the parameter models, the flow (the images' own size)
+    and the model factory all ask here. A ConfigError (a ValueError, so pydantic reports it)."""
+    side = min(size) if isinstance(size, Sequence) else size
+    least = MIN_SIZE.get(model)
+    if least is not None and side < least:
+        raise ConfigError(
+            f"{model} needs images of at least {least} px, got {side} px: set image_size"
+        )
+
+
+@dataclass
+class DatasetInfo:
+    """What the flow learns about a dataset folder before training (no TensorFlow needed)."""
+
+    root: str
+    class_names: list[str]
+    train_counts: dict[str, int]
+    val_counts: dict[str, int]
+    image_size: tuple[int, int]
+    manifest_sha256: str
+    has_val: bool
+
+    @property
+    def label_mode(self) -> str:
+        return "binary" if len(self.class_names) == 2 else "int"
+
+
+@dataclass
+class TrainSpec:
+    """Everything one training run needs, as plain values (a task argument)."""
+
+    run_id: str
+    data_dir: str
+    dataset_dir: str
+    model: str
+    class_names: list[str]
+    image_size: tuple[int, int]
+    epochs: int
+    batch_size: int = 32
+    augmentation: dict[str, Any] = field(default_factory=dict)
+    optimizer: str | None = None
+    learning_rate: float | None = None
+    weights: str | None = None
+    alpha: float = 0.25
+    fine_tune_layers: int = 0
+    fine_tune_epochs: int = 0
+    early_stopping_patience: int | None = None
+    mixed_precision: bool = False
+    seed: int = 42
+    validation_split: float = 0.0
+
+    @property
+    def model_dir(self) -> Path:
+        return Layout.at(self.data_dir).model_dir(self.run_id)
+
+    @property
+    def best_path(self) -> Path:
+        return model_file(self.model_dir)
+
+    @property
+    def label_mode(self) -> str:
+        return "binary" if len(self.class_names) == 2 else "int"
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in TF_EXTENSIONS)
+
+
+def scan_dataset(dataset_dir: str | Path, validation_split: float = 0.0) -> DatasetInfo:
+    """Check a `train/<class>/` (+ optional `val/<class>/`) folder and describe it; every
+    problem is a ConfigError that says what to change."""
+    root = Path(dataset_dir).expanduser().resolve()
+    train = root / "train"
+    if not train.is_dir():
+        raise ConfigError(f"dataset_dir {root} has no train/ folder (expected train/<class>/)")
+    classes = sorted(p.name for p in train.iterdir() if p.is_dir())
+    if len(classes) < 2:
+        raise ConfigError(f"{train} needs at least 2 class folders, found {classes}")
+    files = {c: _images(train / c) for c in classes}
+    if empty := [c for c, f in files.items() if not f]:
+        raise ConfigError(f"class folder(s) {empty} under {train} hold no images")
+    val, has_val, val_counts = root / "val", (root / "val").is_dir(), {}
+    if has_val:
+        val_files = {c: _images(val / c) if (val / c).is_dir() else [] for c in classes}
+        extra = sorted({p.name for p in val.iterdir() if p.is_dir()} - set(classes))
+        if extra or not any(val_files.values()):
+            raise ConfigError(f"{val} must hold images in the same class folders as train/")
+        val_counts = {c: len(f) for c, f in val_files.items()}
+    elif not 0 < validation_split < 1:
+        raise ConfigError(f"{root} has no val/ folder: add one, or set validation_split (0.2)")
+    with Image.open(files[classes[0]][0]) as first:
+        size = (first.height, first.width)
+    listing = sorted(str(f.relative_to(root)) for f in root.glob("*/*/*") if f.is_file())
+    digest = hashlib.sha256("\n".join(listing).encode()).hexdigest()
+    counts = {c: len(f) for c, f in files.items()}
+    return DatasetInfo(str(root), classes, counts, val_counts, size, digest, has_val)
