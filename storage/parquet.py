@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from storage import files
 from storage.errors import SchemaError
 from storage.layout import Layout
-from storage.schemas import STATUSES, TABLES
+from storage.schemas import STATUSES, TABLES, VOCABULARIES
 
 PARTITION = "run_date"
 _PARTITIONING = ds.partitioning(pa.schema([(PARTITION, pa.string())]), flavor="hive")
@@ -152,14 +152,16 @@ def _columns(rows: Rows) -> dict[str, list[Any]]:
 
 
 def _check_statuses(table: str, arrow: pa.Table) -> None:
-    allowed = STATUSES.get(table)
-    if allowed is None:
-        return
-    unknown = set(arrow.column("status").to_pylist()) - set(allowed)
-    if unknown:
-        raise SchemaError(
-            f"{table}.status: unknown value(s) {sorted(unknown)}; allowed: {', '.join(allowed)}"
-        )
+    closed = dict(VOCABULARIES.get(table, {}))
+    if table in STATUSES:
+        closed["status"] = STATUSES[table]
+    for column, allowed in closed.items():
+        unknown = set(arrow.column(column).to_pylist()) - set(allowed) - {None}
+        if unknown:
+            raise SchemaError(
+                f"{table}.{column}: unknown value(s) {sorted(unknown)};"
+                f" allowed: {', '.join(allowed)}"
+            )
 
 
 def _to_pandas(arrow: pa.Table) -> pd.DataFrame:

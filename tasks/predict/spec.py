@@ -14,6 +14,7 @@ from typing import Literal
 
 import numpy as np
 
+from storage.champions import champion_model
 from storage.errors import ConfigError, WeightsNotFoundError
 from storage.layout import Layout
 from storage.model_card import ModelCard, model_file
@@ -115,6 +116,7 @@ class ModelSpec:
     backend: str = "keras"
     precision: str = "fp32"
     ir_path: str | None = None
+    model_run: str | None = None  # the train run of a trained model (the `model_run` column)
 
 
 def resolve_model(
@@ -127,8 +129,17 @@ def resolve_model(
     """Check a model choice against the disk and return its spec; raise before any work.
 
     `model`: a backbone name, a `.keras` file (or its folder, or a train run id under
-    models/), or a `.tflite` file.
+    models/), a `.tflite` file, or a dataset's champion (`champion:<dataset>`, or `champion`
+    when one dataset has one).
     """
+    champion = champion_model(model, data_dir)
+    if champion is not None:
+        if file_digest(Path(champion.model_path)) != champion.sha256:
+            raise ConfigError(
+                f"{champion.model_path} changed since it became the champion of"
+                f" {champion.dataset!r} (sha256 differs): promote or roll back again"
+            )
+        model = champion.model_path
     if model in BACKBONES:
         return _backbone_spec(model, weights, mixed_precision)
     path = Path(model).expanduser()
@@ -195,6 +206,7 @@ def _trained_spec(path: Path) -> ModelSpec:
         image_size=card.image_size,
         interpolation=card.interpolation,
         binary=card.binary,
+        model_run=card.run_id or path.parent.name,
     )
 
 
