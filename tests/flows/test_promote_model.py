@@ -3,7 +3,6 @@ trained on tiny generated data (one training per model, reused by every test).""
 
 from __future__ import annotations
 
-import json
 import shutil
 import threading
 import time
@@ -94,7 +93,8 @@ def test_first_is_champion_a_worse_one_is_kept_a_better_one_promoted(trained, da
     assert rows["run_id"].tolist() == ["weak", "good", "weak-again"]
     assert rows["decision"].tolist() == ["first", "promoted", "kept"]
     assert rows["champion_run"].tolist()[1:] == ["weak", "good"]
-    assert rows["eval_fingerprint"].nunique() == 1 and rows["dataset"].unique().tolist() == [DATASET]
+    assert rows["eval_fingerprint"].nunique() == 1  # all three scored on the same images
+    assert rows["dataset"].unique().tolist() == [DATASET]
     kept = rows.iloc[-1]
     assert kept["champion_accuracy"] == pytest.approx(better.accuracy)
     assert dict(kept["champion_class_accuracy"]).keys() == {"dark", "light"}
@@ -116,7 +116,8 @@ def test_rollback_brings_the_previous_champion_back(trained, data_dir):
     assert champion.run_id == "weak" and champion.decision == "rolled_back"
     assert champion.previous == []
     last = decisions(data_dir).iloc[-1]
-    assert (last["run_id"], last["decision"], last["champion_run"]) == ("weak", "rolled_back", "good")
+    assert (last["run_id"], last["decision"]) == ("weak", "rolled_back")
+    assert last["champion_run"] == "good"
     assert last["reason"] == "rolled back from good: bad night"
     with pytest.raises(ConfigError, match="no previous champion"):
         rollback_champion(params={"dataset": DATASET, "data_dir": str(data_dir)})
@@ -237,4 +238,3 @@ def test_bad_requests_fail_before_any_decision(trained, data_dir):
     with pytest.raises(ConfigError, match="has not finished training"):
         promote(data_dir, "good")
     assert decisions(data_dir).empty and not (data_dir / "models" / "champions").exists()
-    assert json.loads((data_dir / "models" / "good" / "model_card.json").read_text())
