@@ -4,14 +4,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import typer
 
 from flows.params.registry import ModelsParams, PromoteParams, RollbackParams
 from storage.champions import champion_datasets, read_champion
-from storage.parquet import read_table
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 COLUMNS = (
     ("", 1), ("run_id", 22), ("dataset", 12), ("model", 10), ("decision", 12),
@@ -20,7 +21,8 @@ COLUMNS = (
 
 
 def _pct(value: Any) -> str:
-    return "–" if value is None or pd.isna(value) else f"{100 * float(value):.1f}%"
+    missing = value is None or value != value  # None, or NaN (a null float column)
+    return "–" if missing else f"{100 * float(value):.1f}%"
 
 
 def models_table(frame: pd.DataFrame, champions: dict[str, str]) -> list[str]:
@@ -34,7 +36,8 @@ def models_table(frame: pd.DataFrame, champions: dict[str, str]) -> list[str]:
     }
     lines = ["  ".join(f"{name:<{width}}" for name, width in COLUMNS).rstrip()]
     for index, row in frame.iterrows():
-        split = f"{row['eval_split']}/{row['eval_images']}" if pd.notna(row["eval_split"]) else "–"
+        split = row["eval_split"]
+        split = f"{split}/{row['eval_images']}" if isinstance(split, str) else "–"
         cells = [
             "*" if index in marked else "", row["run_id"], row["dataset"], row["model"],
             row["decision"], split, _pct(row["eval_accuracy"]),
@@ -61,6 +64,9 @@ def register(params_command: Callable[..., Callable]) -> None:
 
     @params_command("models", ModelsParams, "List trained models and decisions; * = champion.")
     def models(params: ModelsParams) -> None:
+        # Deferred, like `show`: pandas and pyarrow would slow every command's start-up.
+        from storage.parquet import read_table
+
         frame = read_table("models", data_dir=params.data_dir)
         if params.dataset:
             frame = frame[frame["dataset"] == params.dataset]
