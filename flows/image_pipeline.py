@@ -104,6 +104,8 @@ def check_inputs(params: PipelineParams) -> list[str] | None:
                 f"dataset_dir {dataset} needs train/ and val/ (see pixelpipe prepare)"
             )
         classes = dataset_classes(dataset)
+        if params.promote != "never" and not params.model_path:  # the registry names it so
+            safe_name(dataset.resolve().name, "dataset name (dataset_dir's folder name)")
     if params.sources:
         classes = sorted(params.source_pages())
     if params.prepare.labels and (params.sources or params.source_dir):

@@ -80,7 +80,7 @@ def _compare(challenger: Scores, champion: Scores, rule: Rule) -> Verdict:
             f"{numbers} (gain {gain:+.4f}), but class {worst!r} drops {drops[worst]:.1f}"
             f" points (max_class_drop {rule.max_class_drop:g})",
         )
-    worst_text = f"; worst class {worst!r} {-drops[worst]:+.1f} points" if worst else ""
+    worst_text = f"; worst class {worst!r} {0.0 - drops[worst]:+.1f} points" if worst else ""
     return Verdict(
         "promoted",
         f"{numbers}: gain {gain:+.4f} >= min_improvement {rule.min_improvement:.4f}"

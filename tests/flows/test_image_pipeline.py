@@ -185,6 +185,16 @@ def test_bad_inputs_fail_before_any_stage_runs(prefect_harness, data_dir, params
     assert not any(data_dir.iterdir())  # no stage wrote anything
 
 
+def test_a_dataset_folder_the_registry_cannot_name_fails_before_training(
+    prefect_harness, data_dir, tmp_path
+):
+    for split in ("train", "val"):
+        (tmp_path / "my photos" / split / "cats").mkdir(parents=True)
+    with pytest.raises(ConfigError, match=r"dataset name .* 'my photos' is not a valid name"):
+        image_pipeline(params={"dataset_dir": str(tmp_path / "my photos")})
+    assert not any(data_dir.iterdir())
+
+
 def test_invalid_values_are_refused_by_validation(prefect_harness, data_dir):
     from prefect.exceptions import ParameterTypeError
 
