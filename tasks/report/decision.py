@@ -23,6 +23,13 @@ def _accuracies(value: Any) -> dict[str, float]:
     return dict(value) if isinstance(value, list | tuple | dict) else {}
 
 
+def _split(row: pd.Series) -> str:
+    """`test/ (20 images)`; a rollback scores nothing."""
+    if not isinstance(row["eval_split"], str):
+        return "–"
+    return f"{row['eval_split']}/ ({row['eval_images']} images)"
+
+
 def decision_section(models: pd.DataFrame) -> Section | None:
     """The latest decision about this run's model; None when the registry never saw it."""
     if models.empty:
@@ -36,7 +43,7 @@ def decision_section(models: pd.DataFrame) -> Section | None:
                 ("decision", str(row["decision"])),
                 ("dataset", str(row["dataset"])),
                 ("compared with", them or "no champion yet"),
-                ("evaluation split", f"{row['eval_split'] or '–'}/ ({row['eval_images']} images)"),
+                ("evaluation split", _split(row)),
             ]
         )
     )
