@@ -19,7 +19,6 @@ from storage.errors import ConfigError, WeightsNotFoundError
 from storage.layout import Layout
 from storage.model_card import ModelCard, model_file
 from tasks import weights as keras_weights
-from tasks.predict.engines import tflite
 from tasks.predict.labels import Labels, imagenet_labels
 from tasks.weights import file_digest
 
@@ -211,6 +210,10 @@ def _trained_spec(path: Path) -> ModelSpec:
 
 
 def _tflite_spec(path: Path) -> ModelSpec:
+    # Deferred: the engines package imports this module, so importing it at the top made
+    # `import tasks.predict.spec` (the first predict import of `pixelpipe demo`) circular.
+    from tasks.predict.engines import tflite
+
     interpreter = tflite.interpreter(path)
     shape = interpreter.get_input_details()[0]["shape"]
     outputs = int(interpreter.get_output_details()[0]["shape"][-1])
