@@ -175,8 +175,11 @@ def test_incompatible_classes_are_refused_unless_forced(trained, data_dir):
         cli.app, ["promote", "--run-id", "other", "--data-dir", str(data_dir), "--force"]
     )
     assert result.exit_code == 2 and "reason" in result.output
-    forced = promote(data_dir, "other", force=True, reason="the classes changed on purpose")
-    assert forced.decision == "forced" and forced.champion_run == "other"
+    args = ["promote", "--run-id", "other", "--data-dir", str(data_dir), "--force"]
+    forced = CliRunner().invoke(cli.app, [*args, "--reason", "the classes changed on purpose"])
+    assert forced.exit_code == 0, forced.output
+    assert "other: forced — promoted by hand: the classes changed on purpose" in forced.output
+    assert read_champion(DATASET, data_dir).run_id == "other"
     assert decisions(data_dir)["decision"].tolist() == ["first", "incompatible", "forced"]
 
 
