@@ -26,6 +26,7 @@ FLOWS: dict[str, tuple[str, list[str]]] = {
     "scrape_images": ("Find, download, validate and dedupe the images on some pages.", ["scrape"]),
     "prepare_dataset": ("Clean, resize and split images into train/val folders.", ["prepare"]),
     "train_classifier": ("Train a Keras classifier on a prepared dataset.", ["train"]),
+    "promote_model": ("Challenge a dataset's champion with a trained model.", ["registry"]),
     "predict_batch": ("Classify many images; write Parquet predictions.", ["predict"]),
     "write_report": ("Write the HTML/Markdown report of a run.", ["report"]),
 }

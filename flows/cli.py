@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from flows import params as P
+from flows.cli_registry import register as register_registry_commands
 from flows.demo import DemoOptions
 from storage.errors import PixelpipeError
 
@@ -378,6 +379,9 @@ def _guard(action: Callable[[], Any]) -> Any:
         return action()
     except PixelpipeError as e:
         fail(str(e))
+
+
+register_registry_commands(params_command)  # promote, models, rollback
 
 
 def main() -> None:

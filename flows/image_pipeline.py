@@ -1,4 +1,5 @@
-"""image_pipeline: scrape, prepare, train, predict and report as subflows sharing one run id."""
+"""image_pipeline: scrape, prepare, train, promote, predict and report as subflows sharing one
+run id."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from flows.params import (
     ScrapeParams,
     TrainParams,
 )
+from flows.params.registry import PromoteParams
 from flows.policy import enforce_policy
 from storage.errors import ConfigError
 from storage.layout import Layout, new_run_id, safe_name
@@ -41,6 +43,10 @@ class PipelineResult(BaseModel):
     model_card_path: str | None = None
     history_path: str | None = None
     best_val_accuracy: float | None = None
+    decision: str | None = None  # the registry's, about this run's model (promote_model)
+    decision_reason: str | None = None
+    champion_run: str | None = None  # the dataset's champion after it: the model predicted with
+    predicted_with: str | None = None  # the model file the predictions came from
     predictions_path: str | None = None
     imagenet_predictions_path: str | None = None
     report_path: str | None = None
@@ -88,6 +94,8 @@ def check_inputs(params: PipelineParams) -> list[str] | None:
                 f"dataset_dir {dataset} needs train/ and val/ (see pixelpipe prepare)"
             )
         classes = dataset_classes(dataset)
+        if params.promote != "never" and not params.model_path:  # the registry names it so
+            safe_name(dataset.resolve().name, "dataset name (dataset_dir's folder name)")
     if params.sources:
         classes = sorted(params.source_pages())
     if params.prepare.labels and (params.sources or params.source_dir):
@@ -177,6 +185,31 @@ def _train(params: PipelineParams, result: PipelineResult) -> None:
     result.stages_run.append("train_classifier")
 
 
+def _promote(params: PipelineParams, result: PipelineResult) -> None:
+    """Tonight's model against the dataset's champion; predictions then use the champion."""
+    result.predicted_with = result.model_path
+    if "train_classifier" not in result.stages_run:
+        result.stages_skipped["promote_model"] = "no model trained in this run"
+        return
+    if params.promote == "never":
+        result.stages_skipped["promote_model"] = "promote=never: predicting with this run's model"
+        return
+    always = params.promote == "always"
+    promoted = stage("promote_model")(
+        params=PromoteParams(
+            **params.promotion.model_dump(),
+            run_id=result.run_id,
+            data_dir=result.data_dir,
+            force=always,
+            reason="promote=always in the pipeline" if always else None,
+        )
+    )
+    result.decision, result.decision_reason = promoted.decision, promoted.reason
+    result.champion_run = promoted.champion_run
+    result.predicted_with = promoted.champion_model_path
+    result.stages_run.append("promote_model")
+
+
 def _predict(
     params: PipelineParams, result: PipelineResult, model: str, weights: str | None, run_id: str
 ) -> str:
@@ -198,7 +231,8 @@ def _predict(
 
 
 def _predict_all(params: PipelineParams, result: PipelineResult) -> None:
-    result.predictions_path = _predict(params, result, result.model_path, None, result.run_id)
+    model = result.predicted_with or result.model_path
+    result.predictions_path = _predict(params, result, model, None, result.run_id)
     result.stages_run.append("predict_batch")
     imagenet = "predict_batch (resnet50 imagenet)"
     if not params.imagenet_weights:
@@ -231,7 +265,8 @@ def _report(params: PipelineParams, result: PipelineResult) -> None:
 
 @flow(
     name="image-pipeline",
-    description="Scrape pages, prepare a dataset, train a classifier, predict, and report.",
+    description="Scrape pages, prepare a dataset, train a classifier, promote it when better"
+    " than the champion, predict with the champion, and report.",
     validate_parameters=True,
 )
 def image_pipeline(params: PipelineParams) -> PipelineResult:
@@ -246,6 +281,7 @@ def image_pipeline(params: PipelineParams) -> PipelineResult:
     source_dir = _scrape(params, result)
     _prepare(params, source_dir, result)
     _train(params, result)
+    _promote(params, result)
     _predict_all(params, result)
     _report(params, result)
     log.info("pipeline run %s done: %s", run_id, ", ".join(result.stages_run))
@@ -259,6 +295,9 @@ def summary_lines(result: PipelineResult) -> list[str]:
         lines.append(f"  skipped {name}: {why}")
     if result.best_val_accuracy is not None:
         lines.append(f"validation accuracy: {result.best_val_accuracy:.3f}")
+    if result.decision:
+        lines.append(f"model decision: {result.decision} ({result.decision_reason})")
+        lines.append(f"predicted with the champion, run {result.champion_run}")
     lines += [f"  {path}" for path in result.paths()]
     if result.report_path:
         lines.append(f"report: {result.report_path}")

@@ -69,6 +69,14 @@ class Layout:
     def model_dir(self, run_id: str) -> Path:
         return self.root / "models" / safe_name(run_id, "run id")
 
+    @property
+    def champions_dir(self) -> Path:
+        return self.root / "models" / "champions"
+
+    def champion_file(self, dataset: str) -> Path:
+        """`models/champions/<dataset>.json`: the dataset's current champion."""
+        return self.champions_dir / f"{safe_name(dataset, 'dataset name')}.json"
+
     def report_dir(self, run_id: str) -> Path:
         return self.root / "reports" / safe_name(run_id, "run id")
 

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from storage import files
 from storage.errors import DamagedFileError, PixelpipeError, SchemaError
 from storage.layout import Layout, safe_name
-from storage.schemas import STATUSES, TABLES
+from storage.schemas import STATUSES, TABLES, VOCABULARIES
 
 PARTITION = "run_date"
 READ_ATTEMPTS = 5  # listings of a table tried while re-runs replace parts under a reader
@@ -266,14 +266,16 @@ def _columns(rows: Rows) -> dict[str, list[Any]]:
 
 
 def _check_statuses(table: str, arrow: pa.Table) -> None:
-    allowed = STATUSES.get(table)
-    if allowed is None:
-        return
-    unknown = set(arrow.column("status").to_pylist()) - set(allowed)
-    if unknown:
-        raise SchemaError(
-            f"{table}.status: unknown value(s) {sorted(unknown)}; allowed: {', '.join(allowed)}"
-        )
+    closed = dict(VOCABULARIES.get(table, {}))
+    if table in STATUSES:
+        closed["status"] = STATUSES[table]
+    for column, allowed in closed.items():
+        unknown = set(arrow.column(column).to_pylist()) - set(allowed) - {None}
+        if unknown:
+            raise SchemaError(
+                f"{table}.{column}: unknown value(s) {sorted(unknown)};"
+                f" allowed: {', '.join(allowed)}"
+            )
 
 
 def _to_pandas(arrow: pa.Table) -> pd.DataFrame:

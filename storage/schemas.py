@@ -39,6 +39,8 @@ SCRAPE_STATUSES = (
 )
 DATASET_STATUSES = ("ok", "corrupt", "duplicate", "conflict", "unsupported", "capped")
 PREDICTION_STATUSES = ("ok", "corrupt", "missing")
+# What the registry decided about a model (tasks/registry/decide.py says when each applies).
+MODEL_DECISIONS = ("first", "promoted", "kept", "incompatible", "forced", "rolled_back")
 
 SCRAPE_MANIFEST = _schema(
     req("run_id", pa.string()),
@@ -119,6 +121,36 @@ PREDICTIONS = _schema(
     req("status", pa.string()),
     opt("error", pa.string()),
     opt("preprocessing", pa.string()),  # e.g. "crop(0.875)/bilinear; <value scaling>"
+    opt("model_run", pa.string()),  # the train run of a trained model (None: a backbone)
+)
+
+# One row per registry decision about a trained model (its first evaluation, a forced
+# promotion, a rollback to it...): the latest row of a run is where that model stands.
+_ACCURACIES = pa.map_(pa.string(), pa.float64())  # class name -> accuracy on the eval split
+MODELS = _schema(
+    req("run_id", pa.string()),  # the model's train run
+    req("model", pa.string()),  # architecture (small_cnn, ...)
+    req("dataset", pa.string()),
+    req("model_path", pa.string()),
+    opt("sha256", pa.string()),
+    req("class_names", pa.list_(pa.string())),
+    opt("image_size", pa.list_(pa.int32())),  # (height, width)
+    opt("best_epoch", pa.int32()),
+    opt("best_val_accuracy", pa.float64()),
+    opt("best_val_loss", pa.float64()),
+    opt("eval_split", pa.string()),  # test, else val
+    opt("eval_images", pa.int32()),
+    opt("eval_fingerprint", pa.string()),  # sha256 of the split's files and contents
+    opt("eval_accuracy", pa.float64()),
+    opt("eval_loss", pa.float64()),
+    opt("eval_class_accuracy", _ACCURACIES),
+    opt("champion_run", pa.string()),  # the champion it was compared with (or replaced)
+    opt("champion_accuracy", pa.float64()),  # that champion on the same images
+    opt("champion_loss", pa.float64()),
+    opt("champion_class_accuracy", _ACCURACIES),
+    req("decision", pa.string()),
+    req("reason", pa.string()),
+    req("decided_at", TS),
 )
 
 TABLES: dict[str, pa.Schema] = {
@@ -127,10 +159,16 @@ TABLES: dict[str, pa.Schema] = {
     "epoch_history": EPOCH_HISTORY,
     "batch_history": BATCH_HISTORY,
     "predictions": PREDICTIONS,
+    "models": MODELS,
 }
 
 STATUSES: dict[str, tuple[str, ...]] = {
     "scrape_manifest": SCRAPE_STATUSES,
     "dataset_manifest": DATASET_STATUSES,
     "predictions": PREDICTION_STATUSES,
+}
+
+# Other closed columns, checked like `status`: {table: {column: allowed values}}.
+VOCABULARIES: dict[str, dict[str, tuple[str, ...]]] = {
+    "models": {"decision": MODEL_DECISIONS},
 }

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
 from pydantic import Field, create_model, model_validator
+from pydantic.fields import FieldInfo
 
 from flows.params.base import Params, RunId, Runner, StageParams, check_runner
 from flows.params.predict import PredictParams
 from flows.params.prepare import PrepareParams
+from flows.params.registry import PromoteParams
 from flows.params.scrape import ScrapeParams
 from flows.params.train import TrainParams
 from storage.layout import safe_name
@@ -17,9 +21,12 @@ from storage.layout import safe_name
 # not copied, so a field added to a stage model shows up in `pixelpipe run` automatically.
 
 
-def _options_of(model: type[StageParams], name: str, drop: set[str]) -> type[Params]:
+def _options_of(
+    model: type[StageParams], name: str, drop: set[str], defaults: dict[str, Any] | None = None
+) -> type[Params]:
+    defaults = defaults or {}
     fields = {
-        key: (field.annotation, field)
+        key: (field.annotation, _default(field, defaults[key]) if key in defaults else field)
         for key, field in model.model_fields.items()
         if key not in drop | {"data_dir", "run_id"}
     }
@@ -28,16 +35,28 @@ def _options_of(model: type[StageParams], name: str, drop: set[str]) -> type[Par
     )
 
 
+def _default(field: FieldInfo, value: Any) -> FieldInfo:
+    """The same field with another default (the pipeline's own choice for a stage option)."""
+    return FieldInfo.merge_field_infos(field, default=value)
+
+
 ScrapeOptions = _options_of(ScrapeParams, "ScrapeOptions", {"pages", "label"})
-PrepareOptions = _options_of(PrepareParams, "PrepareOptions", {"source_dir"})
+# A test/ split by default: the registry scores tonight's model and the champion on it.
+PrepareOptions = _options_of(
+    PrepareParams, "PrepareOptions", {"source_dir"}, defaults={"test_fraction": 0.1}
+)
 TrainOptions = _options_of(TrainParams, "TrainOptions", {"dataset_dir", "resume_run"})
 PredictOptions = _options_of(
     PredictParams, "PredictOptions", {"scrape_run", "dataset_dir", "model", "weights", "targets"}
 )
+PromoteOptions = _options_of(
+    PromoteParams, "PromoteOptions", {"force", "reason", "batch_size", "lock_timeout_s"}
+)
 
 
 class PipelineParams(Params):
-    """scrape -> prepare -> train -> predict -> report; give a later stage's input to skip."""
+    """scrape -> prepare -> train -> promote -> predict -> report; give a later stage's input
+    to skip."""
 
     data_dir: str | None = Field(
         None, description="Data root; default $PIXELPIPE_DATA_DIR, else ./data"
@@ -73,6 +92,14 @@ class PipelineParams(Params):
     prepare: PrepareOptions = Field(default_factory=PrepareOptions, description="Preparing")
     train: TrainOptions = Field(default_factory=TrainOptions, description="Training")
     predict: PredictOptions = Field(default_factory=PredictOptions, description="Predicting")
+    promote: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="After training: auto (promote when better than the dataset's champion),"
+        " always (make it the champion), never (no registry; predict with this run's model)",
+    )
+    promotion: PromoteOptions = Field(
+        default_factory=PromoteOptions, description="The promotion rule (promote=auto)"
+    )
     report_title: str | None = Field(None, description="Report title")
     report_notes: list[str] = Field(
         default_factory=list, description="Lines under the report's title (e.g. a skipped stage)"

@@ -28,7 +28,8 @@ class PredictParams(StageParams):
     model: str = Field(
         "resnet50",
         description="An ImageNet backbone (resnet50, mobilenet_v2, resnet101, vgg16, ...), a"
-        " best.keras (or its folder, or a train run id) or a .tflite classifier",
+        " best.keras (or its folder, or a train run id), a .tflite classifier, or a dataset's"
+        " champion: champion:<dataset> (plain champion when one dataset has one)",
     )
     weights: str | None = Field(
         "imagenet", description="ImageNet backbone weights: 'imagenet', a local file, or none"

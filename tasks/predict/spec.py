@@ -15,6 +15,7 @@ from typing import Literal
 
 import numpy as np
 
+from storage.champions import champion_model
 from storage.errors import ConfigError, WeightsNotFoundError
 from storage.layout import Layout
 from storage.model_card import ModelCard, model_file
@@ -118,6 +119,7 @@ class ModelSpec:
     backend: str = "keras"
     precision: str = "fp32"
     ir_path: str | None = None
+    model_run: str | None = None  # the train run of a trained model (the `model_run` column)
 
 
 def resolve_model(
@@ -133,7 +135,8 @@ def resolve_model(
     """Check a model choice against the disk and return its spec; raise before any work.
 
     `model`: a backbone name, a `.keras` file (or its folder, or a train run id under
-    models/), or a `.tflite` file. The resize overrides replace the model's own choice.
+    models/), a `.tflite` file, or a dataset's champion (`champion:<dataset>`, or `champion`
+    when one dataset has one). The resize overrides replace the model's own choice.
     """
     spec = _resolve(model, weights, data_dir, mixed_precision)
     prep = spec.preprocessing.with_overrides(resize_mode, interpolation, crop_fraction)
@@ -143,6 +146,14 @@ def resolve_model(
 def _resolve(
     model: str, weights: str | None, data_dir: str | None, mixed_precision: bool
 ) -> ModelSpec:
+    champion = champion_model(model, data_dir)
+    if champion is not None:
+        if file_digest(Path(champion.model_path)) != champion.sha256:
+            raise ConfigError(
+                f"{champion.model_path} changed since it became the champion of"
+                f" {champion.dataset!r} (sha256 differs): promote or roll back again"
+            )
+        model = champion.model_path
     if model in BACKBONES:
         return _backbone_spec(model, weights, mixed_precision)
     path = Path(model).expanduser()
@@ -212,6 +223,7 @@ def _trained_spec(path: Path) -> ModelSpec:
             card.resize_mode, card.interpolation, card.crop_fraction, card.scaling
         ),
         binary=card.binary,
+        model_run=card.run_id or path.parent.name,
     )
 
 

@@ -58,6 +58,7 @@ def prediction_rows(
     rows, prep = [], spec.preprocessing.describe()
     for i, image in enumerate(paths):
         base = {"run_id": run_id, "model": spec.identity, "image": image, "preprocessing": prep}
+        base["model_run"] = spec.model_run
         if status[i] != OK:
             rows.append(
                 base

@@ -17,6 +17,7 @@ from storage.model_card import model_file
 from storage.parquet import read_table
 from tasks.report import plots
 from tasks.report import stats as S
+from tasks.report.decision import decision_section
 from tasks.report.document import Section, md_escape, render_html, render_markdown
 from tasks.report.filters import filters_section
 from tasks.report.health import health_rows, health_section
@@ -88,6 +89,7 @@ def load_run(runs: dict[str, str], data_dir: str | None) -> RunData:
         card=card,
         model_dir=model_dir,
         notes=[note] if note else [],
+        models=read("models", "train"),
     )
 
 
@@ -168,6 +170,7 @@ def build_sections(
         dataset_section(data.dataset, folder, grid, grid_note),
         health_section(data.dataset, training_size(data), Thumbs(folder / "thumbs")),
         training_section(data, folder),
+        decision_section(data.models),
         predictions,
     ]
     image = sample_image(data)

@@ -10,7 +10,10 @@ from storage.errors import ConfigError, WeightsNotFoundError
 from storage.parquet import read_table
 from tasks.demo.gallery import GalleryServer, build_gallery, generate_pictures
 
-TABLES = ["scrape_manifest", "dataset_manifest", "epoch_history", "batch_history", "predictions"]
+TABLES = [
+    *("scrape_manifest", "dataset_manifest", "epoch_history", "batch_history", "predictions"),
+    "models",
+]
 TINY = {
     "prepare": {"image_size": 32, "val_fraction": 0.3},
     "train": {"epochs": 1, "batch_size": 8},
@@ -47,9 +50,13 @@ def test_whole_pipeline_runs_every_stage_under_one_run_id(full_run):
         "scrape_images",
         "prepare_dataset",
         "train_classifier",
+        "promote_model",
         "predict_batch",
         "write_report",
     ]
+    # The dataset's first model becomes its champion and predicts; the report says so.
+    assert (result.decision, result.champion_run) == ("first", "full-1")
+    assert "Model decision" in Path(result.report_path).with_name("report.md").read_text()
     counts = rows(data_dir, "full-1")
     assert all(counts.values()), counts
     scraped = read_table("scrape_manifest", data_dir=data_dir, run_id="full-1")
@@ -67,6 +74,8 @@ def test_whole_pipeline_runs_every_stage_under_one_run_id(full_run):
     predicted = read_table("predictions", data_dir=data_dir, run_id="full-1")
     val_images = read_table("dataset_manifest", data_dir=data_dir, run_id="full-1")
     assert predicted["image"].nunique() == (val_images["split"] == "val").sum()
+    assert set(predicted["model_run"]) == {"full-1"}
+    assert (val_images["split"] == "test").any()  # the pipeline's default test_fraction
     lines = summary_lines(result)
     assert lines[0].startswith("run full-1: scrape_images") and lines[-1].endswith("report.html")
 
@@ -80,6 +89,27 @@ def test_scraping_holds_a_per_host_global_concurrency_limit(full_run):
     with get_client(sync_client=True) as client:
         limit = client.read_global_concurrency_limit_by_name(limit_name(host_of(url)))
     assert limit.limit == 4 and limit.active_slots == 0  # per_host default; released after
+
+
+def test_a_kept_model_leaves_predicting_to_the_champion(full_run):
+    data_dir, _, first = full_run
+    night = {"data_dir": str(data_dir), "dataset_dir": first.dataset_dir, **TINY}
+    # A rule no model can meet: tonight's model is kept out, the champion predicts.
+    kept = image_pipeline(
+        params={**night, "run_id": "night-2", "promotion": {"min_improvement": 1.0}}
+    )
+    assert (kept.decision, kept.champion_run) == ("kept", "full-1")
+    assert kept.stages_run[:2] == ["train_classifier", "promote_model"]
+    predicted = read_table("predictions", data_dir=data_dir, run_id="night-2")
+    assert set(predicted["model_run"]) == {"full-1"}
+    report = Path(kept.report_path).with_name("report.md").read_text()
+    assert "Model decision" in report and "is below min" in report
+    # promote=never: no registry, tonight's model predicts.
+    never = image_pipeline(params={**night, "run_id": "night-3", "promote": "never"})
+    assert "promote_model" in never.stages_skipped and never.decision is None
+    predicted = read_table("predictions", data_dir=data_dir, run_id="night-3")
+    assert set(predicted["model_run"]) == {"night-3"}
+    assert read_table("models", data_dir=data_dir, run_id="night-3").empty
 
 
 def test_predict_only_with_an_existing_model_and_dataset(full_run):
@@ -154,6 +184,16 @@ def test_bad_inputs_fail_before_any_stage_runs(prefect_harness, data_dir, params
     with pytest.raises(error, match=message):
         image_pipeline(params=params)
     assert not any(data_dir.iterdir())  # no stage wrote anything
+
+
+def test_a_dataset_folder_the_registry_cannot_name_fails_before_training(
+    prefect_harness, data_dir, tmp_path
+):
+    for split in ("train", "val"):
+        (tmp_path / "my photos" / split / "cats").mkdir(parents=True)
+    with pytest.raises(ConfigError, match=r"dataset name .* 'my photos' is not a valid name"):
+        image_pipeline(params={"dataset_dir": str(tmp_path / "my photos")})
+    assert not any(data_dir.iterdir())
 
 
 def test_invalid_values_are_refused_by_validation(prefect_harness, data_dir):

@@ -135,6 +135,7 @@ def _prediction_rows(root: Path) -> list[dict]:
                     "probability": prob,
                     "is_target": hit,
                     "target_probability": p if label == "forest" else 1 - p,
+                    "model_run": RUN,
                 }
             )
     broken = {**rows[0], "image": "/nowhere/broken.png", "rank": None, "label": None}
@@ -142,6 +143,7 @@ def _prediction_rows(root: Path) -> list[dict]:
     rows.append({**broken, "status": "corrupt", "error": "cannot identify image file"})
     for image in val["mountain"]:
         rows.append({**rows[0], "model": "resnet50", "image": image, "label": "alp"})
+        rows[-1]["model_run"] = None  # an ImageNet backbone has no train run
         rows[-1].update(label_index=970, probability=0.5, is_target=False, target_probability=0.0)
     return rows
 
