@@ -127,7 +127,7 @@ def evaluate_model(model_path: str, evalset: EvalSet, batch_size: int = 32) -> S
     index = {name: i for i, name in enumerate(names)}
     truth, probs, unreadable, start = [], [], 0, 0
     paths = list(evalset.paths)
-    for pixels, status, _ in image_batches(paths, spec.image_size, batch_size, spec.interpolation):
+    for pixels, status, _ in image_batches(paths, spec.image_size, batch_size, spec.preprocessing):
         ok = status.numpy() == OK
         out = predict(pixels)
         n = len(ok)
