@@ -177,8 +177,8 @@ def test_render_batch_uses_the_process_pool(tmp_path):
         images.render_batch.fn(items[:2], SETTINGS, workers=1)
         assert pixels._pool is None  # one worker renders in this process: no pool started
         results = images.render_batch.fn(items, SETTINGS, workers=2)
-        assert pixels._pool is not None and pixels._pool[0] == 2
-        pool = pixels._pool[1]
+        pool = pixels._pool
+        assert pool is not None and pool._max_workers == 2
         assert pixels.get_pool(2) is pool  # the batch's pool, kept for the next batch
         worker_pids = {pool.submit(os.getpid).result() for _ in range(8)}
         assert os.getpid() not in worker_pids and 1 <= len(worker_pids) <= 2
