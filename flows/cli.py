@@ -20,6 +20,7 @@ from pydantic import BaseModel, ValidationError
 
 from flows import params as P
 from flows.demo import DemoOptions
+from flows.server import server_app
 from storage.errors import NotAvailableError, PixelpipeError
 
 app = typer.Typer(
@@ -29,6 +30,29 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+app.add_typer(server_app, name="server")
+
+
+_verbose = {"on": False}  # set by --verbose, read when a flow runs
+
+
+@app.callback()
+def options(
+    verbose: bool = typer.Option(
+        False, "--verbose", help="Also show Prefect's traceback when a flow fails"
+    ),
+) -> None:
+    _verbose["on"] = verbose
+
+
+def flow_session() -> typing.ContextManager[None]:
+    """Around a flow call: the Prefect API to use, the terminal bar, one-line errors."""
+    # Deferred like the flows themselves: it imports Prefect (~1 s), which --help does not need.
+    from flows.cli_session import flow_session as session
+
+    return session(echo=typer.echo, verbose=_verbose["on"])
+
 
 # Subcommand name -> handler(params); looked up at call time so tests can swap a handler.
 _HANDLERS: dict[str, Callable[[Any], None]] = {}
@@ -209,7 +233,8 @@ def not_available(issue: str) -> typing.NoReturn:
 def scrape(params: P.ScrapeParams) -> None:
     from flows.scrape_images import scrape_images
 
-    result = scrape_images(params=params)
+    with flow_session():
+        result = scrape_images(params=params)
     typer.echo(result.summary())
     typer.echo(f"manifest {result.manifest_path}")
 
@@ -218,7 +243,8 @@ def scrape(params: P.ScrapeParams) -> None:
 def prepare(params: P.PrepareParams) -> None:
     from flows.prepare_dataset import prepare_dataset
 
-    result = prepare_dataset(params=params)
+    with flow_session():
+        result = prepare_dataset(params=params)
     typer.echo(f"dataset {result.dataset_dir} ({', '.join(result.class_names)})")
     for split, per_class in result.counts.items():
         typer.echo(f"  {split:<5} " + "  ".join(f"{c}={n}" for c, n in per_class.items()))
@@ -231,7 +257,8 @@ def prepare(params: P.PrepareParams) -> None:
 def train(params: P.TrainParams) -> None:
     from flows.train_classifier import train_classifier
 
-    r = train_classifier(params=params)
+    with flow_session():
+        r = train_classifier(params=params)
     typer.echo(
         f"run {r.run_id}: {r.model}, {r.epochs_run} epochs, best epoch {r.best_epoch} "
         f"val_accuracy {r.best_val_accuracy} (evaluated {r.evaluated_val_accuracy})"
@@ -254,17 +281,28 @@ def augment_preview(params: P.AugmentPreviewParams) -> None:
 
 @params_command("predict", P.PredictParams, "Classify many images; write Parquet predictions.")
 def predict(params: P.PredictParams) -> None:
+    # The model and its weights first, before TensorFlow or a Prefect server: a missing
+    # weights file costs under a second and one message. (Importing the engines first: spec
+    # alone is an import cycle.)
+    import tasks.predict.engines  # noqa: F401
+    from tasks.predict.spec import resolve_model
+
+    resolve_model(params.model, params.weights, data_dir=params.data_dir,
+                  mixed_precision=params.mixed_precision)  # fmt: skip
     from flows.predict_batch import predict_batch, results_table
 
-    result = predict_batch(params=params)
+    with flow_session():
+        result = predict_batch(params=params)
     typer.echo(results_table(result))
 
 
 @params_command("report", P.ReportParams, "Write the HTML/Markdown report of a run.")
 def report(params: P.ReportParams) -> None:
-    from flows.write_report import write_report
+    from flows.write_report import check_run_recorded, write_report
 
-    result = write_report(params=params)
+    check_run_recorded(params)  # an unknown run id fails here instead of an empty report
+    with flow_session():
+        result = write_report(params=params)
     typer.echo(result.report_path)
 
 
@@ -275,7 +313,8 @@ def run(params: P.PipelineParams) -> None:
     from flows.image_pipeline import check_inputs, image_pipeline, summary_lines
 
     check_inputs(params)  # the flow checks again; here a mistake costs no failed flow run
-    result = image_pipeline(params=params)
+    with flow_session():
+        result = image_pipeline(params=params)
     typer.echo("\n".join(summary_lines(result)))
 
 
@@ -283,7 +322,8 @@ def run(params: P.PipelineParams) -> None:
 def demo(options: DemoOptions) -> None:
     from flows.demo import run_demo
 
-    result = run_demo(options, echo=typer.echo)
+    with flow_session():
+        result = run_demo(options, echo=typer.echo)
     accuracy = "n/a" if result.val_accuracy is None else f"{result.val_accuracy:.3f}"
     typer.echo(f"validation accuracy: {accuracy} (chance: 0.5)")
     typer.echo(f"report: {result.report_path}")

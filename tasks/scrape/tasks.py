@@ -186,13 +186,11 @@ def download_images(
         outcomes[i] = download_one(fetcher, urls[i], folder, min_size, config.max_bytes)
 
     progress = Progress(len(urls), f"Downloading {len(urls)} image(s) for {label!r}")
-    step, done = max(1, len(urls) // 20), 0  # about 20 updates: each one is an API call
+    # Every image advances the terminal bar; Progress itself spaces the artifact's API calls.
     with Fetcher(config, policy) as fetcher, ThreadPoolExecutor(workers) as pool:
         for future in as_completed([pool.submit(work, i) for i in interleave_by_host(urls)]):
             future.result()  # re-raises what is not a bad item (a full disk, say)
-            done += 1
-            if done % step == 0 or done == len(urls):
-                progress.advance(done - progress.done)
+            progress.advance()
     rows = [
         manifest_row(run_id, label, c["page_url"], c["url"], found_in=c.get("found_in"), **o)
         for c, o in zip(candidates, outcomes, strict=True)

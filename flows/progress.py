@@ -1,0 +1,113 @@
+"""The CLI's live progress bars: one rich bar per tasks.runtime.Progress, on a terminal only."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.progress import Progress as RichProgress
+from rich.text import Text
+
+from tasks.runtime import set_progress_sink
+
+
+class RateColumn(ProgressColumn):
+    """Items per second (rich's own speed column counts bytes)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("?/s" if speed is None else f"{speed:,.1f}/s", style="progress.data.speed")
+
+
+class BarSink:
+    """tasks.runtime.ProgressSink on a rich Progress; rich's own lock makes updates from
+    download threads safe, ours keeps the handle bookkeeping consistent."""
+
+    def __init__(self, bar: RichProgress) -> None:
+        self.bar = bar
+        self._lock = threading.Lock()
+        self._open: set[Any] = set()
+
+    def open(self, description: str, total: int) -> Any:
+        with self._lock:
+            handle = self.bar.add_task(description, total=total)
+            self._open.add(handle)
+        return handle
+
+    def update(self, handle: Any, done: int) -> None:
+        self.bar.update(handle, completed=done)
+
+    def close(self, handle: Any) -> None:
+        with self._lock:
+            if handle not in self._open:
+                return
+            self._open.discard(handle)
+        task = self.bar.tasks[handle] if handle < len(self.bar.tasks) else None
+        if task is not None:  # a finished loop leaves one line above the live bars
+            seconds = task.finished_time or task.elapsed or 0.0
+            self.bar.console.print(f"{task.description}: {task.completed:g} in {seconds:.1f} s")
+        self.bar.remove_task(handle)
+
+
+def new_bar(console: Console | None = None) -> RichProgress:
+    return RichProgress(
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+@contextlib.contextmanager
+def terminal_progress(enabled: bool | None = None) -> Iterator[BarSink | None]:
+    """While active, every Progress in this process also drives a live bar, and Prefect's
+    console log lines print above it instead of through it. Off when stdout is no terminal."""
+    if not (sys.stdout.isatty() if enabled is None else enabled):
+        yield None
+        return
+    bar = new_bar(Console(markup=False, highlight=False))  # log lines may hold [brackets]
+    handlers = _prefect_console_handlers()
+    consoles = [(h, h.console) for h in handlers]
+    sink = BarSink(bar)
+    bar.start()
+    set_progress_sink(sink)
+    for handler in handlers:
+        handler.console = bar.console
+    try:
+        yield sink
+    finally:
+        set_progress_sink(None)
+        for handler, console in consoles:
+            handler.console = console
+        bar.stop()
+
+
+def _prefect_console_handlers() -> list[Any]:
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    names = ["prefect", *logging.root.manager.loggerDict]
+    found: list[Any] = []
+    for name in names:
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, PrefectConsoleHandler) and handler not in found:
+                found.append(handler)
+    return found
