@@ -86,6 +86,11 @@ class Progress:
             self._logged = time.monotonic()
             logger().info("%s: %d/%d (%.0f%%)", self.description, self.done, self.total, percent)
 
+    def finish(self) -> None:
+        """The loop ended before `total` (the total was an upper bound): show it done."""
+        self.total = max(self.done, 1)
+        self.advance(0)
+
     def track(self, items: Iterable[T], weight: int = 1) -> Iterator[T]:
         for item in items:
             yield item

@@ -43,7 +43,13 @@ def _now() -> datetime:
 
 
 def _read_chain(
-    fetcher: Fetcher, start: str, follow: int, limit: int | None, visited: set[str], lock
+    fetcher: Fetcher,
+    start: str,
+    follow: int,
+    limit: int | None,
+    visited: set[str],
+    lock,
+    progress: Progress | None = None,
 ) -> tuple[list[dict], list[dict], int]:
     """Read `start` and up to `follow` rel=next pages after it.
 
@@ -68,6 +74,9 @@ def _read_chain(
             failures.append({"url": url, "status": status, "fetched": fetched})
             break
         read += 1
+        if progress is not None:
+            with lock:  # chains read on several threads
+                progress.advance()
         for c in extract_candidates(fetched.content, fetched.final_url):
             candidates.append({"url": c.url, "page_url": url, "found_in": c.found_in})
         if limit is not None and len(candidates) >= limit:
@@ -90,12 +99,18 @@ def find_image_urls(
     order, each once, plus a manifest row for every page that could not be read."""
     visited: set[str] = set()
     lock = threading.Lock()
+    # At most this many pages: a chain may end (or hit max_images) sooner.
+    progress = Progress(len(pages) * (follow_pages + 1), f"reading pages for {label!r}")
     with Fetcher(config, policy) as fetcher, ThreadPoolExecutor(config.concurrency) as pool:
         chains = list(
             pool.map(
-                lambda p: _read_chain(fetcher, p, follow_pages, max_images, visited, lock), pages
+                lambda p: _read_chain(
+                    fetcher, p, follow_pages, max_images, visited, lock, progress
+                ),
+                pages,
             )
         )
+    progress.finish()
     candidates: list[dict] = []
     seen: set[str] = set()
     rows, read = [], 0
