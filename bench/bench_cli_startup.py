@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import pty
-import random
 import re
 import socket
 import statistics
@@ -133,8 +132,8 @@ def main() -> None:
     cpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
     cpu = next((ln.split(":", 1)[1].strip() for ln in cpu.splitlines() if "Model name" in ln), "?")
     print(f"CPU: {cpu}, {len(os.sched_getaffinity(0))} cores; {args.images} images to predict")
-    homes = {"temporary": WORK / f"home-temporary-{random.randrange(10**6)}",
-             "server": WORK / f"home-server-{random.randrange(10**6)}"}  # fmt: skip
+    stamp = time.strftime("%Y%m%d-%H%M%S")  # fresh Prefect homes: the first start migrates
+    homes = {"temporary": WORK / f"home-temporary-{stamp}", "server": WORK / f"home-server-{stamp}"}
     page = b'<html><body><img src="/a.png"></body></html>'
     results: dict[str, list[dict]] = {"temporary": [], "server": []}
     with SiteServer(root=None, files={"one.html": page, "a.png": picture(1, fmt="PNG")}) as site:

@@ -11,6 +11,7 @@ import types
 import typing
 from collections import Counter
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from flows import params as P
 from flows.demo import DemoOptions
-from flows.server import server_app
+from flows.server import prefect_api, server_app
 from storage.errors import NotAvailableError, PixelpipeError
 
 app = typer.Typer(
@@ -30,26 +31,18 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
 app.add_typer(server_app, name="server")
-
-
 _verbose = {"on": False}  # set by --verbose, read when a flow runs
 
 
 @app.callback()
-def options(
-    verbose: bool = typer.Option(
-        False, "--verbose", help="Also show Prefect's traceback when a flow fails"
-    ),
-) -> None:
+def options(verbose: bool = typer.Option(False, "--verbose", help="Show tracebacks too")) -> None:
     _verbose["on"] = verbose
 
 
-def flow_session() -> typing.ContextManager[None]:
+def flow_session() -> AbstractContextManager[None]:
     """Around a flow call: the Prefect API to use, the terminal bar, one-line errors."""
-    # Deferred like the flows themselves: it imports Prefect (~1 s), which --help does not need.
-    from flows.cli_session import flow_session as session
+    from flows.cli_session import flow_session as session  # deferred: Prefect (~1 s), like flows
 
     return session(echo=typer.echo, verbose=_verbose["on"])
 
@@ -281,14 +274,9 @@ def augment_preview(params: P.AugmentPreviewParams) -> None:
 
 @params_command("predict", P.PredictParams, "Classify many images; write Parquet predictions.")
 def predict(params: P.PredictParams) -> None:
-    # The model and its weights first, before TensorFlow or a Prefect server: a missing
-    # weights file costs under a second and one message. (Importing the engines first: spec
-    # alone is an import cycle.)
-    import tasks.predict.engines  # noqa: F401
-    from tasks.predict.spec import resolve_model
+    from flows.cli_session import check_model
 
-    resolve_model(params.model, params.weights, data_dir=params.data_dir,
-                  mixed_precision=params.mixed_precision)  # fmt: skip
+    check_model(params)  # before TensorFlow or a server: a missing file costs < 2 s, one line
     from flows.predict_batch import predict_batch, results_table
 
     with flow_session():
@@ -350,7 +338,8 @@ def serve(
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     try:
-        module.serve(Path(params_file) if params_file else None, cron, timezone)
+        with prefect_api(echo=typer.echo):  # $PREFECT_API_URL, else `pixelpipe server start`'s
+            module.serve(Path(params_file) if params_file else None, cron, timezone)
     except ValidationError as e:
         fail(f"{params_file}: " + explain(e), code=2)
     except PixelpipeError as e:

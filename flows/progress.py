@@ -49,14 +49,16 @@ class BarSink:
         return handle
 
     def update(self, handle: Any, done: int) -> None:
-        self.bar.update(handle, completed=done)
+        with self._lock:
+            if handle in self._open:  # a closed bar is gone from rich's table
+                self.bar.update(handle, completed=done)
 
     def close(self, handle: Any) -> None:
         with self._lock:
             if handle not in self._open:
                 return
             self._open.discard(handle)
-        task = self.bar.tasks[handle] if handle < len(self.bar.tasks) else None
+        task = next((t for t in self.bar.tasks if t.id == handle), None)
         if task is not None:  # a finished loop leaves one line above the live bars
             seconds = task.finished_time or task.elapsed or 0.0
             self.bar.console.print(f"{task.description}: {task.completed:g} in {seconds:.1f} s")

@@ -67,8 +67,9 @@ class Progress:
         self._logged = time.monotonic()  # of the last plain progress line
         if artifact and in_prefect_run():
             self._artifact = create_progress_artifact(progress=0.0, description=description)
-        self._sink = progress_sink()
+        self._sink = progress_sink() if total > 0 else None  # an empty loop shows no bar
         self._handle = None if self._sink is None else self._sink.open(description, self.total)
+        self._closed = False
 
     def advance(self, n: int = 1) -> None:
         self.done += n
@@ -79,9 +80,11 @@ class Progress:
                 update_progress_artifact(self._artifact, progress=percent)
                 self._sent = now
         if self._sink is not None:
-            self._sink.update(self._handle, self.done)
-            if self.done >= self.total:
-                self._sink.close(self._handle)
+            if not self._closed:
+                self._sink.update(self._handle, self.done)
+                self._closed = self.done >= self.total
+                if self._closed:
+                    self._sink.close(self._handle)
         elif time.monotonic() - self._logged >= LOG_EVERY_S:
             self._logged = time.monotonic()
             logger().info("%s: %d/%d (%.0f%%)", self.description, self.done, self.total, percent)

@@ -123,9 +123,18 @@ def test_the_sink_is_thread_safe_and_each_loop_gets_its_own_bar():
             t.join(timeout=60)
         assert [t.completed for t in bar.tasks] == [499] * 4
         assert [t.description for t in bar.tasks] == [f"loop {n}" for n in range(4)]
-        loops[0].advance()  # the last item: the finished loop leaves the live display
-        assert [t.description for t in bar.tasks] == ["loop 1", "loop 2", "loop 3"]
-        assert "loop 0: 500 in" in bar.console.file.getvalue()
+        loops[2].advance()  # the last item: the finished loop leaves the live display
+        loops[0].advance()
+        assert [t.description for t in bar.tasks] == ["loop 1", "loop 3"]
+        printed = bar.console.file.getvalue()
+        assert "loop 2: 500 in" in printed and "loop 0: 500 in" in printed
+        loops[0].finish()  # a loop whose total was an upper bound, finished after all
+        assert printed.count("loop 0: 500 in") == 1
+        early = Progress(10, "pages")
+        early.advance(3)
+        early.finish()
+        assert [t.description for t in bar.tasks] == ["loop 1", "loop 3"]
+        assert "pages: 3 in" in bar.console.file.getvalue()
     finally:
         set_progress_sink(None)
 
