@@ -163,27 +163,33 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-def _die_with_parent() -> None:
-    """preexec_fn: the child gets SIGTERM when the thread that started it dies (SIGKILL too)."""
-    parent = os.getppid()
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os.kill(os.getpid(), signal.SIGTERM)
+def _dies_with_parent() -> Callable[[], None]:
+    """A preexec_fn: the child gets SIGTERM when the thread that started it ends, however the
+    process dies (SIGKILL included). prctl is looked up here, before the fork: loading a
+    library between fork and exec can deadlock a threaded parent."""
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
 
 
 class _PopenDyingWithParent:
     """Stands in for the `subprocess` module inside Prefect's server module while its temporary
-    server starts, adding `_die_with_parent` to the one Popen it makes; the rest is unchanged."""
+    server starts, adding `_dies_with_parent` to the one Popen it makes; the rest is unchanged."""
 
     def __init__(self, module: Any) -> None:
-        self._module = module
+        self._module, self._preexec = module, _dies_with_parent()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._module, name)
 
     def Popen(self, *args: Any, **kwargs: Any) -> subprocess.Popen:
-        return self._module.Popen(*args, preexec_fn=_die_with_parent, **kwargs)
+        return self._module.Popen(*args, preexec_fn=self._preexec, **kwargs)
 
 
 def start_temporary_server() -> None:
@@ -212,8 +218,9 @@ def prefect_api(echo: Callable[[str], None] = print) -> Iterator[str]:
     if PREFECT_API_URL.value():
         yield "PREFECT_API_URL"
     elif (url := running_url()) is not None:
-        # The settings context covers this thread; threads Prefect starts without copying the
-        # context (log and event workers) read the environment.
+        # The settings context covers this thread. Threads that do not copy it (our download
+        # pools, Prefect's log and event workers) read Prefect's process-global settings, made
+        # from the environment at import: without a refresh they would start a temporary server.
         with temporary_settings(updates={PREFECT_API_URL: url}), _environ("PREFECT_API_URL", url):
             yield "pixelpipe server"
     else:
@@ -225,8 +232,12 @@ def prefect_api(echo: Callable[[str], None] = print) -> Iterator[str]:
 
 @contextlib.contextmanager
 def _environ(name: str, value: str) -> Iterator[None]:
+    """Set an environment variable, and Prefect's global settings from it, for a while."""
+    from prefect.context import refresh_global_settings_context
+
     old = os.environ.get(name)
     os.environ[name] = value
+    refresh_global_settings_context()
     try:
         yield
     finally:
@@ -234,6 +245,7 @@ def _environ(name: str, value: str) -> Iterator[None]:
             os.environ.pop(name, None)
         else:
             os.environ[name] = old
+        refresh_global_settings_context()
 
 
 server_app = typer.Typer(

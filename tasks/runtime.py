@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any, Protocol, TypeVar
@@ -64,6 +65,7 @@ class Progress:
         self.total, self.done, self.description = max(total, 1), 0, description
         self._artifact = None
         self._sent = 0.0  # time.monotonic() of the last artifact update
+        self._owner = threading.get_ident()
         self._logged = time.monotonic()  # of the last plain progress line
         if artifact and in_prefect_run():
             self._artifact = create_progress_artifact(progress=0.0, description=description)
@@ -74,7 +76,9 @@ class Progress:
     def advance(self, n: int = 1) -> None:
         self.done += n
         percent = min(100.0, 100.0 * self.done / self.total)
-        if self._artifact is not None:
+        # The artifact is updated from the creating thread only: that thread has the run's
+        # context; a download thread would find no run (nor, maybe, the right API).
+        if self._artifact is not None and threading.get_ident() == self._owner:
             now = time.monotonic()
             if percent >= 100.0 or now - self._sent >= MIN_UPDATE_S:
                 update_progress_artifact(self._artifact, progress=percent)
