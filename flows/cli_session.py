@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 
 import tasks.predict.engines  # noqa: F401  (before spec: importing spec first is a cycle)
 from flows.params import PredictParams
-from flows.progress import _prefect_console_handlers, terminal_progress
+from flows.progress import prefect_console_handlers, terminal_progress
 from flows.server import prefect_api
 from storage.errors import PixelpipeError
 from tasks.predict.spec import resolve_model
@@ -48,7 +48,7 @@ def quiet_pixelpipe_errors(verbose: bool = False) -> Iterator[None]:
     if verbose:
         yield
         return
-    handlers, quiet = _prefect_console_handlers(), PixelpipeErrorFilter()
+    handlers, quiet = prefect_console_handlers(), PixelpipeErrorFilter()
     for handler in handlers:
         handler.addFilter(quiet)
     try:

@@ -21,6 +21,7 @@ from rich.progress import (
 )
 from rich.progress import Progress as RichProgress
 from rich.text import Text
+from rich.theme import Theme
 
 from tasks.runtime import set_progress_sink
 
@@ -81,35 +82,44 @@ def new_bar(console: Console | None = None) -> RichProgress:
 
 @contextlib.contextmanager
 def terminal_progress(enabled: bool | None = None) -> Iterator[BarSink | None]:
-    """While active, every Progress in this process also drives a live bar, and Prefect's
-    console log lines print above it instead of through it. Off when stdout is no terminal."""
+    """While active, every Progress in this process also drives a live bar. The bars share
+    Prefect's console, so its log lines print above them (in its colours) instead of through
+    them. Off when stdout is no terminal."""
     if not (sys.stdout.isatty() if enabled is None else enabled):
         yield None
         return
-    bar = new_bar(Console(markup=False, highlight=False))  # log lines may hold [brackets]
-    handlers = _prefect_console_handlers()
-    consoles = [(h, h.console) for h in handlers]
+    handlers = prefect_console_handlers()
+    console = handlers[0].console if handlers else Console(markup=False, highlight=False)
+    others = [(h, h.console) for h in handlers[1:]]
+    for handler, _ in others:
+        handler.console = console
+    console.push_theme(Theme())  # rich's default styles (the bar's); Prefect's theme has none
+    bar = new_bar(console)
     sink = BarSink(bar)
     bar.start()
     set_progress_sink(sink)
-    for handler in handlers:
-        handler.console = bar.console
     try:
         yield sink
     finally:
         set_progress_sink(None)
-        for handler, console in consoles:
-            handler.console = console
         bar.stop()
+        console.pop_theme()
+        for handler, own in others:
+            handler.console = own
 
 
-def _prefect_console_handlers() -> list[Any]:
+def prefect_console_handlers() -> list[Any]:
+    """Prefect's console handlers (on the root logger by default), configuring Prefect's
+    logging first if nothing has yet: handlers made later would escape the caller."""
+    from prefect.logging.configuration import ensure_logging_setup
     from prefect.logging.handlers import PrefectConsoleHandler
 
-    names = ["prefect", *logging.root.manager.loggerDict]
+    ensure_logging_setup()
+    known = list(logging.root.manager.loggerDict.values())
+    loggers = [logging.getLogger(), *(x for x in known if isinstance(x, logging.Logger))]
     found: list[Any] = []
-    for name in names:
-        for handler in logging.getLogger(name).handlers:
+    for logger in loggers:
+        for handler in logger.handlers:
             if isinstance(handler, PrefectConsoleHandler) and handler not in found:
                 found.append(handler)
     return found

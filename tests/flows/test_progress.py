@@ -24,14 +24,16 @@ from tests.http_server import SiteServer, picture
 
 REPO = Path(__file__).resolve().parents[2]
 LOOP = """
-import time
+import logging, time
 from flows.progress import terminal_progress
 from tasks.runtime import Progress
 with terminal_progress():
     progress = Progress(40, "counting things")
-    for _ in range(40):
+    for i in range(40):
         time.sleep(0.05)  # the work being measured
         progress.advance()
+        if i == 20:
+            logging.getLogger("prefect.test").warning("halfway there")
 print("done")
 """
 
@@ -76,6 +78,9 @@ def test_the_bar_renders_in_a_terminal_with_several_updates():
     assert "━" in output and re.search(r"\d+\.\d/s", output)  # the bar and the rate
     assert "eta" in output
     assert re.search(r"counting things: 40 in \d+\.\d s", output)  # a finished loop's line
+    # A log line during the loop starts on a line of its own (above the bar), not after it.
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", output)
+    assert re.search(r"(^|[\r\n])[\d:.]+ \| WARNING +\| prefect.test - halfway there", plain)
 
 
 def test_no_bar_when_stdout_is_a_pipe():
