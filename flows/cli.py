@@ -2,204 +2,39 @@
 
 from __future__ import annotations
 
-import enum
-import inspect
-import json
 import os
 import sys
-import types
 import typing
-from collections import Counter
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import typer
-import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from flows import params as P
+from flows.cli_app import _load_params_file, app, explain, fail, params_command
 from flows.cli_registry import register as register_registry_commands
 from flows.demo import DemoOptions
+from flows.server import prefect_api, server_app
 from storage.errors import PixelpipeError
 
-app = typer.Typer(
-    name="pixelpipe",
-    help="Web pages full of pictures -> trained image classifiers and batch predictions.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-
-# Subcommand name -> handler(params); looked up at call time so tests can swap a handler.
-_HANDLERS: dict[str, Callable[[Any], None]] = {}
-
-# Nested models (TrainParams.augmentation) become prefixed options: --augmentation-rotation-range.
-_SEP = "__"
+app.add_typer(server_app, name="server")
+_verbose = {"on": False}  # set by --verbose, read when a flow runs
 
 
-def _option_type(annotation: Any) -> Any:
-    """The Python type Typer understands for a field (Literal choices become a str Enum)."""
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin in (types.UnionType, typing.Union):
-        inner = [a for a in args if a is not type(None)]
-        return _option_type(inner[0]) if len(inner) == 1 else str
-    if origin is typing.Annotated:  # a constrained str (flows.params.Name): the str itself
-        return _option_type(args[0])
-    if origin is Literal:
-        return enum.Enum("Choice", {str(a): str(a) for a in args}, type=str)
-    if origin is list:  # list[Literal[...]] (TrainParams.export) becomes a list of choices
-        return list[_option_type(args[0])]
-    if origin is tuple:
-        return tuple[args]
-    return annotation
+@app.callback()
+def options(verbose: bool = typer.Option(False, "--verbose", help="Show tracebacks too")) -> None:
+    _verbose["on"] = verbose
 
 
-def _flatten(model: type[BaseModel], prefix: str = "") -> list[tuple[str, Any]]:
-    """(flat name, field info) for every leaf field; nested models are expanded."""
-    leaves = []
-    for name, field in model.model_fields.items():
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            leaves += _flatten(annotation, f"{prefix}{name}{_SEP}")
-        else:
-            leaves.append((prefix + name, field))
-    return leaves
+def flow_session() -> AbstractContextManager[None]:
+    """Around a flow call: the Prefect API to use, the terminal bar, one-line errors."""
+    # deferred: CLI start-up (Prefect takes ~1 s to import, like the flows)
+    from flows.cli_session import flow_session as session
 
-
-def _flag(flat: str, leaf_counts: Counter[str]) -> str:
-    """`--rotation-range` for a nested leaf whose name is unique, else `--augmentation-...`."""
-    leaf = flat.split(_SEP)[-1]
-    name = leaf if leaf_counts[leaf] == 1 else flat.replace(_SEP, "_")
-    return "--" + name.replace("_", "-")
-
-
-def _parameters(model: type[BaseModel]) -> list[inspect.Parameter]:
-    """One keyword-only option per leaf field. Every option defaults to None ("not given") so
-    the model, not the CLI, supplies defaults, and a --params file is not overridden by them."""
-    leaves = _flatten(model)
-    leaf_counts = Counter(flat.split(_SEP)[-1] for flat, _ in leaves)
-    parameters = []
-    for flat, field in leaves:
-        py_type = _option_type(field.annotation)
-        flag = _flag(flat, leaf_counts)
-        if py_type is bool:
-            flag = f"{flag}/--no-{flag[2:]}"
-        if field.is_required():
-            note = " [required]"
-        else:
-            default = field.get_default(call_default_factory=True)
-            note = "" if default is None else f" (default: {_show(default)})"  # [..] is markup
-        option = typer.Option(None, flag, help=(field.description or "") + note, show_default=False)
-        parameters.append(
-            inspect.Parameter(
-                flat, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=py_type | None
-            )
-        )
-    return parameters
-
-
-def _show(default: Any) -> str:
-    if isinstance(default, bool):
-        return "yes" if default else "no"
-    if isinstance(default, list | tuple):
-        return " ".join(map(str, default)) or "none"
-    return str(default)
-
-
-def _unflatten(values: dict[str, Any]) -> dict[str, Any]:
-    nested: dict[str, Any] = {}
-    for flat, value in values.items():
-        *parents, leaf = flat.split(_SEP)
-        target = nested
-        for parent in parents:
-            target = target.setdefault(parent, {})
-        if isinstance(value, enum.Enum):
-            value = value.value
-        if isinstance(value, list):
-            value = [v.value if isinstance(v, enum.Enum) else v for v in value]
-        target[leaf] = list(value) if isinstance(value, tuple) else value
-    return nested
-
-
-def _load_params_file(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text()) if path.suffix in {".yaml", ".yml"} else None
-        data = data if data is not None else json.loads(path.read_text())
-    except (OSError, ValueError, yaml.YAMLError) as e:
-        raise PixelpipeError(f"cannot read parameters from {path}: {e}") from e
-    if not isinstance(data, dict):
-        raise PixelpipeError(f"{path} must hold a mapping of parameter names to values")
-    return data
-
-
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            value = _merge(merged[key], value)
-        merged[key] = value
-    return merged
-
-
-def fail(message: str, code: int = 1) -> typing.NoReturn:
-    typer.echo(f"pixelpipe: error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def explain(error: ValidationError, flags: dict[str, str] | None = None) -> str:
-    """One readable line per pydantic problem: `--epochs: Input should be >= 1`."""
-    flags = flags or {}
-    lines = []
-    for problem in error.errors():
-        flat = _SEP.join(str(p) for p in problem["loc"])
-        where = flags.get(flat, "--" + flat.replace(_SEP, "-").replace("_", "-"))
-        lines.append(f"{where}: {problem['msg']}" if problem["loc"] else problem["msg"])
-    return "invalid parameters:\n  " + "\n  ".join(lines)
-
-
-def params_command(name: str, model: type[BaseModel], help: str) -> Callable:
-    """Register `handler(params: model)` as a subcommand with one option per model field.
-
-    Options given on the command line override values from `--params FILE` (YAML or JSON),
-    which override the model's defaults.
-    """
-
-    def register(handler: Callable[[Any], None]) -> Callable[[Any], None]:
-        def command(**values: Any) -> None:
-            params_file = values.pop("params_file")
-            given = {k: v for k, v in values.items() if v is not None and v != []}
-            try:
-                base = _load_params_file(params_file) if params_file else {}
-                parsed = model.model_validate(_merge(base, _unflatten(given)))
-            except ValidationError as e:
-                fail(
-                    explain(e, {p.name: p.default.param_decls[0].split("/")[0] for p in options}),
-                    code=2,
-                )
-            except PixelpipeError as e:
-                fail(str(e))
-            try:
-                _HANDLERS[name](parsed)
-            except PixelpipeError as e:
-                fail(str(e))
-
-        params_file = inspect.Parameter(
-            "params_file",
-            inspect.Parameter.KEYWORD_ONLY,
-            annotation=Path | None,
-            default=typer.Option(None, "--params", help="YAML or JSON file of parameters"),
-        )
-        options = _parameters(model)
-        parameters = [params_file, *options]
-        command.__signature__ = inspect.Signature(parameters)
-        command.__annotations__ = {p.name: p.annotation for p in parameters}
-        command.__doc__ = help
-        app.command(name, help=help)(command)
-        _HANDLERS[name] = handler
-        return handler
-
-    return register
+    return session(echo=typer.echo, verbose=_verbose["on"])
 
 
 @params_command("scrape", P.ScrapeParams, "Find and download every image on some pages.")
@@ -207,7 +42,8 @@ def scrape(params: P.ScrapeParams) -> None:
     # deferred: CLI start-up (the flow loads Prefect, pandas and maybe TensorFlow)
     from flows.scrape_images import scrape_images
 
-    result = scrape_images(params=params)
+    with flow_session():
+        result = scrape_images(params=params)
     typer.echo(result.summary())
     typer.echo(f"manifest {result.manifest_path}")
 
@@ -217,7 +53,8 @@ def prepare(params: P.PrepareParams) -> None:
     # deferred: CLI start-up (the flow loads Prefect, pandas and maybe TensorFlow)
     from flows.prepare_dataset import prepare_dataset
 
-    result = prepare_dataset(params=params)
+    with flow_session():
+        result = prepare_dataset(params=params)
     typer.echo(f"dataset {result.dataset_dir} ({', '.join(result.class_names)})")
     for split, per_class in result.counts.items():
         typer.echo(f"  {split:<5} " + "  ".join(f"{c}={n}" for c, n in per_class.items()))
@@ -231,7 +68,8 @@ def train(params: P.TrainParams) -> None:
     # deferred: CLI start-up (the flow loads Prefect, pandas and maybe TensorFlow)
     from flows.train_classifier import train_classifier
 
-    r = train_classifier(params=params)
+    with flow_session():
+        r = train_classifier(params=params)
     typer.echo(
         f"run {r.run_id}: {r.model}, {r.epochs_run} epochs, best epoch {r.best_epoch} "
         f"val_accuracy {r.best_val_accuracy} (evaluated {r.evaluated_val_accuracy})"
@@ -255,19 +93,26 @@ def augment_preview(params: P.AugmentPreviewParams) -> None:
 
 @params_command("predict", P.PredictParams, "Classify many images; write Parquet predictions.")
 def predict(params: P.PredictParams) -> None:
-    # deferred: CLI start-up (the flow loads Prefect, pandas and maybe TensorFlow)
+    # deferred: CLI start-up (the checks and the flow load Prefect, pandas, TensorFlow)
+    from flows.cli_session import check_model
+
+    check_model(params)  # before TensorFlow or a server: a missing file costs < 2 s, one line
+    # deferred: CLI start-up (the flow loads TensorFlow)
     from flows.predict_batch import predict_batch, results_table
 
-    result = predict_batch(params=params)
+    with flow_session():
+        result = predict_batch(params=params)
     typer.echo(results_table(result))
 
 
 @params_command("report", P.ReportParams, "Write the HTML/Markdown report of a run.")
 def report(params: P.ReportParams) -> None:
     # deferred: CLI start-up (the flow loads Prefect, pandas and maybe TensorFlow)
-    from flows.write_report import write_report
+    from flows.write_report import check_run_recorded, write_report
 
-    result = write_report(params=params)
+    check_run_recorded(params)  # an unknown run id fails here instead of an empty report
+    with flow_session():
+        result = write_report(params=params)
     typer.echo(result.report_path)
 
 
@@ -279,7 +124,8 @@ def run(params: P.PipelineParams) -> None:
     from flows.image_pipeline import check_inputs, image_pipeline, summary_lines
 
     check_inputs(params)  # the flow checks again; here a mistake costs no failed flow run
-    result = image_pipeline(params=params)
+    with flow_session():
+        result = image_pipeline(params=params)
     typer.echo("\n".join(summary_lines(result)))
 
 
@@ -288,7 +134,8 @@ def demo(options: DemoOptions) -> None:
     # deferred: CLI start-up (the flow loads Prefect, pandas and maybe TensorFlow)
     from flows.demo import run_demo
 
-    result = run_demo(options, echo=typer.echo)
+    with flow_session():
+        result = run_demo(options, echo=typer.echo)
     accuracy = "n/a" if result.val_accuracy is None else f"{result.val_accuracy:.3f}"
     typer.echo(f"validation accuracy: {accuracy} (chance: 0.5)")
     typer.echo(f"report: {result.report_path}")
@@ -329,9 +176,10 @@ def serve(
     from deployments import serve as entry
 
     try:
-        defaults = _load_params_file(Path(params_file)) if params_file else None
-        policy = entry.serve_policy(data_dir, allow_root or (), allow_dask or ())
-        entry.serve(defaults, cron, timezone, policy, echo=typer.echo)
+        with prefect_api(echo=typer.echo):  # $PREFECT_API_URL, else `pixelpipe server start`'s
+            defaults = _load_params_file(Path(params_file)) if params_file else None
+            policy = entry.serve_policy(data_dir, allow_root or (), allow_dask or ())
+            entry.serve(defaults, cron, timezone, policy, echo=typer.echo)
     except ValidationError as e:
         fail(f"{params_file}: " + explain(e), code=2)
     except PixelpipeError as e:

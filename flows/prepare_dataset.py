@@ -167,7 +167,12 @@ def _inspect(files: list[plan.SourceFile], batch_size: int) -> list[dict[str, An
     keys = [(f.path, f.size, f.mtime_ns) for f in files]
     batches = [keys[i : i + batch_size] for i in range(0, len(keys), batch_size)]
     futures = images.inspect_batch.map(batches) if batches else []
-    return [info for future in futures for info in future.result()]
+    progress = Progress(len(keys), f"inspecting {len(keys)} images")
+    infos = []
+    for future in futures:
+        infos += future.result()
+        progress.advance(len(infos) - progress.done)
+    return infos
 
 
 def _render(

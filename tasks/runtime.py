@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.context import FlowRunContext, TaskRunContext
@@ -16,6 +18,31 @@ T = TypeVar("T")
 # Each artifact update is an API call (tens of ms on a busy machine): a loop that advances per
 # batch would spend seconds on them. The first and the final update always go out.
 MIN_UPDATE_S = 1.0
+# Without a terminal sink (CI, serve, a pipe) progress is a plain log line at most this often.
+LOG_EVERY_S = 5.0
+
+
+class ProgressSink(Protocol):
+    """Where progress goes besides the artifacts: the CLI's terminal bar (flows/progress.py).
+    Called from any thread (scrape downloads, task runner threads), so it must be thread-safe."""
+
+    def open(self, description: str, total: int) -> Any: ...
+    def update(self, handle: Any, done: int) -> None: ...
+    def close(self, handle: Any) -> None: ...
+
+
+# (pid, sink): process-wide, set by the CLI in its own process only. The pid keeps a sink out of
+# forked pool workers, which have no terminal; spawned and Dask workers never see it at all.
+_sink: tuple[int, ProgressSink] | None = None
+
+
+def set_progress_sink(sink: ProgressSink | None) -> None:
+    global _sink
+    _sink = None if sink is None else (os.getpid(), sink)
+
+
+def progress_sink() -> ProgressSink | None:
+    return _sink[1] if _sink is not None and _sink[0] == os.getpid() else None
 
 
 def in_prefect_run() -> bool:
@@ -31,25 +58,45 @@ def logger(name: str = "pixelpipe") -> logging.Logger | logging.LoggerAdapter:
 
 
 class Progress:
-    """Progress of a long loop: a Prefect progress artifact in a run, log lines outside one."""
+    """Progress of a long loop: a Prefect progress artifact in a run (unless `artifact` is
+    False), plus the terminal bar when the CLI installed one, else a log line every few seconds."""
 
-    def __init__(self, total: int, description: str) -> None:
+    def __init__(self, total: int, description: str, artifact: bool = True) -> None:
         self.total, self.done, self.description = max(total, 1), 0, description
         self._artifact = None
         self._sent = 0.0  # time.monotonic() of the last artifact update
-        if in_prefect_run():
+        self._owner = threading.get_ident()
+        self._logged = time.monotonic()  # of the last plain progress line
+        if artifact and in_prefect_run():
             self._artifact = create_progress_artifact(progress=0.0, description=description)
+        self._sink = progress_sink() if total > 0 else None  # an empty loop shows no bar
+        self._handle = None if self._sink is None else self._sink.open(description, self.total)
+        self._closed = False
 
     def advance(self, n: int = 1) -> None:
         self.done += n
         percent = min(100.0, 100.0 * self.done / self.total)
-        if self._artifact is not None:
+        # The artifact is updated from the creating thread only: that thread has the run's
+        # context; a download thread would find no run (nor, maybe, the right API).
+        if self._artifact is not None and threading.get_ident() == self._owner:
             now = time.monotonic()
             if percent >= 100.0 or now - self._sent >= MIN_UPDATE_S:
                 update_progress_artifact(self._artifact, progress=percent)
                 self._sent = now
-        else:
-            logger().debug("%s: %.0f%%", self.description, percent)
+        if self._sink is not None:
+            if not self._closed:
+                self._sink.update(self._handle, self.done)
+                self._closed = self.done >= self.total
+                if self._closed:
+                    self._sink.close(self._handle)
+        elif time.monotonic() - self._logged >= LOG_EVERY_S:
+            self._logged = time.monotonic()
+            logger().info("%s: %d/%d (%.0f%%)", self.description, self.done, self.total, percent)
+
+    def finish(self) -> None:
+        """The loop ended before `total` (the total was an upper bound): show it done."""
+        self.total = max(self.done, 1)
+        self.advance(0)
 
     def track(self, items: Iterable[T], weight: int = 1) -> Iterator[T]:
         for item in items:

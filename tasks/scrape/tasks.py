@@ -52,6 +52,7 @@ def _read_chain(
     visited: set[str],
     lock,
     max_candidates: int | None = None,
+    progress: Progress | None = None,
 ) -> tuple[list[dict], list[dict], int]:
     """Read `start` and up to `follow` rel=next pages after it.
 
@@ -78,6 +79,9 @@ def _read_chain(
             failures.append({"url": url, "status": status, "fetched": fetched})
             break
         read += 1
+        if progress is not None:
+            with lock:  # chains read on several threads
+                progress.advance()
         page = parse_page(fetched.content, fetched.final_url, max_candidates)
         if page.dropped:
             logger().warning(
@@ -107,12 +111,17 @@ def find_image_urls(
     order, each once, plus a manifest row for every page that could not be read."""
     visited: set[str] = set()
     lock = threading.Lock()
+    # At most this many pages: a chain may end (or hit max_images) sooner.
+    progress = Progress(len(pages) * (follow_pages + 1), f"reading pages for {label!r}")
 
     def chain(page: str) -> tuple[list[dict], list[dict], int]:
-        return _read_chain(fetcher, page, follow_pages, max_images, visited, lock, max_candidates)
+        return _read_chain(
+            fetcher, page, follow_pages, max_images, visited, lock, max_candidates, progress
+        )
 
     with Fetcher(config, policy) as fetcher, ThreadPoolExecutor(config.concurrency) as pool:
         chains = list(pool.map(chain, pages))
+    progress.finish()
     candidates: list[dict] = []
     seen: set[str] = set()
     rows, read = [], 0
@@ -203,13 +212,11 @@ def download_images(
         outcomes[i] = download_one(fetcher, urls[i], folder, min_size, config.max_bytes)
 
     progress = Progress(len(urls), f"Downloading {len(urls)} image(s) for {label!r}")
-    step, done = max(1, len(urls) // 20), 0  # about 20 updates: each one is an API call
+    # Every image advances the terminal bar; Progress itself spaces the artifact's API calls.
     with Fetcher(config, policy) as fetcher, ThreadPoolExecutor(workers) as pool:
         for future in as_completed([pool.submit(work, i) for i in interleave_by_host(urls)]):
             future.result()  # re-raises what is not a bad item (a full disk, say)
-            done += 1
-            if done % step == 0 or done == len(urls):
-                progress.advance(done - progress.done)
+            progress.advance()
     rows = [
         manifest_row(run_id, label, c["page_url"], c["url"], found_in=c.get("found_in"), **o)
         for c, o in zip(candidates, outcomes, strict=True)

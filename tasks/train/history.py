@@ -55,6 +55,7 @@ class HistoryRecorder(keras.callbacks.Callback):
         self._started = False
         self._current, self._t0 = 1, 0.0
         self.progress: Progress | None = None
+        self.epoch_progress: Progress | None = None
 
     def attach(self, checkpoint) -> None:
         self.checkpoint = checkpoint
@@ -76,10 +77,17 @@ class HistoryRecorder(keras.callbacks.Callback):
             self.checkpoint.best = self.best_val_accuracy()
         self._current = epoch + 1
         self._t0 = time.perf_counter()
+        steps = (self.params or {}).get("steps")  # None when the dataset's length is unknown
+        # Batches within the epoch: the terminal bar only (an artifact per epoch is clutter).
+        self.epoch_progress = (
+            Progress(steps, f"epoch {epoch + 1}/{self.total}", artifact=False) if steps else None
+        )
 
     def on_train_batch_end(self, batch: int, logs=None) -> None:
         logs = logs or {}
         self.batch_rows.append(self._base(self._current) | {"batch": int(batch)} | _metrics(logs))
+        if self.epoch_progress is not None:
+            self.epoch_progress.advance()
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         logs = {**(logs or {})}

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from flows import cli
+from flows import cli, cli_app
 from flows.params import TrainParams
 from storage.errors import ConfigError
 from storage.parquet import write_table
@@ -82,7 +82,7 @@ def test_literal_choices_are_checked_by_the_cli():
 
 def test_params_file_is_read_and_command_line_wins(tmp_path, monkeypatch):
     seen = []
-    monkeypatch.setattr(cli, "_HANDLERS", {**cli._HANDLERS, "train": seen.append})
+    monkeypatch.setitem(cli_app._HANDLERS, "train", seen.append)
     params = tmp_path / "p.json"
     params.write_text(
         json.dumps({"epochs": 7, "batch_size": 8, "augmentation": {"rotation_range": 10}})
@@ -97,7 +97,7 @@ def test_params_file_is_read_and_command_line_wins(tmp_path, monkeypatch):
 
 def test_yaml_params_file_and_bad_file(tmp_path, monkeypatch):
     seen = []
-    monkeypatch.setattr(cli, "_HANDLERS", {**cli._HANDLERS, "train": seen.append})
+    monkeypatch.setitem(cli_app._HANDLERS, "train", seen.append)
     good = tmp_path / "p.yaml"
     good.write_text("epochs: 3\nzoom_range_is_wrong: 1\n")
     result = runner.invoke(cli.app, ["train", "--params", str(good)])
@@ -142,7 +142,7 @@ def test_pixelpipe_errors_become_one_line_and_exit_1(monkeypatch):
     def broken(params):
         raise ConfigError(f"run {params.run_id} has no model card")
 
-    monkeypatch.setattr(cli, "_HANDLERS", {**cli._HANDLERS, "report": broken})
+    monkeypatch.setitem(cli_app._HANDLERS, "report", broken)
     result = runner.invoke(cli.app, ["report", "--run-id", "r1"])
     assert result.exit_code == 1
     assert result.output == "pixelpipe: error: run r1 has no model card\n"

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from flows import cli
+from flows import cli, cli_app
 from flows.image_pipeline import image_pipeline, summary_lines
 from flows.params import PipelineParams
 from storage.errors import ConfigError, WeightsNotFoundError
@@ -216,7 +216,7 @@ def test_invalid_values_are_refused_by_validation(prefect_harness, data_dir):
 
 def test_run_command_takes_every_pipeline_parameter_and_a_params_file(tmp_path, monkeypatch):
     seen = []
-    monkeypatch.setattr(cli, "_HANDLERS", {**cli._HANDLERS, "run": seen.append})
+    monkeypatch.setitem(cli_app._HANDLERS, "run", seen.append)
     params_file = tmp_path / "run.yaml"
     params_file.write_text(
         "sources: [mountain=https://example.com/a.html]\ntrain: {epochs: 3, batch_size: 4}\n"

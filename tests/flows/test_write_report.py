@@ -79,6 +79,7 @@ def test_bad_parameters_fail_before_any_work(prefect_harness, data_dir, tmp_path
 
 
 def test_cli_report_prints_the_html_path(prefect_harness, data_dir):
+    make_run(data_dir)  # the CLI refuses a run id no table knows (tests/flows/test_cli_errors.py)
     result = CliRunner().invoke(
         cli.app, ["report", "--run-id", RUN, "--data-dir", str(data_dir)], catch_exceptions=False
     )

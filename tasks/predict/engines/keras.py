@@ -3,6 +3,7 @@ compiled once into a tf.function that takes whole batches of raw pixels."""
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -109,7 +110,15 @@ def load_trained_model(spec: ModelSpec):
     """A trained `.keras` file, checked against its model card (every engine loads it here)."""
     import keras
 
-    model = keras.saving.load_model(spec.path, compile=False)
+    # A damaged .keras (not a zip, or one without its config) makes Keras say "File not
+    # found" or worse; say what is wrong with the file instead.
+    if spec.path.endswith(".keras") and not zipfile.is_zipfile(spec.path):
+        raise ConfigError(f"{spec.path} is not a valid Keras model file (not a .keras archive)")
+    try:
+        model = keras.saving.load_model(spec.path, compile=False)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        reason = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        raise ConfigError(f"{spec.path} is not a valid Keras model file ({reason})") from e
     outputs = int(model.outputs[0].shape[-1])
     expected = 1 if spec.binary else len(spec.labels)
     if outputs != expected:

@@ -1,0 +1,187 @@
+"""Which Prefect API a command uses ($PREFECT_API_URL, a pixelpipe server that answers, a
+temporary server), `pixelpipe server start|status|stop` on a real Prefect server, and a
+SIGKILLed command that leaves no temporary server behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from prefect.settings import PREFECT_API_URL, PREFECT_HOME, temporary_settings
+
+from flows import server
+from tests.http_server import SiteServer
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def prefect_home(tmp_path):
+    """A Prefect home of our own, and no $PREFECT_API_URL (the test harness sets one)."""
+    home = tmp_path / "prefect-home"
+    home.mkdir()
+    with temporary_settings(updates={PREFECT_HOME: str(home)}, restore_defaults={PREFECT_API_URL}):
+        yield home
+
+
+def record(home: Path, url: str, pid: int = 0) -> None:
+    (home / server.STATE_FILE).write_text(json.dumps({"pid": pid, "url": url}))
+
+
+def api_choice() -> tuple[str, str | None, str | None, list[str]]:
+    said: list[str] = []
+    with server.prefect_api(echo=said.append) as choice:
+        return choice, PREFECT_API_URL.value(), os.environ.get("PREFECT_API_URL"), said
+
+
+def test_a_pixelpipe_server_that_answers_is_used(prefect_home, monkeypatch):
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    with SiteServer(root=None, files={"api/health": b"true"}) as site:
+        url = site.url("api")
+        record(prefect_home, url)
+        assert server.running_url() == url
+        assert api_choice() == ("pixelpipe server", url, url, [])
+    assert PREFECT_API_URL.value() is None and "PREFECT_API_URL" not in os.environ
+
+
+def test_prefect_api_url_wins_over_a_pixelpipe_server(prefect_home):
+    with SiteServer(root=None, files={"api/health": b"true"}) as site:
+        record(prefect_home, site.url("api"))
+        url = "http://127.0.0.1:9/api"
+        with (
+            temporary_settings(updates={PREFECT_API_URL: url}),
+            server.prefect_api(echo=print) as choice,
+        ):
+            assert choice == "PREFECT_API_URL"
+            assert PREFECT_API_URL.value() == url
+
+
+def test_a_server_that_does_not_answer_is_not_used(prefect_home):
+    assert server.running_url() is None  # nothing recorded
+    record(prefect_home, f"http://127.0.0.1:{free_port()}/api")  # nobody listens
+    assert server.running_url() is None
+    with SiteServer(root=None, files={}) as site:  # answers, but not its health check (404)
+        record(prefect_home, site.url("api"))
+        assert server.running_url() is None
+    line, ok = server.status()
+    assert not ok and "NOT answering" in line
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True
+    return state == "Z"  # killed; its new parent has not reaped it yet
+
+
+def _cli_env(home: Path, **extra: str) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PREFECT_HOME": str(home), **extra}
+    env.pop("PREFECT_API_URL", None)
+    return env
+
+
+@pytest.mark.e2e
+def test_a_sigkilled_command_leaves_no_temporary_server(tmp_path, data_dir):
+    """No server answers (a stale record): the command says how to avoid the temporary server,
+    starts it, and is killed mid-flow; the server goes with it."""
+    home = tmp_path / "home"
+    home.mkdir()
+    record(home, f"http://127.0.0.1:{free_port()}/api")
+    with SiteServer(slow_s=120) as site:  # the page never comes in time: the flow is running
+        args = [sys.executable, "-m", "flows.cli", "scrape", "--pages", site.url("slow/index.html")]
+        args += ["--label", "x", "--allow-private-networks", "--timeout", "300"]
+        log = (tmp_path / "cli.log").open("w")
+        cli = subprocess.Popen(
+            args, env=_cli_env(home), cwd=REPO, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            deadline = time.monotonic() + 180
+            while not site.hits("slow/index.html") and time.monotonic() < deadline:
+                assert cli.poll() is None, (tmp_path / "cli.log").read_text()
+                time.sleep(0.2)
+            servers = [p for p in _children(cli.pid) if b"uvicorn" in _cmdline(p)]
+            assert len(servers) == 1, (tmp_path / "cli.log").read_text()
+            cli.send_signal(signal.SIGKILL)
+            cli.wait(timeout=30)
+            deadline = time.monotonic() + 30
+            while not _gone(servers[0]) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert _gone(servers[0]), "the temporary Prefect server outlived its SIGKILLed parent"
+        finally:
+            if cli.poll() is None:
+                cli.kill()
+    assert server.HINT in (tmp_path / "cli.log").read_text()
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _cli(home: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args], env=_cli_env(home), cwd=REPO,
+        capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+@pytest.mark.e2e
+def test_server_start_is_found_used_and_stopped(tmp_path, data_dir):
+    home, port = tmp_path / "home", free_port()
+    started = _cli(home, "server", "start", "--port", str(port))
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        url = f"http://127.0.0.1:{port}/api"
+        assert url in started.stdout and str(home / server.LOG_FILE) in started.stdout
+        state = json.loads((home / server.STATE_FILE).read_text())
+        assert state["url"] == url and _cmdline(state["pid"]).count(b"prefect")
+        status = _cli(home, "server", "status")
+        assert status.returncode == 0 and f"{url}: answering" in status.stdout
+        again = _cli(home, "server", "start", "--port", str(port))
+        assert again.returncode == 0 and "already running" in again.stdout
+
+        # A flow command finds it: its run is on that server (no temporary one, no hint).
+        with SiteServer() as site:
+            run = _cli(home, "scrape", "--pages", site.url("index.html"), "--label", "site",
+                       "--allow-private-networks", "--max-images", "1")  # fmt: skip
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert f"View at http://127.0.0.1:{port}/runs/flow-run/" in run.stdout + run.stderr
+        assert server.HINT not in run.stdout + run.stderr
+        assert "temporary server" not in run.stdout + run.stderr
+    finally:
+        stopped = _cli(home, "server", "stop")
+    assert stopped.returncode == 0 and f"pid {state['pid']}" in stopped.stdout
+    deadline = time.monotonic() + 30
+    while not _gone(state["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _gone(state["pid"])
+    status = _cli(home, "server", "status")
+    assert status.returncode == 1 and "no pixelpipe server" in status.stdout
