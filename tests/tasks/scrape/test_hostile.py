@@ -181,7 +181,7 @@ def test_ipv6_forms_of_public_ipv4_addresses_are_allowed(ip):
 
 RSS_SCRIPT = textwrap.dedent(
     """
-    import json, resource, sys
+    import json, sys
     from collections import Counter
     from tasks.scrape.fetch import FetchConfig
     from tasks.scrape.tasks import download_images
@@ -193,7 +193,10 @@ RSS_SCRIPT = textwrap.dedent(
         candidates = [{"url": site.url(p), "page_url": "p", "found_in": "img[src]"} for p in files]
         cfg = FetchConfig(concurrency=16, per_host=16, allow_private_networks=True)
         rows = download_images.fn(candidates, "r", "t", sys.argv[1], cfg)
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM: this process's own peak. ru_maxrss would carry over the parent's (pytest's, with
+    # TensorFlow loaded by earlier tests) through fork and exec.
+    status = open("/proc/self/status").read()
+    rss_mb = int(status.split("VmHWM:")[1].split()[0]) / 1024
     print(json.dumps({"bytes": len(png), "rss_mb": rss_mb,
                       "statuses": Counter(r["status"] for r in rows),
                       "error": rows[0]["error"]}))
