@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 from storage import files
 from storage.errors import SchemaError
 from storage.layout import Layout
-from storage.schemas import STATUSES, TABLES
+from storage.schemas import STATUS_COLUMNS, STATUSES, TABLES
 
 PARTITION = "run_date"
 _PARTITIONING = ds.partitioning(pa.schema([(PARTITION, pa.string())]), flavor="hive")
@@ -155,10 +155,11 @@ def _check_statuses(table: str, arrow: pa.Table) -> None:
     allowed = STATUSES.get(table)
     if allowed is None:
         return
-    unknown = set(arrow.column("status").to_pylist()) - set(allowed)
+    column = STATUS_COLUMNS.get(table, "status")
+    unknown = set(arrow.column(column).to_pylist()) - set(allowed)
     if unknown:
         raise SchemaError(
-            f"{table}.status: unknown value(s) {sorted(unknown)}; allowed: {', '.join(allowed)}"
+            f"{table}.{column}: unknown value(s) {sorted(unknown)}; allowed: {', '.join(allowed)}"
         )
 
 

@@ -37,8 +37,20 @@ SCRAPE_STATUSES = (
     "page_error",
     "skipped",
 )
-DATASET_STATUSES = ("ok", "corrupt", "duplicate", "conflict", "unsupported", "capped")
+DATASET_STATUSES = (
+    "ok",
+    "corrupt",
+    "duplicate",
+    "conflict",
+    "unsupported",
+    "capped",
+    "excluded_by_curation",
+)
 PREDICTION_STATUSES = ("ok", "corrupt", "missing")
+# curation.verdict: `ok` passed the check, `off_topic` / `suspect_label` are flagged (prepare
+# leaves them out with `--exclude-curation RUN`), `error` could not be checked (unreadable).
+CURATION_VERDICTS = ("ok", "off_topic", "suspect_label", "error")
+CURATION_CHECKS = ("on_topic", "label_issues")
 
 SCRAPE_MANIFEST = _schema(
     req("run_id", pa.string()),
@@ -116,16 +128,34 @@ PREDICTIONS = _schema(
     opt("error", pa.string()),
 )
 
+CURATION = _schema(
+    req("run_id", pa.string()),
+    req("path", pa.string()),
+    opt("sha256", pa.string()),
+    req("label", pa.string()),
+    req("check", pa.string()),
+    req("verdict", pa.string()),
+    opt("evidence", pa.string()),  # top-k ImageNet classes, or what the label model believes
+    opt("suggested_label", pa.string()),
+    opt("probability", pa.float32()),  # of the top-1 class / of the suggested label
+    opt("model", pa.string()),
+    opt("checked_at", TS),
+)
+
 TABLES: dict[str, pa.Schema] = {
     "scrape_manifest": SCRAPE_MANIFEST,
     "dataset_manifest": DATASET_MANIFEST,
     "epoch_history": EPOCH_HISTORY,
     "batch_history": BATCH_HISTORY,
     "predictions": PREDICTIONS,
+    "curation": CURATION,
 }
 
 STATUSES: dict[str, tuple[str, ...]] = {
     "scrape_manifest": SCRAPE_STATUSES,
     "dataset_manifest": DATASET_STATUSES,
     "predictions": PREDICTION_STATUSES,
+    "curation": CURATION_VERDICTS,
 }
+# The column each closed vocabulary above applies to, where it is not `status`.
+STATUS_COLUMNS: dict[str, str] = {"curation": "verdict"}

@@ -18,6 +18,7 @@ from flows.params.base import (
     StageParams,
     check_runner,
 )
+from flows.params.curate import CurateParams
 from flows.params.pipeline import (
     PipelineParams,
     PredictOptions,
@@ -37,6 +38,7 @@ __all__ = [
     "OPENVINO_INSTALL",
     "AugmentPreviewParams",
     "AugmentationParams",
+    "CurateParams",
     "DatasetName",
     "Label",
     "Params",
