@@ -30,8 +30,10 @@ class CurateParams(StageParams):
         "imagenet", description="On-topic, backbone classifier: 'imagenet', a local .h5, or none"
     )
     label_issues: bool = Field(True, description="Find images whose label looks wrong")
-    features: Literal["mobilenet", "resnet50"] = Field(
-        "mobilenet", description="Label issues: frozen backbone giving the features"
+    features: Literal["mobilenet", "resnet50", "pixels"] = Field(
+        "mobilenet",
+        description="Label issues: frozen ImageNet backbone giving the features, or pixels"
+        " (8x8 colour thumbnails: no weights, for colour-coded classes)",
     )
     feature_weights: str | None = Field(
         "imagenet", description="Label issues: backbone weights: 'imagenet', a local .h5, or none"
