@@ -20,6 +20,7 @@ from flows.params.base import (
 )
 from flows.params.curate import CurateParams
 from flows.params.pipeline import (
+    CurateOptions,
     PipelineParams,
     PredictOptions,
     PrepareOptions,
@@ -38,6 +39,7 @@ __all__ = [
     "OPENVINO_INSTALL",
     "AugmentPreviewParams",
     "AugmentationParams",
+    "CurateOptions",
     "CurateParams",
     "DatasetName",
     "Label",

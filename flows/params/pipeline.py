@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, create_model, model_validator
 
 from flows.params.base import Params, RunId, Runner, StageParams, check_runner
+from flows.params.curate import CurateParams
 from flows.params.predict import PredictParams
 from flows.params.prepare import PrepareParams
 from flows.params.scrape import ScrapeParams
@@ -29,6 +32,7 @@ def _options_of(model: type[StageParams], name: str, drop: set[str]) -> type[Par
 
 
 ScrapeOptions = _options_of(ScrapeParams, "ScrapeOptions", {"pages", "label"})
+CurateOptions = _options_of(CurateParams, "CurateOptions", {"source_dir", "labels"})
 PrepareOptions = _options_of(PrepareParams, "PrepareOptions", {"source_dir"})
 TrainOptions = _options_of(TrainParams, "TrainOptions", {"dataset_dir", "resume_run"})
 PredictOptions = _options_of(
@@ -69,7 +73,13 @@ class PipelineParams(Params):
         default_factory=lambda: ["banana"],
         description="ImageNet classes or WordNet ids to look for in the ResNet50 stage",
     )
+    curate: Literal["flag", "exclude", "off"] = Field(
+        "flag",
+        description="Curation after scraping: flag (record off-topic / mislabeled images),"
+        " exclude (and leave them out of the dataset), or off",
+    )
     scrape: ScrapeOptions = Field(default_factory=ScrapeOptions, description="Scraping")
+    curation: CurateOptions = Field(default_factory=CurateOptions, description="Curating")
     prepare: PrepareOptions = Field(default_factory=PrepareOptions, description="Preparing")
     train: TrainOptions = Field(default_factory=TrainOptions, description="Training")
     predict: PredictOptions = Field(default_factory=PredictOptions, description="Predicting")
