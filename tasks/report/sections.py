@@ -46,6 +46,7 @@ class RunData:
     card: dict[str, Any] | None
     model_dir: Path
     notes: list[str] = field(default_factory=list)
+    curation: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def empty(self) -> bool:

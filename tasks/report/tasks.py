@@ -17,6 +17,7 @@ from storage.model_card import model_file
 from storage.parquet import read_table
 from tasks.report import plots
 from tasks.report import stats as S
+from tasks.report.curation import curation_section
 from tasks.report.document import Section, render_html, render_markdown
 from tasks.report.filters import filters_section
 from tasks.report.sections import (
@@ -83,6 +84,7 @@ def load_run(runs: dict[str, str], data_dir: str | None) -> RunData:
         epochs=read("epoch_history", "train"),
         batches=read("batch_history", "train"),
         predictions=read("predictions", "predict"),
+        curation=read("curation", "scrape"),  # curation runs under the scrape's run id
         card=card,
         model_dir=model_dir,
         notes=[note] if note else [],
@@ -158,6 +160,7 @@ def build_sections(
     predictions, rows = predictions_section(data.predictions, Thumbs(folder / "thumbs"), sample)
     sections = [
         scrape_section(data.scrape, folder, sample),
+        curation_section(data.curation, Thumbs(folder / "thumbs")),
         dataset_section(data.dataset, folder, grid, grid_note),
         training_section(data, folder),
         predictions,
