@@ -3,6 +3,7 @@ images. Nothing is moved or deleted; prepare_dataset leaves flagged images out o
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -65,7 +66,9 @@ def curate_images(params: CurateParams) -> CurateResult:
     path = write_table("curation", rows, run_id=run_id, data_dir=layout.root)
     result = _result(run_id, path, images, rows)
     if in_prefect_run():
-        create_markdown_artifact(_markdown(result, rows), key=f"curation-{run_id}".lower()[:100])
+        # Artifact keys allow lowercase letters, digits and dashes only.
+        key = re.sub(r"[^a-z0-9-]+", "-", f"curation-{run_id}".lower())
+        create_markdown_artifact(_markdown(result, rows), key=key, description="Curation")
     return result
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
@@ -12,6 +14,7 @@ from flows.params import CurateParams
 from flows.prepare_dataset import prepare_dataset
 from storage.errors import ConfigError
 from storage.parquet import read_table
+from tests.flows.test_write_report import artifacts_of
 from tests.tasks.curate.test_curate import make_folder
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -47,6 +50,17 @@ def test_flagged_images_are_left_out_by_prepare_and_nothing_else_changes(tmp_pat
     # Every other image keeps its split: exclusion changes the dataset and nothing else.
     assert (a.loc[kept, "split"] == b.loc[kept, "split"]).all()
     assert (b.loc[kept, "status"] == "ok").all()
+
+
+def test_the_flagged_images_show_in_a_prefect_artifact(tmp_path, data_dir):
+    source, planted = make_folder(tmp_path / "src", per_class=10, flips=1, seed=2)
+    state = curate_images(
+        params={"source_dir": str(source), "features": "pixels", "run_id": "Cur_2.a"},
+        return_state=True,
+    )
+    [artifact] = artifacts_of(state.state_details.flow_run_id, "curation-cur-2-a")
+    assert "| label_issues | suspect_label |" in artifact.data
+    assert any(Path(p).name in artifact.data for p in planted)
 
 
 def test_bad_parameters_fail_before_any_work(tmp_path, data_dir):
