@@ -48,6 +48,18 @@ def scrape(params: P.ScrapeParams) -> None:
     typer.echo(f"manifest {result.manifest_path}")
 
 
+@params_command("curate", P.CurateParams, "Flag off-topic and mislabeled images (moves nothing).")
+def curate(params: P.CurateParams) -> None:
+    # deferred: CLI start-up (the flow loads Prefect, pandas and TensorFlow)
+    from flows.curate_images import curate_images
+
+    result = curate_images(params=params)
+    typer.echo(result.summary())
+    flagged = ", ".join(f"{label}={n}" for label, n in result.flagged.items()) or "none"
+    typer.echo(f"flagged: {flagged} (pixelpipe prepare --exclude-curation {result.run_id})")
+    typer.echo(f"curation {result.curation_path}")
+
+
 @params_command("prepare", P.PrepareParams, "Clean, resize and split images into train/val.")
 def prepare(params: P.PrepareParams) -> None:
     # deferred: CLI start-up (the flow loads Prefect, pandas and maybe TensorFlow)

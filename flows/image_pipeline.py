@@ -11,6 +11,7 @@ from prefect import flow
 from pydantic import BaseModel, Field
 
 from flows.params import (
+    CurateParams,
     PipelineParams,
     PredictParams,
     PrepareParams,
@@ -20,7 +21,7 @@ from flows.params import (
 )
 from flows.params.registry import PromoteParams
 from flows.policy import enforce_policy
-from storage.errors import ConfigError
+from storage.errors import ConfigError, WeightsNotFoundError
 from storage.layout import Layout, new_run_id, safe_name
 from tasks.predict.labels import check_targets, imagenet_labels
 from tasks.predict.spec import resolve_model
@@ -36,6 +37,8 @@ class PipelineResult(BaseModel):
     stages_skipped: dict[str, str] = Field(default_factory=dict, description="stage -> why")
     scrape_manifest_paths: dict[str, str] = Field(default_factory=dict, description="by label")
     raw_dirs: dict[str, str] = Field(default_factory=dict, description="by label")
+    curation_path: str | None = None
+    notes: list[str] = Field(default_factory=list, description="What was skipped and why")
     dataset_dir: str | None = None
     dataset_manifest_path: str | None = None
     class_names: list[str] = Field(default_factory=list)
@@ -55,6 +58,7 @@ class PipelineResult(BaseModel):
         """Every file or folder this run wrote or used as its output, in stage order."""
         found = [*self.scrape_manifest_paths.values(), *self.raw_dirs.values()]
         for name in (
+            "curation_path",
             "dataset_dir",
             "dataset_manifest_path",
             "model_path",
@@ -143,6 +147,40 @@ def _scrape(params: PipelineParams, result: PipelineResult) -> str | None:
     return str(Layout.at(result.data_dir).root / "raw")
 
 
+def _curate(params: PipelineParams, source_dir: str | None, result: PipelineResult) -> None:
+    """Flag off-topic and mislabeled images of the folder prepare will read; with
+    curate=exclude, prepare leaves them out. A check whose weights are missing is skipped."""
+    name = "curate_images"
+    if params.curate == "off" or not source_dir or params.dataset_dir:
+        result.stages_skipped[name] = "curate off" if params.curate == "off" else "no images"
+        return
+    options = params.curation.model_dump()
+    if options["label_issues"]:
+        # deferred: the curate tasks import TensorFlow, which `pixelpipe --help` never needs
+        from tasks.curate.features import feature_spec
+
+        try:
+            feature_spec(
+                options["features"], options["feature_weights"], options["alpha"],
+                options["feature_size"],
+            )  # fmt: skip
+        except WeightsNotFoundError as e:
+            options["label_issues"] = False
+            result.notes.append(f"Label-issue check skipped: {e}")
+    if not options["expect"] and not options["label_issues"]:
+        result.stages_skipped[name] = "no check to run (give --expect, or feature weights)"
+        return
+    labels = list(params.source_pages()) if params.sources else None
+    curated = stage(name)(
+        params=CurateParams(
+            **options, source_dir=source_dir, labels=labels, data_dir=result.data_dir,
+            run_id=result.run_id,
+        )
+    )  # fmt: skip
+    result.curation_path = curated.curation_path
+    result.stages_run.append(name)
+
+
 def _prepare(params: PipelineParams, source_dir: str | None, result: PipelineResult) -> None:
     if params.dataset_dir:
         result.dataset_dir = str(Path(params.dataset_dir).resolve())
@@ -152,6 +190,8 @@ def _prepare(params: PipelineParams, source_dir: str | None, result: PipelineRes
         result.stages_skipped["prepare_dataset"] = "nothing to prepare (model_path and inputs)"
         return
     options = params.prepare.model_dump()
+    if params.curate == "exclude" and result.curation_path:
+        options["exclude_curation"] = result.run_id
     if params.sources and not options["labels"]:
         options["labels"] = list(params.source_pages())  # raw/ may hold other labels too
     prepared = stage("prepare_dataset")(
@@ -254,7 +294,7 @@ def _report(params: PipelineParams, result: PipelineResult) -> None:
         params=ReportParams(
             run_id=result.run_id,
             title=params.report_title,
-            notes=params.report_notes,
+            notes=params.report_notes + result.notes,
             data_dir=result.data_dir,
             train_run=model_dir.name if from_elsewhere else None,
         )
@@ -279,6 +319,7 @@ def image_pipeline(params: PipelineParams) -> PipelineResult:
     log.info("pipeline run %s, data root %s", run_id, data_dir)
     result = PipelineResult(run_id=run_id, data_dir=data_dir, class_names=classes or [])
     source_dir = _scrape(params, result)
+    _curate(params, source_dir, result)
     _prepare(params, source_dir, result)
     _train(params, result)
     _promote(params, result)

@@ -34,7 +34,7 @@ HOW_TO_ALLOW = (
 PATH_FIELDS = frozenset({"data_dir", "source_dir", "dataset_dir", "inputs", "model_path", "out"})
 # Weights are a file unless they name the Keras cache or random weights (tasks/predict/spec.py
 # and tasks/train/models.py read them the same way); predict's `model` when it names a file.
-WEIGHTS_FIELDS = frozenset({"weights", "imagenet_weights"})
+WEIGHTS_FIELDS = frozenset({"weights", "imagenet_weights", "classifier_weights", "feature_weights"})
 _NOT_A_FILE = {"none", "null", "random", ""}
 
 
@@ -184,7 +184,7 @@ def _is_path(params: BaseModel, dotted: str, value: str) -> bool:
     field = dotted.rsplit(".", 1)[-1]
     if field in WEIGHTS_FIELDS:  # else the Keras cache or random weights
         return value != "imagenet" and value.strip().lower() not in _NOT_A_FILE
-    if field == "model":
+    if field in ("model", "classifier"):  # curate's on-topic classifier is a model too
         return _free_string(params, dotted) and _names_a_file(value)
     return field in PATH_FIELDS
 

@@ -70,7 +70,8 @@ def prepare_dataset(params: PrepareParams) -> PrepareResult:
     files = plan.list_source_files(class_dirs)
     logger().info("%d source files in %d classes: %s", len(files), len(class_names), class_names)
     infos = _inspect(files, params.batch_size)
-    rows = plan.plan(files, infos, class_names, dataset_dir, spec, settings.suffix)
+    excluded = _flagged(params.exclude_curation, layout) if params.exclude_curation else None
+    rows = plan.plan(files, infos, class_names, dataset_dir, spec, settings.suffix, excluded)
     aside = dataset_dir / plan.ASIDE_DIR / run_id
     todo, moved = _pending(rows, dataset_dir, settings, params.force, aside)
     try:
@@ -106,6 +107,19 @@ def prepare_dataset(params: PrepareParams) -> PrepareResult:
         set_aside=[p.as_posix() for p in moved],
         warnings=warnings,
     )
+
+
+def _flagged(curation_run: str, layout: Layout) -> dict[str, str]:
+    """sha256 -> why, of the images a curate_images run flagged; ConfigError for no such run."""
+    rows = read_table("curation", data_dir=layout.root, run_id=curation_run)
+    if rows.empty:
+        raise ConfigError(f"no curation rows for run {curation_run!r}: run pixelpipe curate first")
+    flagged = rows[rows["verdict"].isin(["off_topic", "suspect_label"])]
+    return {
+        sha: f"flagged by curation run {curation_run}: {group['verdict'].iloc[0]}"
+        f" ({group['suggested_label'].iloc[0]})"
+        for sha, group in flagged.groupby("sha256")
+    }
 
 
 def _resolve(params: PrepareParams, layout: Layout) -> tuple[Path, dict[Path, str]]:

@@ -37,10 +37,22 @@ SCRAPE_STATUSES = (
     "page_error",
     "skipped",
 )
-DATASET_STATUSES = ("ok", "corrupt", "duplicate", "conflict", "unsupported", "capped")
+DATASET_STATUSES = (
+    "ok",
+    "corrupt",
+    "duplicate",
+    "conflict",
+    "unsupported",
+    "capped",
+    "excluded_by_curation",
+)
 PREDICTION_STATUSES = ("ok", "corrupt", "missing")
 # What the registry decided about a model (tasks/registry/decide.py says when each applies).
 MODEL_DECISIONS = ("first", "promoted", "kept", "incompatible", "forced", "rolled_back")
+# curation.verdict: `ok` passed the check, `off_topic` / `suspect_label` are flagged (prepare
+# leaves them out with `--exclude-curation RUN`), `error` could not be checked (unreadable).
+CURATION_VERDICTS = ("ok", "off_topic", "suspect_label", "error")
+CURATION_CHECKS = ("on_topic", "label_issues")
 
 SCRAPE_MANIFEST = _schema(
     req("run_id", pa.string()),
@@ -153,6 +165,20 @@ MODELS = _schema(
     req("decided_at", TS),
 )
 
+CURATION = _schema(
+    req("run_id", pa.string()),
+    req("path", pa.string()),
+    opt("sha256", pa.string()),
+    req("label", pa.string()),
+    req("check", pa.string()),
+    req("verdict", pa.string()),
+    opt("evidence", pa.string()),  # top-k ImageNet classes, or what the label model believes
+    opt("suggested_label", pa.string()),
+    opt("probability", pa.float32()),  # of the top-1 class / of the suggested label
+    opt("model", pa.string()),
+    opt("checked_at", TS),
+)
+
 TABLES: dict[str, pa.Schema] = {
     "scrape_manifest": SCRAPE_MANIFEST,
     "dataset_manifest": DATASET_MANIFEST,
@@ -160,6 +186,7 @@ TABLES: dict[str, pa.Schema] = {
     "batch_history": BATCH_HISTORY,
     "predictions": PREDICTIONS,
     "models": MODELS,
+    "curation": CURATION,
 }
 
 STATUSES: dict[str, tuple[str, ...]] = {
@@ -171,4 +198,5 @@ STATUSES: dict[str, tuple[str, ...]] = {
 # Other closed columns, checked like `status`: {table: {column: allowed values}}.
 VOCABULARIES: dict[str, dict[str, tuple[str, ...]]] = {
     "models": {"decision": MODEL_DECISIONS},
+    "curation": {"verdict": CURATION_VERDICTS, "check": CURATION_CHECKS},
 }

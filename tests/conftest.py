@@ -13,6 +13,7 @@ os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["KERAS_HOME"] = tempfile.mkdtemp(prefix="pixelpipe-keras-home-")
 os.environ.pop("PIXELPIPE_DATA_DIR", None)
+os.environ["PIXELPIPE_OFFLINE"] = "1"  # no test downloads weights (a test may opt back in)
 
 import pytest
 

@@ -18,7 +18,9 @@ from flows.params.base import (
     StageParams,
     check_runner,
 )
+from flows.params.curate import CurateParams
 from flows.params.pipeline import (
+    CurateOptions,
     PipelineParams,
     PredictOptions,
     PrepareOptions,
@@ -37,6 +39,8 @@ __all__ = [
     "OPENVINO_INSTALL",
     "AugmentPreviewParams",
     "AugmentationParams",
+    "CurateOptions",
+    "CurateParams",
     "DatasetName",
     "Label",
     "Params",

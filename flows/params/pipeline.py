@@ -8,6 +8,7 @@ from pydantic import Field, create_model, model_validator
 from pydantic.fields import FieldInfo
 
 from flows.params.base import Params, RunId, Runner, StageParams, check_runner
+from flows.params.curate import CurateParams
 from flows.params.predict import PredictParams
 from flows.params.prepare import PrepareParams
 from flows.params.registry import PromoteParams
@@ -41,6 +42,7 @@ def _default(field: FieldInfo, value: Any) -> FieldInfo:
 
 
 ScrapeOptions = _options_of(ScrapeParams, "ScrapeOptions", {"pages", "label"})
+CurateOptions = _options_of(CurateParams, "CurateOptions", {"source_dir", "labels"})
 # A test/ split by default: the registry scores tonight's model and the champion on it.
 PrepareOptions = _options_of(
     PrepareParams, "PrepareOptions", {"source_dir"}, defaults={"test_fraction": 0.1}
@@ -88,7 +90,13 @@ class PipelineParams(Params):
         default_factory=lambda: ["banana"],
         description="ImageNet classes or WordNet ids to look for in the ResNet50 stage",
     )
+    curate: Literal["flag", "exclude", "off"] = Field(
+        "flag",
+        description="Curation after scraping: flag (record off-topic / mislabeled images),"
+        " exclude (and leave them out of the dataset), or off",
+    )
     scrape: ScrapeOptions = Field(default_factory=ScrapeOptions, description="Scraping")
+    curation: CurateOptions = Field(default_factory=CurateOptions, description="Curating")
     prepare: PrepareOptions = Field(default_factory=PrepareOptions, description="Preparing")
     train: TrainOptions = Field(default_factory=TrainOptions, description="Training")
     predict: PredictOptions = Field(default_factory=PredictOptions, description="Predicting")

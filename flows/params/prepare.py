@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from flows.params.base import (
     DatasetName,
+    RunId,
     Runner,
     StageParams,
     check_runner,
@@ -51,6 +52,9 @@ class PrepareParams(StageParams):
     workers: int | None = Field(None, ge=1, le=256, description="Processes; default: all cores")
     batch_size: int = Field(256, ge=1, le=10_000, description="Images per task")
     force: bool = Field(False, description="Re-render every image even if its output exists")
+    exclude_curation: RunId | None = Field(
+        None, description="Leave out the images this curate_images run flagged"
+    )
     runner: Runner = runner_field("processes", "processes: the `workers` pool")
     dask_address: str | None = dask_address_field()
 

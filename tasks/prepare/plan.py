@@ -8,7 +8,7 @@ import json
 import os
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,8 +114,11 @@ def plan(
     dataset_dir: Path,
     spec: SplitSpec,
     suffix: str,
+    excluded: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """One manifest row per source file: status, and split and output path for the kept ones.
+
+    `excluded`: sha256 -> why, images a curation run flagged: `excluded_by_curation`.
 
     Same bytes in two classes -> every copy `conflict` (it can't teach both labels); again in
     one class -> the first path is kept, the rest `duplicate`. Near-duplicates (perceptual
@@ -124,6 +127,9 @@ def plan(
     `capped`.
     """
     rows = [_base_row(f, info, class_names) for f, info in zip(files, infos, strict=True)]
+    for row in rows:
+        if row["status"] == "ok" and row["sha256"] in (excluded or {}):
+            row.update(status="excluded_by_curation", error=excluded[row["sha256"]])
     by_sha: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         if row["status"] == "ok":

@@ -47,6 +47,7 @@ class RunData:
     model_dir: Path
     notes: list[str] = field(default_factory=list)
     models: pd.DataFrame = field(default_factory=pd.DataFrame)  # the registry's decisions
+    curation: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def empty(self) -> bool:

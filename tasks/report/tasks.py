@@ -17,6 +17,7 @@ from storage.model_card import model_file
 from storage.parquet import read_table
 from tasks.report import plots
 from tasks.report import stats as S
+from tasks.report.curation import curation_section
 from tasks.report.decision import decision_section
 from tasks.report.document import Section, md_escape, render_html, render_markdown
 from tasks.report.filters import filters_section
@@ -86,6 +87,7 @@ def load_run(runs: dict[str, str], data_dir: str | None) -> RunData:
         epochs=read("epoch_history", "train"),
         batches=read("batch_history", "train"),
         predictions=read("predictions", "predict"),
+        curation=read("curation", "scrape"),  # curation runs under the scrape's run id
         card=card,
         model_dir=model_dir,
         notes=[note] if note else [],
@@ -167,6 +169,7 @@ def build_sections(
     predictions, rows = predictions_section(data.predictions, Thumbs(folder / "thumbs"), sample)
     sections = [
         scrape_section(data.scrape, folder, sample),
+        curation_section(data.curation, Thumbs(folder / "thumbs")),
         dataset_section(data.dataset, folder, grid, grid_note),
         health_section(data.dataset, training_size(data), Thumbs(folder / "thumbs")),
         training_section(data, folder),

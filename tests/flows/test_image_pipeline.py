@@ -46,6 +46,8 @@ def full_run(prefect_harness, tmp_path_factory):
 def test_whole_pipeline_runs_every_stage_under_one_run_id(full_run):
     data_dir, _, result = full_run
     assert result.run_id == "full-1"
+    # Curation's default check needs MobileNet's ImageNet weights, absent here: skipped, said.
+    assert "Label-issue check skipped" in " ".join(result.notes)
     assert result.stages_run == [
         "scrape_images",
         "prepare_dataset",
@@ -152,10 +154,23 @@ def test_start_from_a_source_folder_with_a_model_skips_scraping_and_training(
             "run_id": "from-folder-1",
             "source_dir": str(tmp_path / "pictures"),
             "model_path": full_run[2].model_path,
+            "curate": "exclude",
+            "curation": {"features": "pixels", "folds": 3},
             **TINY,
         }
     )
-    assert result.stages_run == ["prepare_dataset", "predict_batch", "write_report"]
+    assert result.stages_run == [
+        "curate_images",
+        "prepare_dataset",
+        "predict_batch",
+        "write_report",
+    ]
+    curation = read_table("curation", data_dir=data_dir, run_id="from-folder-1")
+    assert len(curation) == 16 and set(curation["check"]) == {"label_issues"}
+    prepared = read_table("dataset_manifest", data_dir=data_dir, run_id="from-folder-1")
+    flagged = set(curation.loc[curation["verdict"] == "suspect_label", "sha256"])
+    excluded = prepared[prepared["status"] == "excluded_by_curation"]
+    assert set(excluded["sha256"]) == flagged  # exclude mode: prepare left exactly those out
     assert set(result.stages_skipped) >= {"scrape_images", "train_classifier"}
     counts = rows(data_dir, "from-folder-1")
     assert counts["scrape_manifest"] == counts["epoch_history"] == 0

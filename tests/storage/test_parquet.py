@@ -8,15 +8,16 @@ import pytest
 from storage import files
 from storage.errors import SchemaError
 from storage.parquet import read_table, table_counts, write_table
-from storage.schemas import STATUSES, TABLES
+from storage.schemas import STATUSES, TABLES, VOCABULARIES
 
 
 def sample_value(field: pa.Field, i: int):
     t = field.type
     if field.name == "status":
         return "ok"
-    if field.name == "decision":  # the models table's closed vocabulary
-        return "first"
+    closed = [v for vocab in VOCABULARIES.values() for c, v in vocab.items() if c == field.name]
+    if closed:  # another closed column (models.decision, curation.verdict and .check)
+        return closed[0][0]
     if pa.types.is_list(t):
         return [sample_value(pa.field(field.name, t.value_type), i)]
     if pa.types.is_map(t):
