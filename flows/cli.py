@@ -53,7 +53,8 @@ def curate(params: P.CurateParams) -> None:
     # deferred: CLI start-up (the flow loads Prefect, pandas and TensorFlow)
     from flows.curate_images import curate_images
 
-    result = curate_images(params=params)
+    with flow_session():
+        result = curate_images(params=params)
     typer.echo(result.summary())
     flagged = ", ".join(f"{label}={n}" for label, n in result.flagged.items()) or "none"
     typer.echo(f"flagged: {flagged} (pixelpipe prepare --exclude-curation {result.run_id})")
