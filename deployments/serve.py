@@ -24,6 +24,7 @@ DEFAULT_CRON = "0 3 * * *"  # nightly re-scrape and retrain, 03:00
 FLOWS: dict[str, tuple[str, list[str]]] = {
     "image_pipeline": ("Scrape, prepare, train, predict and report in one run.", ["pipeline"]),
     "scrape_images": ("Find, download, validate and dedupe the images on some pages.", ["scrape"]),
+    "curate_images": ("Flag off-topic and mislabeled images (moves nothing).", ["curate"]),
     "prepare_dataset": ("Clean, resize and split images into train/val folders.", ["prepare"]),
     "train_classifier": ("Train a Keras classifier on a prepared dataset.", ["train"]),
     "promote_model": ("Challenge a dataset's champion with a trained model.", ["registry"]),

@@ -115,8 +115,8 @@ def test_every_module_and_data_file_imports_from_the_install(installed):
     for data in report["data"]:
         assert Path(data).resolve().is_relative_to(site) and Path(data).is_file(), data
     assert json.loads(Path(report["data"][0]).read_text())["0"] == ["n01440764", "tench"]
-    flows = ["image_pipeline", "scrape_images", "prepare_dataset", "train_classifier"]
-    flows += ["predict_batch", "write_report"]
+    flows = ["image_pipeline", "scrape_images", "curate_images", "prepare_dataset"]
+    flows += ["train_classifier", "promote_model", "predict_batch", "write_report"]
     assert report["entrypoints"] == sorted(f"flows.{name}.{name}" for name in flows)
 
 
