@@ -5,7 +5,6 @@ pixelpipe itself."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from pathlib import PurePosixPath
 from typing import NamedTuple
 from urllib.parse import urldefrag, urljoin, urlsplit
@@ -13,6 +12,9 @@ from urllib.parse import urldefrag, urljoin, urlsplit
 from bs4 import BeautifulSoup, Tag
 
 from storage.files import IMAGE_EXTENSIONS
+
+# srcset parsing did not change with issue 20: the baseline shares it.
+from tasks.scrape.extract import largest_candidate, parse_srcset
 
 LAZY_SRC = ("data-src", "data-original", "data-lazy-src")
 OG_IMAGE = ("og:image", "og:image:url", "og:image:secure_url")
@@ -26,57 +28,6 @@ class Candidate(NamedTuple):
 
 
 # --- finding image URLs ------------------------------------------------------------------------
-
-
-def parse_srcset(srcset: str) -> list[tuple[str, float | None, float | None]]:
-    """`(url, width, density)` for each candidate of a srcset, per the HTML spec's rules:
-    a URL runs to the next whitespace (it may contain commas); descriptors run to a comma."""
-    out, i, n = [], 0, len(srcset)
-    while i < n:
-        while i < n and (srcset[i].isspace() or srcset[i] == ","):
-            i += 1
-        start = i
-        while i < n and not srcset[i].isspace():
-            i += 1
-        url, descriptors = srcset[start:i], ""
-        if url.endswith(","):
-            url = url.rstrip(",")
-        else:
-            start = i
-            depth = 0
-            while i < n and (srcset[i] != "," or depth):
-                depth += {"(": 1, ")": -1}.get(srcset[i], 0)
-                i += 1
-            descriptors = srcset[start:i]
-        if url:
-            out.append((url, *_descriptor(descriptors)))
-    return out
-
-
-def _descriptor(text: str) -> tuple[float | None, float | None]:
-    width = density = None
-    for token in text.split():
-        number, unit = token[:-1], token[-1:].lower()
-        try:
-            value = float(number)
-        except ValueError:
-            continue
-        if unit == "w":
-            width = value
-        elif unit == "x":
-            density = value
-    return width, density
-
-
-def largest_candidate(candidates: Iterable[tuple[str, float | None, float | None]]) -> str | None:
-    """The URL with the largest `w`; when no candidate has one, the largest `x` (default 1x).
-    Ties keep the first, the order a browser would try."""
-    candidates = list(candidates)
-    if not candidates:
-        return None
-    if any(width is not None for _, width, _ in candidates):
-        return max(candidates, key=lambda c: c[1] or 0)[0]
-    return max(candidates, key=lambda c: c[2] or 1.0)[0]
 
 
 def _img_choice(img: Tag) -> tuple[str, str] | None:

@@ -267,23 +267,13 @@ def publish_artifacts(built: BuiltReport) -> list[str]:
         summary_markdown(built), key=key, description=f"Report of run {built.run_id}"
     )
     keys = [key]
-    if built.status_rows:
-        create_table_artifact(
-            built.status_rows, key=f"{key}-status", description="Rows per status and stage"
-        )
-        keys.append(f"{key}-status")
-    if built.health_rows:
-        create_table_artifact(
-            built.health_rows,
-            key=f"{key}-health",
-            description="Dataset health: files per check, with examples",
-        )
-        keys.append(f"{key}-health")
-    if built.prediction_rows:
-        create_table_artifact(
-            built.prediction_rows,
-            key=f"{key}-predictions",
-            description="Top-k predictions of a sample of images",
-        )
-        keys.append(f"{key}-predictions")
+    tables = [
+        ("status", built.status_rows, "Rows per status and stage"),
+        ("health", built.health_rows, "Dataset health: files per check, with examples"),
+        ("predictions", built.prediction_rows, "Top-k predictions of a sample of images"),
+    ]
+    for suffix, rows, description in tables:
+        if rows:
+            create_table_artifact(rows, key=f"{key}-{suffix}", description=description)
+            keys.append(f"{key}-{suffix}")
     return keys
