@@ -44,7 +44,9 @@ def find_issues(labels: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """Boolean mask of likely label errors (cleanlab, prune by noise rate)."""
     from cleanlab.filter import find_label_issues
 
-    return find_label_issues(labels, probs, filter_by="prune_by_noise_rate")
+    # n_jobs=1: cleanlab's default forks a multiprocessing pool, which can deadlock in a process
+    # that runs Prefect's threads (a test hung 300 s once); one class at a time is milliseconds.
+    return find_label_issues(labels, probs, filter_by="prune_by_noise_rate", n_jobs=1)
 
 
 def verdicts(
