@@ -79,8 +79,8 @@ def scrape_direct(page: str, data_dir: Path, run_id: str) -> int:
 
 def prepare_direct(data_dir: Path, run_id: str) -> int:
     from flows import prepare_dataset as pf
+    from flows.gate.runners import machine_cores
     from flows.params import PrepareParams
-    from flows.runners import machine_cores
     from storage.layout import Layout
     from tasks.prepare import plan
     from tasks.prepare import render as pixels

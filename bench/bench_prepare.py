@@ -34,7 +34,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 from PIL import Image  # noqa: E402
 
-from flows.runners import machine_cores  # noqa: E402
+from flows.gate.runners import machine_cores  # noqa: E402
 from tasks.prepare import render as pixels  # noqa: E402
 
 SIZE = 224

@@ -19,7 +19,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 
 from typer.testing import CliRunner
 
-from flows import cli
+from flows.cli import commands as cli
 from flows.image_pipeline import image_pipeline
 from storage.parquet import read_table
 from tasks.demo.gallery import generate_pictures

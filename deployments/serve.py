@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from prefect import Flow
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.schedules import Cron
 from prefect.types.entrypoint import EntrypointType
 
+from flows.curate_images import curate_images
+from flows.image_pipeline import image_pipeline
+from flows.predict_batch import predict_batch
+from flows.prepare_dataset import prepare_dataset
+from flows.promote_model import promote_model
+from flows.scrape_images import scrape_images
+from flows.train_classifier import train_classifier
+from flows.write_report import write_report
+from flows.gate.policy import ServePolicy
 from flows.params import PipelineParams
-from flows.policy import ServePolicy
 from storage.layout import resolve_data_dir
 
 DEPLOYMENT = "local"  # every served flow's deployment: 'image-pipeline/local', ...; the
@@ -21,15 +29,43 @@ DEPLOYMENT = "local"  # every served flow's deployment: 'image-pipeline/local', 
 DEFAULT_CRON = "0 3 * * *"  # nightly re-scrape and retrain, 03:00
 
 # flow module (and function) -> (description, tags); the same set as deployments/prefect.yaml.
-FLOWS: dict[str, tuple[str, list[str]]] = {
-    "image_pipeline": ("Scrape, prepare, train, predict and report in one run.", ["pipeline"]),
-    "scrape_images": ("Find, download, validate and dedupe the images on some pages.", ["scrape"]),
-    "curate_images": ("Flag off-topic and mislabeled images (moves nothing).", ["curate"]),
-    "prepare_dataset": ("Clean, resize and split images into train/val folders.", ["prepare"]),
-    "train_classifier": ("Train a Keras classifier on a prepared dataset.", ["train"]),
-    "promote_model": ("Challenge a dataset's champion with a trained model.", ["registry"]),
-    "predict_batch": ("Classify many images; write Parquet predictions.", ["predict"]),
-    "write_report": ("Write the HTML/Markdown report of a run.", ["report"]),
+FLOWS: dict[str, tuple[Flow, str, list[str]]] = {
+    "image_pipeline": (
+        image_pipeline,
+        "Scrape, prepare, train, predict and report in one run.",
+        ["pipeline"],
+    ),
+    "scrape_images": (
+        scrape_images,
+        "Find, download, validate and dedupe the images on some pages.",
+        ["scrape"],
+    ),
+    "curate_images": (
+        curate_images,
+        "Flag off-topic and mislabeled images (moves nothing).",
+        ["curate"],
+    ),
+    "prepare_dataset": (
+        prepare_dataset,
+        "Clean, resize and split images into train/val folders.",
+        ["prepare"],
+    ),
+    "train_classifier": (
+        train_classifier,
+        "Train a Keras classifier on a prepared dataset.",
+        ["train"],
+    ),
+    "promote_model": (
+        promote_model,
+        "Challenge a dataset's champion with a trained model.",
+        ["registry"],
+    ),
+    "predict_batch": (
+        predict_batch,
+        "Classify many images; write Parquet predictions.",
+        ["predict"],
+    ),
+    "write_report": (write_report, "Write the HTML/Markdown report of a run.", ["report"]),
 }
 # Flows that train: one run at a time per deployment, so two scheduled runs never train at
 # once on one machine; a run arriving meanwhile waits in the queue (ENQUEUE).
@@ -47,8 +83,7 @@ def build_deployments(
     nightly run with nothing to start from would fail every night.
     """
     deployments = []
-    for name, (description, tags) in FLOWS.items():
-        flow = getattr(importlib.import_module(f"flows.{name}"), name)
+    for name, (flow, description, tags) in FLOWS.items():
         options: dict[str, Any] = {}
         if name == "image_pipeline":
             options["schedules"] = [Cron(cron, timezone=timezone, active=bool(pipeline_defaults))]

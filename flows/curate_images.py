@@ -11,8 +11,8 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, Field
 
+from flows.gate.policy import enforce_policy
 from flows.params import CurateParams
-from flows.policy import enforce_policy
 from storage.errors import ConfigError
 from storage.layout import Layout, new_run_id
 from storage.parquet import write_table
@@ -30,13 +30,6 @@ class CurateResult(BaseModel):
     images: int = Field(description="Images looked at")
     counts: dict[str, dict[str, int]] = Field(description="check -> verdict -> images")
     flagged: dict[str, int] = Field(description="label -> images flagged by any check")
-
-    def summary(self) -> str:
-        checks = "; ".join(
-            f"{check}: " + ", ".join(f"{v} {n}" for v, n in sorted(verdicts.items()))
-            for check, verdicts in self.counts.items()
-        )
-        return f"curate {self.run_id}: {self.images} images; {checks}"
 
 
 @flow(name="curate-images", description="Flag off-topic and mislabeled images.")

@@ -3,13 +3,13 @@ run id."""
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
-from typing import Any
 
 from prefect import flow
 from pydantic import BaseModel, Field
 
+from flows.curate_images import curate_images
+from flows.gate.policy import enforce_policy
 from flows.params import (
     CurateParams,
     PipelineParams,
@@ -20,7 +20,12 @@ from flows.params import (
     TrainParams,
 )
 from flows.params.registry import PromoteParams
-from flows.policy import enforce_policy
+from flows.predict_batch import predict_batch
+from flows.prepare_dataset import prepare_dataset
+from flows.promote_model import promote_model
+from flows.scrape_images import scrape_images
+from flows.train_classifier import train_classifier
+from flows.write_report import write_report
 from storage.errors import ConfigError, WeightsNotFoundError
 from storage.layout import Layout, new_run_id, safe_name
 from tasks.predict.labels import check_targets, imagenet_labels
@@ -71,12 +76,6 @@ class PipelineResult(BaseModel):
             if getattr(self, name):
                 found.append(getattr(self, name))
         return found
-
-
-def stage(name: str) -> Any:
-    """The stage flow `flows.<name>.<name>`, imported when first needed: TensorFlow loads only
-    when a stage that needs it runs."""
-    return getattr(importlib.import_module(f"flows.{name}"), name)
 
 
 def dataset_classes(dataset_dir: Path) -> list[str]:
@@ -132,7 +131,7 @@ def _scrape(params: PipelineParams, result: PipelineResult) -> str | None:
         result.stages_skipped["scrape_images"] = "no sources given"
         return params.source_dir
     for label, pages in params.source_pages().items():
-        scraped = stage("scrape_images")(
+        scraped = scrape_images(
             params=ScrapeParams(
                 **params.scrape.model_dump(),
                 pages=pages,
@@ -171,7 +170,7 @@ def _curate(params: PipelineParams, source_dir: str | None, result: PipelineResu
         result.stages_skipped[name] = "no check to run (give --expect, or feature weights)"
         return
     labels = list(params.source_pages()) if params.sources else None
-    curated = stage(name)(
+    curated = curate_images(
         params=CurateParams(
             **options, source_dir=source_dir, labels=labels, data_dir=result.data_dir,
             run_id=result.run_id,
@@ -194,7 +193,7 @@ def _prepare(params: PipelineParams, source_dir: str | None, result: PipelineRes
         options["exclude_curation"] = result.run_id
     if params.sources and not options["labels"]:
         options["labels"] = list(params.source_pages())  # raw/ may hold other labels too
-    prepared = stage("prepare_dataset")(
+    prepared = prepare_dataset(
         params=PrepareParams(
             **options, source_dir=source_dir, data_dir=result.data_dir, run_id=result.run_id
         )
@@ -210,7 +209,7 @@ def _train(params: PipelineParams, result: PipelineResult) -> None:
         result.model_path = str(Path(params.model_path).resolve())
         result.stages_skipped["train_classifier"] = "model_path given"
         return
-    trained = stage("train_classifier")(
+    trained = train_classifier(
         params=TrainParams(
             **params.train.model_dump(),
             dataset_dir=result.dataset_dir,
@@ -235,7 +234,7 @@ def _promote(params: PipelineParams, result: PipelineResult) -> None:
         result.stages_skipped["promote_model"] = "promote=never: predicting with this run's model"
         return
     always = params.promote == "always"
-    promoted = stage("promote_model")(
+    promoted = promote_model(
         params=PromoteParams(
             **params.promotion.model_dump(),
             run_id=result.run_id,
@@ -257,7 +256,7 @@ def _predict(
     if not options["inputs"]:  # default: the held-back split of the dataset
         options.pop("inputs")
         options["dataset_dir"] = result.dataset_dir
-    predicted = stage("predict_batch")(
+    predicted = predict_batch(
         params=PredictParams(
             **options,
             model=model,
@@ -290,7 +289,7 @@ def _report(params: PipelineParams, result: PipelineResult) -> None:
     # A model from another run: the report reads that run's training history and card.
     model_dir = Path(result.model_path).parent
     from_elsewhere = params.model_path and model_dir.parent.name == "models"
-    reported = stage("write_report")(
+    reported = write_report(
         params=ReportParams(
             run_id=result.run_id,
             title=params.report_title,
@@ -327,19 +326,3 @@ def image_pipeline(params: PipelineParams) -> PipelineResult:
     _report(params, result)
     log.info("pipeline run %s done: %s", run_id, ", ".join(result.stages_run))
     return result
-
-
-def summary_lines(result: PipelineResult) -> list[str]:
-    """What `pixelpipe run` prints: the run, the accuracy, and where everything went."""
-    lines = [f"run {result.run_id}: {', '.join(result.stages_run)}"]
-    for name, why in result.stages_skipped.items():
-        lines.append(f"  skipped {name}: {why}")
-    if result.best_val_accuracy is not None:
-        lines.append(f"validation accuracy: {result.best_val_accuracy:.3f}")
-    if result.decision:
-        lines.append(f"model decision: {result.decision} ({result.decision_reason})")
-        lines.append(f"predicted with the champion, run {result.champion_run}")
-    lines += [f"  {path}" for path in result.paths()]
-    if result.report_path:
-        lines.append(f"report: {result.report_path}")
-    return lines

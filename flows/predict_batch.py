@@ -7,15 +7,14 @@ import re
 import time
 from collections import Counter
 from datetime import UTC, datetime
-from pathlib import Path
 
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 from pydantic import BaseModel
 
+from flows.gate.policy import enforce_policy
+from flows.gate.runners import task_runner_for
 from flows.params import PredictParams
-from flows.policy import enforce_policy
-from flows.runners import task_runner_for
 from storage.layout import Layout, new_run_id
 from storage.parquet import part_name, replace_parts
 from tasks.predict.engines.cache import get_predictor
@@ -72,32 +71,6 @@ def _top(summaries: list[ShardSummary]) -> list[dict]:
         reverse=True,
     )[:TOP_ROWS]
     return [{**r, "probability": round(r["probability"], 4)} for r in rows]
-
-
-def results_table(result: PredictResult, rows: int = 10) -> str:
-    """The short text summary `pixelpipe predict` prints."""
-    lines = [
-        f"run {result.run_id}  model {result.model}",
-        f"preprocessing {result.preprocessing}",
-        f"{result.images} images: {result.ok} ok, {result.corrupt} corrupt, {result.missing}"
-        f" missing; {result.target_hits} with a target ({', '.join(result.targets) or 'none'})"
-        f"; {result.images_per_second} img/s",
-        f"{'image':<40} {'top-1 label':<24} {'prob':>6}  target",
-    ]
-    for r in result.top[:rows]:
-        name = Path(r["image"]).name
-        name = name if len(name) <= 40 else "..." + name[-37:]
-        target = "yes" if r["is_target"] else ""
-        lines.append(f"{name:<40} {r['label'][:24]:<24} {r['probability']:>6.3f}  {target}")
-    if result.engine:  # backend=openvino: the IR used and int8's accuracy against fp32
-        # deferred: OpenVINO is an optional extra (pip install -e ".[openvino]")
-        from tasks.predict.engines.openvino import OpenVinoInfo, describe
-
-        lines.append(
-            f"openvino {result.engine['precision']}: " + describe(OpenVinoInfo(**result.engine))
-        )
-    lines.append(f"predictions: {result.predictions_path}")
-    return "\n".join(lines)
 
 
 @flow(name="predict-batch")

@@ -11,9 +11,9 @@ from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
+from flows.gate.policy import enforce_policy
+from flows.gate.runners import machine_cores, task_runner_for
 from flows.params import PrepareParams
-from flows.policy import enforce_policy
-from flows.runners import machine_cores, task_runner_for
 from storage.errors import ConfigError, DatasetError
 from storage.layout import Layout, new_run_id
 from storage.parquet import read_table, replace_parts, write_table

@@ -10,9 +10,9 @@ from typing import Any
 from prefect import flow
 from pydantic import BaseModel, Field
 
+from flows.gate.policy import enforce_policy
+from flows.gate.runners import task_runner_for
 from flows.params import ScrapeParams
-from flows.policy import enforce_policy
-from flows.runners import task_runner_for
 from storage.layout import Layout, new_run_id, safe_name
 from storage.parquet import read_table, write_table
 from storage.schemas import SCRAPE_STATUSES
@@ -38,13 +38,6 @@ class ScrapeResult(BaseModel):
     candidates: int = Field(description="Distinct image URLs found on the pages")
     stored: int = Field(description="Images kept by this run (rows with status ok)")
     counts: dict[str, int] = Field(description="Manifest rows per status")
-
-    def summary(self) -> str:
-        shown = ", ".join(f"{status} {n}" for status, n in self.counts.items() if n)
-        return (
-            f"scrape {self.run_id} [{self.label}]: {self.pages} page(s), "
-            f"{self.candidates} URL(s) -> {shown or 'nothing'}; images in {self.raw_dir}"
-        )
 
 
 def fetch_config(params: ScrapeParams) -> FetchConfig:
@@ -153,7 +146,7 @@ def scrape_images(params: ScrapeParams) -> ScrapeResult:
         stored=counts["ok"],
         counts={s: counts[s] for s in SCRAPE_STATUSES if counts[s]},
     )
-    log.info("%s", result.summary())
+    log.info("scrape %s [%s]: %s", run_id, params.label, result.counts)
     return result
 
 

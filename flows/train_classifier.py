@@ -9,8 +9,8 @@ from typing import Any
 from prefect import flow
 from pydantic import BaseModel
 
+from flows.gate.policy import enforce_policy
 from flows.params import TrainParams
-from flows.policy import enforce_policy
 from storage.errors import ConfigError
 from storage.layout import Layout, new_run_id, resolve_data_dir
 from storage.model_card import ModelCard, card_file

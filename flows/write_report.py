@@ -5,12 +5,10 @@ from __future__ import annotations
 from prefect import flow
 from pydantic import BaseModel
 
+from flows.gate.policy import enforce_policy
 from flows.params import ReportParams
-from flows.policy import enforce_policy
 from storage.errors import ConfigError
-from storage.layout import Layout, resolve_data_dir, safe_name
-from storage.parquet import read_table
-from storage.schemas import TABLES
+from storage.layout import resolve_data_dir, safe_name
 from tasks.report.tasks import build_report, publish_artifacts
 
 
@@ -35,23 +33,6 @@ def stage_runs(params: ReportParams) -> dict[str, str]:
     for stage, run in runs.items():
         safe_name(run, f"{stage} run id")
     return runs
-
-
-def check_run_recorded(params: ReportParams) -> None:
-    """For the CLI: a run id with no rows in any table (and no model folder) is a mistake, not
-    a run to report on. The flow itself still reports on an empty run (a pipeline's notes)."""
-    runs = stage_runs(params)
-    root = resolve_data_dir(params.data_dir)
-    ids = sorted(set(runs.values()))
-    if Layout.at(root).model_dir(runs["train"]).is_dir():
-        return
-    for table in TABLES:
-        if not read_table(table, data_dir=root, run_id=ids, columns=["run_id"]).empty:
-            return
-    raise ConfigError(
-        f"no table has rows for run {', '.join(ids)} under {root}: see `pixelpipe tables`"
-        " and `pixelpipe show scrape_manifest` for the run ids there are"
-    )
 
 
 @flow(name="write-report", description="Write the HTML/Markdown report of a run.")

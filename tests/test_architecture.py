@@ -184,9 +184,9 @@ def g():
     return fit, build_model
 
 def h():
-    from flows.demo import run_demo  # deferred: openvino is an optional extra
+    from flows.cli.demo import run_demo  # deferred: openvino is an optional extra
     # a comment that is not a reason
-    from flows.cli import app
+    from flows.cli.commands import app
     return run_demo, app
 """
     lines = source.splitlines()
@@ -195,7 +195,7 @@ def h():
         "storage.parquet",
         "tasks.train.fit",
         "tasks.train.models",
-        "flows.demo",
-        "flows.cli",
+        "flows.cli.demo",
+        "flows.cli.commands",
     ]
     assert [explained(lines, line) for line, _ in found] == [False, True, True, True, False]

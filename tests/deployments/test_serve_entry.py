@@ -7,9 +7,9 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from deployments import serve
-from flows import cli
+from flows.cli import commands as cli
+from flows.gate.policy import DASK_ENV, ROOTS_ENV, PolicyError
 from flows.params import PipelineParams
-from flows.policy import DASK_ENV, ROOTS_ENV, PolicyError
 
 REPO = Path(__file__).resolve().parents[2]
 

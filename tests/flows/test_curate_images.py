@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from flows.cli import app
+from flows.cli.commands import app
 from flows.curate_images import curate_images
 from flows.params import CurateParams
 from flows.prepare_dataset import prepare_dataset

@@ -3,8 +3,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from flows import cli, cli_app
-from flows.image_pipeline import image_pipeline, summary_lines
+from flows.cli import commands as cli
+from flows.cli import options as cli_app
+from flows.cli.output import pipeline_summary
+from flows.image_pipeline import image_pipeline
 from flows.params import PipelineParams
 from storage.errors import ConfigError, WeightsNotFoundError
 from storage.parquet import read_table
@@ -78,7 +80,7 @@ def test_whole_pipeline_runs_every_stage_under_one_run_id(full_run):
     assert predicted["image"].nunique() == (val_images["split"] == "val").sum()
     assert set(predicted["model_run"]) == {"full-1"}
     assert (val_images["split"] == "test").any()  # the pipeline's default test_fraction
-    lines = summary_lines(result)
+    lines = pipeline_summary(result)
     assert lines[0].startswith("run full-1: scrape_images") and lines[-1].endswith("report.html")
 
 

@@ -14,7 +14,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, Fl
 from pydantic import ValidationError
 from typer.testing import CliRunner
 
-from flows import cli
+from flows.cli import commands as cli
 from flows.params import PredictParams
 from flows.predict_batch import predict_batch
 from storage.errors import WeightsNotFoundError

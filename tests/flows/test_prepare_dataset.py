@@ -12,7 +12,7 @@ from prefect import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from typer.testing import CliRunner
 
-from flows.cli import app
+from flows.cli.commands import app
 from flows.prepare_dataset import prepare_dataset
 from storage.errors import ConfigError
 from storage.parquet import read_table, write_table

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from flows import cli
+from flows.cli import commands as cli
 from flows.promote_model import lock_name, promote_model, rollback_champion
 from flows.train_classifier import train_classifier
 from storage.champions import read_champion

@@ -10,7 +10,8 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterType
 from prefect.exceptions import ParameterTypeError
 from typer.testing import CliRunner
 
-from flows import cli
+from flows.cli import commands as cli
+from flows.cli.output import scrape_summary
 from flows.scrape_images import scrape_images
 from storage.errors import ConfigError
 from storage.parquet import read_table
@@ -85,7 +86,7 @@ def test_a_run_records_every_url_and_stores_the_good_images(site, data_dir):
     assert len(stored) == 10
     for name in stored:
         assert hashlib.sha256((raw / name).read_bytes()).hexdigest() == name.split(".")[0]
-    assert "ok 10, duplicate 1, too_small 1, unsupported_scheme 2" in result.summary()
+    assert "ok 10, duplicate 1, too_small 1, unsupported_scheme 2" in scrape_summary(result)
 
 
 def test_progress_is_a_prefect_artifact(site, data_dir):

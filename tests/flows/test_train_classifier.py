@@ -139,7 +139,7 @@ def test_missing_weights_fail_before_training_with_the_file_name(
 def test_cli_train_and_augment_preview(prefect_harness, data_dir, dataset, tmp_path):
     from typer.testing import CliRunner
 
-    from flows import cli
+    from flows.cli import commands as cli
 
     runner = CliRunner()
     out = tmp_path / "grid.png"

@@ -10,7 +10,7 @@ from prefect.client.schemas.filters import (
 from prefect.exceptions import ParameterTypeError
 from typer.testing import CliRunner
 
-from flows import cli
+from flows.cli import commands as cli
 from flows.params import ReportParams
 from flows.write_report import write_report
 from storage.errors import ConfigError

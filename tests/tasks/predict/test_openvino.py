@@ -160,7 +160,8 @@ def test_int8_reports_accuracy_and_is_refused_when_it_drops_too_much(color_model
 
 @needs_openvino
 def test_flow_with_openvino_writes_the_keras_rows(prefect_harness, data_dir, color_model):
-    from flows.predict_batch import predict_batch, results_table
+    from flows.cli.output import predict_table
+    from flows.predict_batch import predict_batch
 
     _, path, val = color_model
     common = {"inputs": [str(Path(val[0]).parents[1])], "model": str(path), "top_k": 2}
@@ -188,7 +189,7 @@ def test_flow_with_openvino_writes_the_keras_rows(prefect_harness, data_dir, col
         | {"max_accuracy_drop": 100}
     )
     assert allowed.model.endswith("+openvino-int8") and allowed.ok == len(val)
-    summary = results_table(allowed)
+    summary = predict_table(allowed)
     assert "openvino int8: cached IR" in summary
     assert "validation accuracy fp32 1.0000 | int8 " in summary
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import typing
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -14,10 +13,11 @@ import typer
 from pydantic import ValidationError
 
 from flows import params as P
-from flows.cli_app import _load_params_file, app, explain, fail, params_command
-from flows.cli_registry import register as register_registry_commands
-from flows.demo import DemoOptions
-from flows.server import prefect_api, server_app
+from flows.cli import output
+from flows.cli.demo import DemoOptions
+from flows.cli.options import _load_params_file, app, explain, fail, params_command
+from flows.cli.registry import register as register_registry_commands
+from flows.cli.server import prefect_api, server_app
 from storage.errors import PixelpipeError
 
 app.add_typer(server_app, name="server")
@@ -32,7 +32,7 @@ def options(verbose: bool = typer.Option(False, "--verbose", help="Show tracebac
 def flow_session() -> AbstractContextManager[None]:
     """Around a flow call: the Prefect API to use, the terminal bar, one-line errors."""
     # deferred: CLI start-up (Prefect takes ~1 s to import, like the flows)
-    from flows.cli_session import flow_session as session
+    from flows.cli.session import flow_session as session
 
     return session(echo=typer.echo, verbose=_verbose["on"])
 
@@ -44,7 +44,7 @@ def scrape(params: P.ScrapeParams) -> None:
 
     with flow_session():
         result = scrape_images(params=params)
-    typer.echo(result.summary())
+    typer.echo(output.scrape_summary(result))
     typer.echo(f"manifest {result.manifest_path}")
 
 
@@ -55,7 +55,7 @@ def curate(params: P.CurateParams) -> None:
 
     with flow_session():
         result = curate_images(params=params)
-    typer.echo(result.summary())
+    typer.echo(output.curate_summary(result))
     flagged = ", ".join(f"{label}={n}" for label, n in result.flagged.items()) or "none"
     typer.echo(f"flagged: {flagged} (pixelpipe prepare --exclude-curation {result.run_id})")
     typer.echo(f"curation {result.curation_path}")
@@ -107,21 +107,22 @@ def augment_preview(params: P.AugmentPreviewParams) -> None:
 @params_command("predict", P.PredictParams, "Classify many images; write Parquet predictions.")
 def predict(params: P.PredictParams) -> None:
     # deferred: CLI start-up (the checks and the flow load Prefect, pandas, TensorFlow)
-    from flows.cli_session import check_model
+    from flows.cli.checks import check_model
 
     check_model(params)  # before TensorFlow or a server: a missing file costs < 2 s, one line
     # deferred: CLI start-up (the flow loads TensorFlow)
-    from flows.predict_batch import predict_batch, results_table
+    from flows.predict_batch import predict_batch
 
     with flow_session():
         result = predict_batch(params=params)
-    typer.echo(results_table(result))
+    typer.echo(output.predict_table(result))
 
 
 @params_command("report", P.ReportParams, "Write the HTML/Markdown report of a run.")
 def report(params: P.ReportParams) -> None:
     # deferred: CLI start-up (the flow loads Prefect, pandas and maybe TensorFlow)
-    from flows.write_report import check_run_recorded, write_report
+    from flows.cli.checks import check_run_recorded
+    from flows.write_report import write_report
 
     check_run_recorded(params)  # an unknown run id fails here instead of an empty report
     with flow_session():
@@ -134,18 +135,18 @@ def report(params: P.ReportParams) -> None:
 )
 def run(params: P.PipelineParams) -> None:
     # deferred: CLI start-up (the flow loads Prefect, pandas and maybe TensorFlow)
-    from flows.image_pipeline import check_inputs, image_pipeline, summary_lines
+    from flows.image_pipeline import check_inputs, image_pipeline
 
     check_inputs(params)  # the flow checks again; here a mistake costs no failed flow run
     with flow_session():
         result = image_pipeline(params=params)
-    typer.echo("\n".join(summary_lines(result)))
+    typer.echo("\n".join(output.pipeline_summary(result)))
 
 
 @params_command("demo", DemoOptions, "Run the whole pipeline offline on generated pictures.")
 def demo(options: DemoOptions) -> None:
     # deferred: CLI start-up (the flow loads Prefect, pandas and maybe TensorFlow)
-    from flows.demo import run_demo
+    from flows.cli.demo import run_demo
 
     with flow_session():
         result = run_demo(options, echo=typer.echo)
@@ -254,5 +255,3 @@ def main() -> None:
     app()
 
 
-if __name__ == "__main__":
-    sys.exit(main())

@@ -7,9 +7,7 @@ import os
 import pytest
 from prefect import flow
 
-from flows.params import PipelineParams, PredictParams, PrepareParams, ScrapeParams, TrainParams
-from flows.params.base import installed
-from flows.policy import (
+from flows.gate.policy import (
     DASK_ENV,
     ROOTS_ENV,
     PolicyError,
@@ -18,6 +16,8 @@ from flows.policy import (
     normalize_dask,
     refuse_env_overrides,
 )
+from flows.params import PipelineParams, PredictParams, PrepareParams, ScrapeParams, TrainParams
+from flows.params.base import installed
 from storage.errors import ConfigError
 
 PAGE = ["http://gallery.invalid/"]

@@ -18,8 +18,8 @@ from prefect.client.orchestration import get_client
 from prefect.exceptions import ParameterTypeError
 from pydantic import ValidationError
 
+from flows.gate.runners import local_cluster_kwargs, task_runner_for
 from flows.params import DASK_INSTALL, ScrapeParams
-from flows.runners import local_cluster_kwargs, task_runner_for
 from flows.scrape_images import scrape_images
 from storage.errors import ConfigError
 from storage.parquet import read_table

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from flows import cli
-from flows.write_report import check_run_recorded
+from flows.cli import commands as cli
+from flows.cli.checks import check_run_recorded
 from storage.errors import ConfigError
 from storage.parquet import write_table
 from tasks.predict.engines.keras import load_trained
@@ -21,7 +21,7 @@ from tasks.predict.labels import Labels
 from tasks.predict.spec import ModelSpec
 from tests.http_server import picture
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 runner = CliRunner()
 
 

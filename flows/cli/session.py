@@ -6,12 +6,9 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator
 
-import tasks.predict.engines  # noqa: F401  (before spec: importing spec first is a cycle)
-from flows.params import PredictParams
-from flows.progress import prefect_console_handlers, terminal_progress
-from flows.server import prefect_api
+from flows.cli.progress import prefect_console_handlers, terminal_progress
+from flows.cli.server import prefect_api
 from storage.errors import PixelpipeError
-from tasks.predict.spec import resolve_model
 
 
 def _error_names(kind: type[BaseException] = PixelpipeError) -> set[str]:
@@ -64,12 +61,3 @@ def flow_session(echo: Callable[[str], None] = print, verbose: bool = False) -> 
     live bar when stdout is a terminal, and print a PixelpipeError once (the caller does)."""
     with prefect_api(echo), quiet_pixelpipe_errors(verbose), terminal_progress():
         yield
-
-
-def check_model(params: PredictParams) -> None:
-    """predict_batch's model and weights check, run by the CLI before TensorFlow is imported
-    or a Prefect server started (the flow checks again)."""
-    resolve_model(
-        params.model, params.weights, data_dir=params.data_dir,
-        mixed_precision=params.mixed_precision,
-    )  # fmt: skip

@@ -17,15 +17,15 @@ from pathlib import Path
 
 from rich.console import Console
 
-from flows.progress import BarSink, new_bar
+from flows.cli.progress import BarSink, new_bar
 from tasks import runtime
 from tasks.runtime import Progress, progress_sink, set_progress_sink
 from tests.http_server import SiteServer, picture
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 LOOP = """
 import logging, time
-from flows.progress import terminal_progress
+from flows.cli.progress import terminal_progress
 from tasks.runtime import Progress
 with terminal_progress():
     progress = Progress(40, "counting things")

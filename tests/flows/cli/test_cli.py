@@ -5,7 +5,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from flows import cli, cli_app
+from flows.cli import commands as cli
+from flows.cli import options as cli_app
 from flows.params import TrainParams
 from storage.errors import ConfigError
 from storage.parquet import write_table

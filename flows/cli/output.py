@@ -1,0 +1,70 @@
+"""What each command prints: a flow returns its result model, and these turn it into text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flows.curate_images import CurateResult
+    from flows.image_pipeline import PipelineResult
+    from flows.predict_batch import PredictResult
+    from flows.scrape_images import ScrapeResult
+
+
+def scrape_summary(result: ScrapeResult) -> str:
+    shown = ", ".join(f"{status} {n}" for status, n in result.counts.items() if n)
+    return (
+        f"scrape {result.run_id} [{result.label}]: {result.pages} page(s), "
+        f"{result.candidates} URL(s) -> {shown or 'nothing'}; images in {result.raw_dir}"
+    )
+
+
+def curate_summary(result: CurateResult) -> str:
+    checks = "; ".join(
+        f"{check}: " + ", ".join(f"{v} {n}" for v, n in sorted(verdicts.items()))
+        for check, verdicts in result.counts.items()
+    )
+    return f"curate {result.run_id}: {result.images} images; {checks}"
+
+
+def predict_table(result: PredictResult, rows: int = 10) -> str:
+    """The short text summary `pixelpipe predict` prints."""
+    lines = [
+        f"run {result.run_id}  model {result.model}",
+        f"preprocessing {result.preprocessing}",
+        f"{result.images} images: {result.ok} ok, {result.corrupt} corrupt, {result.missing}"
+        f" missing; {result.target_hits} with a target ({', '.join(result.targets) or 'none'})"
+        f"; {result.images_per_second} img/s",
+        f"{'image':<40} {'top-1 label':<24} {'prob':>6}  target",
+    ]
+    for r in result.top[:rows]:
+        name = Path(r["image"]).name
+        name = name if len(name) <= 40 else "..." + name[-37:]
+        target = "yes" if r["is_target"] else ""
+        lines.append(f"{name:<40} {r['label'][:24]:<24} {r['probability']:>6.3f}  {target}")
+    if result.engine:  # backend=openvino: the IR used and int8's accuracy against fp32
+        # deferred: OpenVINO is an optional extra (pip install -e ".[openvino]")
+        from tasks.predict.engines.openvino import OpenVinoInfo, describe
+
+        lines.append(
+            f"openvino {result.engine['precision']}: " + describe(OpenVinoInfo(**result.engine))
+        )
+    lines.append(f"predictions: {result.predictions_path}")
+    return "\n".join(lines)
+
+
+def pipeline_summary(result: PipelineResult) -> list[str]:
+    """What `pixelpipe run` prints: the run, the accuracy, and where everything went."""
+    lines = [f"run {result.run_id}: {', '.join(result.stages_run)}"]
+    for name, why in result.stages_skipped.items():
+        lines.append(f"  skipped {name}: {why}")
+    if result.best_val_accuracy is not None:
+        lines.append(f"validation accuracy: {result.best_val_accuracy:.3f}")
+    if result.decision:
+        lines.append(f"model decision: {result.decision} ({result.decision_reason})")
+        lines.append(f"predicted with the champion, run {result.champion_run}")
+    lines += [f"  {path}" for path in result.paths()]
+    if result.report_path:
+        lines.append(f"report: {result.report_path}")
+    return lines
