@@ -16,7 +16,8 @@ from storage.layout import Layout, new_run_id, resolve_data_dir
 from storage.model_card import ModelCard, card_file
 from tasks.prepare.plan import read_stamp
 from tasks.runtime import logger
-from tasks.train.spec import TrainSpec, check_image_size, scan_dataset
+from tasks.train.settings import TrainSettings, check_image_size
+from tasks.train.spec import TrainSpec, scan_dataset
 
 # Fields that fix what a run trains on and how its model is shaped: a resume may not change them.
 _FIXED_ON_RESUME = ("dataset_dir", "model", "image_size", "alpha", "weights", "validation_split")
@@ -79,26 +80,18 @@ def plan(params: TrainParams, run_id: str) -> tuple[Any, Any]:
     size = (params.image_size,) * 2 if params.image_size else info.image_size
     check_image_size(params.model, size)  # the dataset's own size when image_size is unset
     weights = resolve_weights(params.model, params.weights, params.alpha, size[0])
-    spec = TrainSpec(
-        run_id=run_id,
-        data_dir=str(resolve_data_dir(params.data_dir)),
-        dataset_dir=info.root,
-        model=params.model,
-        class_names=info.class_names,
-        image_size=size,
-        epochs=params.epochs,
-        batch_size=params.batch_size,
-        augmentation=params.augmentation.model_dump(),
-        optimizer=params.optimizer,
-        learning_rate=params.learning_rate,
-        weights=weights,
-        alpha=params.alpha,
-        fine_tune_layers=params.fine_tune_layers,
-        fine_tune_epochs=params.fine_tune_epochs,
-        early_stopping_patience=params.early_stopping_patience,
-        mixed_precision=params.mixed_precision,
-        seed=params.seed,
-        validation_split=0.0 if info.has_val else params.validation_split,
+    settings = params.model_dump(include=set(TrainSettings.model_fields))
+    spec = TrainSpec.model_validate(
+        settings
+        | {
+            "run_id": run_id,
+            "data_dir": str(resolve_data_dir(params.data_dir)),
+            "dataset_dir": info.root,
+            "class_names": info.class_names,
+            "image_size": size,
+            "weights": weights,
+            "validation_split": 0.0 if info.has_val else params.validation_split,
+        }
     )
     return spec, info
 

@@ -31,14 +31,13 @@ from flows.params.predict import PredictParams
 from flows.params.prepare import PrepareParams
 from flows.params.report import ReportParams
 from flows.params.scrape import ScrapeParams
-from flows.params.train import AugmentationParams, AugmentPreviewParams, TrainParams
+from flows.params.train import AugmentPreviewParams, TrainParams
 
 __all__ = [
     "DASK_INSTALL",
     "DEFAULT_USER_AGENT",
     "OPENVINO_INSTALL",
     "AugmentPreviewParams",
-    "AugmentationParams",
     "CurateOptions",
     "CurateParams",
     "DatasetName",

@@ -15,28 +15,17 @@ from prefect import task
 
 from storage.files import TF_IMAGE_EXTENSIONS
 from tasks.runtime import logger
+from tasks.train.settings import Augmentation
 
-# The knobs and their "off" values (flows/params.py AugmentationParams validates them; tasks
-# never import flows, so they take the plain dict `AugmentationParams.model_dump()` gives).
-DEFAULTS: dict[str, Any] = {
-    "rotation_range": 0.0,
-    "width_shift_range": 0.0,
-    "height_shift_range": 0.0,
-    "shear_range": 0.0,
-    "zoom_range": (1.0, 1.0),
-    "brightness_range": None,
-    "horizontal_flip": False,
-    "vertical_flip": False,
-    "fill_mode": "nearest",
-    "cval": 0.0,
-}
+# The knobs and their "off" values, from the one declaration (tasks/train/settings.py).
+DEFAULTS: dict[str, Any] = Augmentation().model_dump()
 
-Augmentation = Mapping[str, Any] | Any | None
+Knobs = Mapping[str, Any] | Augmentation | None
 
 
-def knobs(augmentation: Augmentation) -> dict[str, Any]:
-    """The knobs as a dict with defaults filled in; accepts a dict or a pydantic model."""
-    if augmentation is not None and hasattr(augmentation, "model_dump"):
+def knobs(augmentation: Knobs) -> dict[str, Any]:
+    """The knobs as a dict with defaults filled in; accepts a dict or an Augmentation."""
+    if isinstance(augmentation, Augmentation):
         augmentation = augmentation.model_dump()
     given = dict(augmentation or {})
     if unknown := set(given) - set(DEFAULTS):
@@ -155,7 +144,7 @@ class RandomAffine(keras.layers.Layer):
         return config
 
 
-def augmentation_layers(augmentation: Augmentation, seed: int = 0) -> list[keras.layers.Layer]:
+def augmentation_layers(augmentation: Knobs, seed: int = 0) -> list[keras.layers.Layer]:
     """The layers for the knobs that are on, in ImageDataGenerator's order (geometry, flips,
     brightness): one RandomAffine for all geometry (one interpolation; faster than a layer
     per knob, bench/bench_input_pipeline.py), with ImageDataGenerator's fill mode."""
@@ -183,7 +172,7 @@ def photometric_layers(a, seed: int) -> list[keras.layers.Layer]:
     return layers
 
 
-def build_augmentation(augmentation: Augmentation, seed: int = 0) -> keras.Sequential | None:
+def build_augmentation(augmentation: Knobs, seed: int = 0) -> keras.Sequential | None:
     """A Sequential of the active augmentation layers, or None when every knob is off."""
     layers = augmentation_layers(augmentation, seed)
     return keras.Sequential(layers, name="augmentation") if layers else None
@@ -222,7 +211,7 @@ def size_of(path: Path) -> int:
 
 def augment_preview(
     dataset_dir: str | Path,
-    augmentation: Augmentation,
+    augmentation: Knobs,
     out_png: str | Path,
     n: int = 8,
     images: int = 4,

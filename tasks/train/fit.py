@@ -4,7 +4,7 @@ and the Prefect tasks around them. Inputs are in inputs.py, histories in history
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -14,23 +14,16 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from storage import files
-from tasks.runtime import logger
+from tasks.runtime import dtype_policy, logger
 from tasks.train.history import HistoryRecorder, best_row
 from tasks.train.inputs import make_datasets
 from tasks.train.models import build_model, compile_model, unfreeze_top
 from tasks.train.spec import TrainSpec
 
 
-@contextlib.contextmanager
-def precision(mixed: bool) -> Iterator[None]:
+def precision(mixed: bool) -> contextlib.AbstractContextManager[None]:
     """Build and train under mixed_bfloat16 when asked; always restore the global policy."""
-    before = keras.config.dtype_policy()
-    if mixed:
-        keras.config.set_dtype_policy("mixed_bfloat16")
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(before)
+    return dtype_policy("mixed_bfloat16" if mixed else None)
 
 
 def _backup(folder: Path) -> keras.callbacks.BackupAndRestore:

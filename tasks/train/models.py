@@ -11,7 +11,7 @@ import numpy as np
 from keras import layers
 
 from storage.errors import ConfigError, WeightsNotFoundError
-from tasks.train.spec import MODELS, TRANSFER_MODELS, check_image_size
+from tasks.train.settings import MODELS, TRANSFER_MODELS, check_image_size
 from tasks.weights import imagenet_weights
 
 DEFAULT_OPTIMIZER = {

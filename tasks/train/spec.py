@@ -1,13 +1,11 @@
-"""What a training run is, before TensorFlow loads: the model names and the input size each
-needs, the dataset folder checked and described, and the TrainSpec a task receives."""
+"""What a training run is, before TensorFlow loads: the dataset folder checked and described,
+and the TrainSpec a task receives."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from PIL import Image
 
@@ -15,23 +13,7 @@ from storage.errors import ConfigError
 from storage.files import TF_IMAGE_EXTENSIONS as TF_EXTENSIONS
 from storage.layout import Layout
 from storage.model_card import model_file
-
-MODELS = ("cifar_cnn", "small_cnn", "resnet50_transfer", "mobilenet_transfer")
-TRANSFER_MODELS = ("resnet50_transfer", "mobilenet_transfer")
-# Smallest input side each model accepts (three valid 3x3 convs and two 2x2 pools need 18;
-# Keras applications refuse below 32).
-MIN_SIZE = {"cifar_cnn": 18, "small_cnn": 18, "resnet50_transfer": 32, "mobilenet_transfer": 32}
-
-
-def check_image_size(model: str, size: int | Sequence[int]) -> None:
-    """The one minimum-input-size rule: the parameter models, the flow (the images' own size)
-    and the model factory all ask here. A ConfigError (a ValueError, so pydantic reports it)."""
-    side = min(size) if isinstance(size, Sequence) else size
-    least = MIN_SIZE.get(model)
-    if least is not None and side < least:
-        raise ConfigError(
-            f"{model} needs images of at least {least} px, got {side} px: set image_size"
-        )
+from tasks.train.settings import TrainSettings
 
 
 @dataclass
@@ -51,29 +33,15 @@ class DatasetInfo:
         return "binary" if len(self.class_names) == 2 else "int"
 
 
-@dataclass
-class TrainSpec:
-    """Everything one training run needs, as plain values (a task argument)."""
+class TrainSpec(TrainSettings):
+    """One training run as a task receives it: the settings with the dataset resolved."""
 
     run_id: str
     data_dir: str
     dataset_dir: str
-    model: str
     class_names: list[str]
-    image_size: tuple[int, int]
-    epochs: int
-    batch_size: int = 32
-    augmentation: dict[str, Any] = field(default_factory=dict)
-    optimizer: str | None = None
-    learning_rate: float | None = None
-    weights: str | None = None
-    alpha: float = 0.25
-    fine_tune_layers: int = 0
-    fine_tune_epochs: int = 0
-    early_stopping_patience: int | None = None
-    mixed_precision: bool = False
-    seed: int = 42
-    validation_split: float = 0.0
+    image_size: tuple[int, int]  # (height, width): the dataset's own size unless set
+    weights: str | None = None  # resolved: a file, "imagenet" found in the cache, or None
 
     @property
     def model_dir(self) -> Path:

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from storage.errors import ConfigError
-from tasks.train.spec import MIN_SIZE, MODELS, check_image_size
+from tasks.train.settings import MIN_SIZE, MODELS, check_image_size
 
 
 def test_each_model_has_one_minimum_input_side():
