@@ -211,8 +211,8 @@ def variant_features(mixed: bool) -> dict:
     import keras
     import numpy as np
 
-    from tasks.predict.engines.keras import policy as _policy
     from tasks.predict.images import load_pixels
+    from tasks.runtime import dtype_policy as _policy
 
     with _policy("mixed_bfloat16" if mixed else None):
         model = keras.applications.MobileNet(

@@ -1,12 +1,15 @@
-"""Logging and progress that work inside a Prefect run and outside one (tests, `.fn()`)."""
+"""What every stage shares at run time: logging and progress that work inside a Prefect run and
+outside one (tests, `.fn()`), and the Keras dtype policy a model is built under."""
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
@@ -102,3 +105,24 @@ class Progress:
         for item in items:
             yield item
             self.advance(weight)
+
+
+@contextmanager
+def dtype_policy(name: str | None) -> Iterator[None]:
+    """Build (and train) layers under a Keras dtype policy such as "mixed_bfloat16", then put
+    the global one back; None leaves it as it is."""
+    import keras  # deferred: TensorFlow, which logging and progress never need
+
+    before = keras.config.dtype_policy()
+    if name:
+        keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(before)
+
+
+def artifact_key(*parts: str) -> str:
+    """A Prefect artifact key from its parts: lowercase letters, digits and dashes only."""
+    key = re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower())
+    return re.sub(r"-{2,}", "-", key).strip("-")

@@ -5,24 +5,10 @@ from __future__ import annotations
 
 import zipfile
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 from storage.errors import ConfigError
 from tasks.predict.spec import BACKBONES, RANDOM_SEED, ModelSpec, Predict
-
-
-@contextmanager
-def policy(name: str | None) -> Iterator[None]:
-    """Build layers under a dtype policy, then put the global one back."""
-    import keras
-
-    before = keras.mixed_precision.global_policy()
-    if name:
-        keras.mixed_precision.set_global_policy(name)
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy(before)
+from tasks.runtime import dtype_policy
 
 
 def _compiled(model, preprocess, h: int, w: int, softmax: bool) -> Predict:
@@ -48,7 +34,7 @@ def build_backbone(
     """The keras.applications model; weights=None gives the same random weights every time."""
     import keras
 
-    with policy("mixed_bfloat16" if mixed_precision else None):
+    with dtype_policy("mixed_bfloat16" if mixed_precision else None):
         model = getattr(keras.applications, BACKBONES[name].constructor)(
             weights=weights, classifier_activation=classifier_activation
         )
