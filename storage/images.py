@@ -24,6 +24,10 @@ DECODE_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "DIB", "TIFF", "PPM", "IC
 # runs. libjpeg's progressive script has 10 scans (6 for gray), a baseline file 1-4. 100 allows
 # 10x that; a 50 MP file at the cap decodes in a few seconds (docs/security.md).
 MAX_JPEG_SCANS = 100
+# Segments (markers) a JPEG may have: a photo has a few dozen (an ICC profile split in up to
+# 255). Pillow reads the segments before the first scan in Python, ~1.6 us each: 2.5 million
+# empty ones (10 MB) cost 4 s before libjpeg starts. The walk below stops here too.
+MAX_JPEG_SEGMENTS = 4096
 
 _JPEG, _ICO, _PNG = b"\xff\xd8\xff", b"\x00\x00\x01\x00", b"\x89PNG\r\n\x1a\n"
 _ANY_MARKER = re.compile(rb"\xff[^\x00\xff]")  # as libjpeg: skips garbage and fill bytes
@@ -109,13 +113,14 @@ def _judge_headers(
     fp.seek(0)
     if head.startswith(_JPEG) and "JPEG" in formats:
         data = fp.read()
-        scans, size = jpeg_scans(data)
+        scans, segments, size = jpeg_scans(data, max_scans, MAX_JPEG_SEGMENTS)
         if size is not None:
             _check_pixels(size, budget, "JPEG")
-        if scans > max_scans:
+        if scans > max_scans or segments > MAX_JPEG_SEGMENTS:
+            what = f"{max_scans} scans" if scans > max_scans else f"{MAX_JPEG_SEGMENTS} segments"
             raise ImageBudgetError(
-                f"JPEG with {scans} scans is over the cap of {max_scans} (a normal progressive"
-                " JPEG has about 10)",
+                f"JPEG with more than {what} is refused (a normal progressive JPEG has about 10"
+                " scans in a few dozen segments)",
                 "JPEG",
                 size,
             )
@@ -132,14 +137,19 @@ def _judge_headers(
     return None
 
 
-def jpeg_scans(data: bytes) -> tuple[int, tuple[int, int] | None]:
-    """(scans, (width, height) of the first frame header) of a JPEG, up to its first EOI, by
-    one linear walk over its segments: lengths skip headers, a regex finds where each scan's
-    entropy-coded data ends (where libjpeg's decoder stops too). None: no frame header."""
-    scans, size, pos = 0, None, 2
-    while match := _ANY_MARKER.search(data, pos):
-        marker, pos = data[match.end() - 1], match.end()
-        if marker == _EOI:
+def jpeg_scans(
+    data: bytes, max_scans: int | None = None, max_segments: int | None = None
+) -> tuple[int, int, tuple[int, int] | None]:
+    """(scans, segments, (width, height) of the first frame header or None) of a JPEG up to its
+    first EOI, by one linear walk over its segments: lengths skip headers, a regex finds where
+    each scan's entropy-coded data ends (where libjpeg's decoder stops too). The walk stops
+    once either count passes its limit (None: no limit)."""
+    scans = segments = pos = 0
+    size = None
+    scan_cap, segment_cap = max_scans or len(data), max_segments or len(data)
+    while (match := _ANY_MARKER.search(data, pos)) and scans <= scan_cap:
+        marker, pos, segments = data[match.end() - 1], match.end(), segments + 1
+        if marker == _EOI or segments > segment_cap:
             break
         if marker in _NO_LENGTH:
             continue
@@ -155,7 +165,7 @@ def jpeg_scans(data: bytes) -> tuple[int, tuple[int, int] | None]:
             if end is None:
                 break
             pos = end.start()
-    return scans, size
+    return scans, segments, size
 
 
 def ico_frame_sizes(fp: BinaryIO) -> list[tuple[int, int]]:

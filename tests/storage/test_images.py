@@ -21,6 +21,7 @@ from storage.files import IMAGE_EXTENSIONS, MAX_PIXELS
 from storage.images import (
     DECODE_FORMATS,
     MAX_JPEG_SCANS,
+    MAX_JPEG_SEGMENTS,
     ImageBudgetError,
     UnacceptedImageError,
     jpeg_scans,
@@ -54,8 +55,11 @@ def test_the_formats_are_those_of_the_one_extension_list():
 
 def test_a_jpeg_with_hundreds_of_scans_is_refused_before_pillow_decodes():
     data = hostile_jpeg(repeats=800)
-    assert len(data) < 20_000 and jpeg_scans(data) == (810, (64, 48))
-    with pillow_decodes() as loads, pytest.raises(ImageBudgetError, match="810 scans") as refused:
+    scans, _, size = jpeg_scans(data)
+    assert len(data) < 20_000 and (scans, size) == (810, (64, 48))
+    assert jpeg_scans(data, max_scans=100)[0] == 101  # the walk stops past the cap
+    refusal = pytest.raises(ImageBudgetError, match="more than 100 scans")
+    with pillow_decodes() as loads, refusal as refused:
         decoded(data)
     assert loads == [] and isinstance(refused.value, Image.DecompressionBombError)
     assert (refused.value.format, refused.value.size) == ("JPEG", (64, 48))
@@ -72,8 +76,8 @@ def test_a_jpeg_with_hundreds_of_scans_is_refused_before_pillow_decodes():
 def test_ordinary_jpegs_count_their_real_scans():
     baseline = io.BytesIO()
     Image.new("RGB", (40, 30), "red").save(baseline, "JPEG")
-    assert jpeg_scans(baseline.getvalue()) == (1, (40, 30))
-    assert jpeg_scans(progressive_jpeg((33, 17))) == (10, (33, 17))
+    assert jpeg_scans(baseline.getvalue())[::2] == (1, (40, 30))
+    assert jpeg_scans(progressive_jpeg((33, 17)))[::2] == (10, (33, 17))
     gray = io.BytesIO()
     Image.new("L", (20, 20), 90).save(gray, "JPEG", progressive=True)
     assert jpeg_scans(gray.getvalue())[0] == 6
@@ -83,6 +87,15 @@ def test_ordinary_jpegs_count_their_real_scans():
     with_exif = io.BytesIO()
     Image.new("RGB", (40, 30), "red").save(with_exif, "JPEG", exif=exif)
     assert jpeg_scans(with_exif.getvalue())[0] == 1
+
+
+def test_a_jpeg_of_countless_empty_segments_is_refused_after_a_few_thousand():
+    base = progressive_jpeg()
+    data = base[:2] + b"\xff\xe1\x00\x02" * 100_000 + base[2:]  # 400 KB of empty APP1s
+    assert jpeg_scans(data, max_segments=MAX_JPEG_SEGMENTS)[1] == MAX_JPEG_SEGMENTS + 1
+    with pytest.raises(ImageBudgetError, match=f"more than {MAX_JPEG_SEGMENTS} segments"):
+        decoded(data)
+    assert decoded(base[:2] + b"\xff\xe1\x00\x02" * 1000 + base[2:]).shape == (48, 64, 3)
 
 
 def test_an_ico_lying_about_its_frame_is_refused_before_its_plugin_decodes(tmp_path):

@@ -236,6 +236,7 @@ def test_costly_images_are_rows_and_never_decoded():
         icon = check_image(lying_ico(12000), 16)
         canvas = check_image(lying_webp((13000, 13000)), 32)
     assert loads == []
-    assert (scans.status, scans.format) == ("too_large", "JPEG") and "810 scans" in scans.error
+    assert (scans.status, scans.format) == ("too_large", "JPEG")
+    assert "more than 100 scans" in scans.error
     assert icon.status == "not_image" and "accepted format" in icon.error  # ICO is not kept
     assert canvas.status == "too_large" and "13000x13000" in canvas.error
