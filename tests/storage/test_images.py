@@ -89,6 +89,15 @@ def test_ordinary_jpegs_count_their_real_scans():
     assert jpeg_scans(with_exif.getvalue())[0] == 1
 
 
+def test_a_phone_cameras_mpo_opens_as_a_jpeg():
+    out = io.BytesIO()
+    frames = [Image.new("RGB", (40, 30), c) for c in ("red", "blue")]
+    frames[0].save(out, "MPO", save_all=True, append_images=frames[1:])
+    assert jpeg_scans(out.getvalue())[0] == 1  # the first picture's: Pillow decodes that one
+    with open_image(out.getvalue(), formats=("JPEG",)) as image:
+        assert (image.format, image.n_frames) == ("MPO", 2)
+
+
 def test_a_jpeg_of_countless_empty_segments_is_refused_after_a_few_thousand():
     base = progressive_jpeg()
     data = base[:2] + b"\xff\xe1\x00\x02" * 100_000 + base[2:]  # 400 KB of empty APP1s
