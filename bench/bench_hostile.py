@@ -11,16 +11,27 @@ with the defence turned off where that can be done in the same run (the baseline
   (images, then next-page links, as before);
 - HTTP_PROXY pointing at a loopback "proxy": requests it sees by default vs trust_env=True.
 
-    .venv/bin/python bench/bench_hostile.py
+Decode budgets (issue 23, storage/images.py), each in a fresh process, before = Pillow as the
+stages used it (Image.open, then load), after = through the image gate (scrape's check):
+
+- a progressive JPEG of 4000x4000 whose last scan (31 bytes) is repeated 800 times: CPU;
+- an ICO whose directory says 256x256 but embeds a 12000x12000 RGBA PNG: peak RSS;
+- an animated WebP (2 frames of 16x16) on a 13000x13000 canvas: peak RSS and address space;
+- and, for scale, a 7000x7000 JPEG at the scan cap (100 scans): what the gate still lets in.
+
+    .venv/bin/python bench/bench_hostile.py            (--small: the decode rows at 1/4 size)
 """
 
 from __future__ import annotations
 
 import json
 import os
+import struct
 import subprocess
 import sys
+import tempfile
 import time
+import zlib
 from pathlib import Path
 
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -32,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 from tasks.scrape.extract import parse_page  # noqa: E402
 from tasks.scrape.fetch import FetchConfig, Fetcher  # noqa: E402
 from tests.http_server import SiteServer  # noqa: E402
+from tests.image_attacks import hostile_jpeg, ico, lying_webp  # noqa: E402
 
 RSS = """
 import json, resource, sys, tempfile
@@ -115,9 +127,82 @@ def main() -> None:
     )
     rows.append(("HTTP_PROXY -> loopback proxy", f"{proxy_hits(False)} request(s) at the proxy",
                  f"trust_env=True: {proxy_hits(True)}"))  # fmt: skip
+    rows += decode_budget_rows(small="--small" in sys.argv)
     width = max(len(r[0]) for r in rows)
     for attack, now, baseline in rows:
         print(f"{attack:<{width}}  {now:<45} {baseline}")
+
+
+# --- decode budgets (issue 23): the image gate vs Pillow as used before -------------------------
+
+DECODE = """
+import io, json, sys, time
+from PIL import Image
+from storage.images import open_image
+data, how = open(sys.argv[1], "rb").read(), sys.argv[2]
+start = time.process_time()
+try:  # before: as every stage opened images; after: the gate, as prepare, predict, curate do
+    with (Image.open(io.BytesIO(data)) if how == "before" else open_image(data)) as image:
+        image.load()
+    outcome = "decoded"
+except Exception as e:
+    outcome = type(e).__name__
+cpu = time.process_time() - start
+status = open("/proc/self/status").read()
+mb = lambda field: int(status.split(field + ":")[1].split()[0]) / 1024
+print(json.dumps({"cpu_s": cpu, "rss_mb": mb("VmHWM"), "vm_mb": mb("VmPeak"), "outcome": outcome}))
+"""
+
+
+def rgba_png(side: int) -> bytes:
+    """A valid side x side RGBA PNG of zeros, built row by row (12000: 560 KB, 576 MB decoded)."""
+    packer, row = zlib.compressobj(9), b"\x00" + bytes(4 * side)
+    idat = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    ihdr = struct.pack(">IIBBBBB", side, side, 8, 6, 0, 0, 0)
+    body = chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + body
+
+
+def decode_attack(path: Path, how: str) -> dict:
+    """Open and load one file in a fresh process (its own peak memory), `before` or `after`."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-W", "ignore", "-c", DECODE, str(path), how],
+                         capture_output=True, text=True, env=env, cwd=ROOT, check=True)  # fmt: skip
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def decode_budget_rows(small: bool = False) -> list[tuple[str, str, str]]:
+    """One row per decode attack: the gate's cost and outcome, then Pillow's as used before."""
+    k = 4 if small else 1
+    attacks = {
+        f"progressive JPEG {4000 // k}^2, 810 scans": lambda: hostile_jpeg((4000 // k,) * 2, 800),
+        f"ICO says 256^2, embeds {12000 // k}^2 RGBA PNG": lambda: ico(
+            [((256, 256), rgba_png(12000 // k))]
+        ),
+        f"animated WebP, {13000 // k}^2 canvas": lambda: lying_webp((13000 // k,) * 2),
+        # Not an attack: the most a JPEG may cost within both budgets (50 MP, 100 scans).
+        f"JPEG at the caps: {7000 // k}^2, 100 scans": lambda: hostile_jpeg((7000 // k,) * 2, 90),
+    }
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for name, make in attacks.items():
+            path = Path(folder, "attack")
+            path.write_bytes(make())
+            after, before = decode_attack(path, "after"), decode_attack(path, "before")
+            rows.append(
+                (
+                    f"{name} ({path.stat().st_size / 1000:.0f} KB)",
+                    f"{after['cpu_s']:.3f} s CPU, {after['rss_mb']:.0f} MB RSS, {after['outcome']}",
+                    f"before: {before['cpu_s']:.2f} s, {before['rss_mb']:.0f} MB RSS, "
+                    f"{before['vm_mb']:.0f} MB VM, {before['outcome']}",
+                )
+            )
+    return rows
 
 
 if __name__ == "__main__":

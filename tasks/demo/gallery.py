@@ -224,6 +224,7 @@ def build_gallery(site_dir: Path, per_class: int, per_page: int = 24, seed: int 
         (site_dir / label / "thumb").mkdir(parents=True, exist_ok=True)
         for path in paths:
             path.replace(site_dir / label / "full" / path.name)
+            # A picture generate_pictures just drew: not through the image gate (storage/images).
             with Image.open(site_dir / label / "full" / path.name) as full:
                 full.resize(THUMB_SIZE).save(site_dir / label / "thumb" / path.name, quality=85)
         pages = _write_pages(site_dir / label, label, [p.name for p in paths], per_page)

@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-import keras
 import numpy as np
 import tensorflow as tf
+from PIL import Image
 
 from storage.errors import ConfigError
 from storage.files import IMAGE_EXTENSIONS
+from storage.images import open_image
 from storage.layout import resolve_data_dir
 from storage.parquet import read_table
 from tasks.predict.preprocess import Preprocessing, resize, to_array
@@ -100,12 +101,17 @@ CLASSIC = Preprocessing("stretch", "nearest")  # keras.utils.load_img(target_siz
 
 
 def load_pixels(path: str, size: tuple[int, int], prep: Preprocessing = CLASSIC) -> np.ndarray:
-    """float32 (h, w, 3) RGB 0-255. stretch is keras.utils.load_img(target_size=size) ->
-    img_to_array exactly; crop and pad decode the same way, then resize by the protocol."""
-    if prep.resize_mode == "stretch":
-        image = keras.utils.load_img(path, target_size=size, interpolation=prep.interpolation)
-        return keras.utils.img_to_array(image, dtype="float32")
-    return to_array(resize(keras.utils.load_img(path), size, prep))
+    """float32 (h, w, 3) RGB 0-255, opened through the image gate (storage/images.py: formats,
+    pixel budget, JPEG scan cap). stretch is what keras.utils.load_img(target_size=size) ->
+    img_to_array gives, exactly (its steps: RGB, then one resize if the size differs; the
+    test compares); crop and pad decode the same way, then resize by the protocol."""
+    with open_image(path) as image:
+        rgb = image if image.mode == "RGB" else image.convert("RGB")
+        if prep.resize_mode != "stretch":
+            return to_array(resize(rgb, size, prep))
+        if rgb.size != (size[1], size[0]):
+            rgb = rgb.resize((size[1], size[0]), Image.Resampling[prep.interpolation.upper()])
+        return to_array(rgb)
 
 
 def _reader(size: tuple[int, int], prep: Preprocessing):
@@ -116,8 +122,8 @@ def _reader(size: tuple[int, int], prep: Preprocessing):
             return load_pixels(path.decode(), size, prep), np.int8(OK), b""
         except FileNotFoundError as e:
             return blank, np.int8(MISSING), str(e).encode()
-        # Pillow raises many types for bad files (OSError, ValueError, SyntaxError,
-        # DecompressionBombError...): any of them makes this one image a `corrupt` row.
+        # The gate's refusals (over a budget, not an accepted format) and Pillow's many types
+        # for bad files (OSError, ValueError, SyntaxError...): a `corrupt` row with the reason.
         except Exception as e:
             return blank, np.int8(CORRUPT), f"{type(e).__name__}: {e}".encode()
 

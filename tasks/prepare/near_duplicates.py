@@ -46,9 +46,10 @@ GRAY = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601-2, as Pillow's c
 
 
 def image_hash(img: Image.Image) -> tuple[str, str, np.ndarray]:
-    """The 16-hex-digit pHashes of an opened image and of its centre CENTRE_CROP, and its
-    32x32 RGB reduction (float32: mean colour, brightness, contrast); on a reduced decode,
-    EXIF orientation applied."""
+    """The 16-hex-digit pHashes of an opened image (opened through the image gate,
+    storage/images.py, as inspect_file does) and of its centre CENTRE_CROP, and its 32x32 RGB
+    reduction (float32: mean colour, brightness, contrast); on a reduced decode, EXIF
+    orientation applied."""
     if img.format == "JPEG":
         img.draft("RGB", DRAFT_SIZE)  # DCT scaling: decodes 1/8 of the pixels of a big photo
     rgb = ImageOps.exif_transpose(img).convert("RGB")

@@ -22,9 +22,11 @@ from PIL import ExifTags, Image, ImageOps, PngImagePlugin
 
 from storage import files
 from storage.files import IMAGE_EXTENSIONS, MAX_PIXELS
+from storage.images import ImageBudgetError, open_image
 from tasks.prepare.near_duplicates import GRAY, image_hash
 
 OUTPUT_SUFFIX = {"jpeg": ".jpg", "png": ".png"}
+OUTPUT_FORMATS = ("JPEG", "PNG")
 PAD_COLOR = (0, 0, 0)
 _SWAPS_AXES = {5, 6, 7, 8}  # EXIF orientations that turn the picture by 90 degrees
 # Decode JPEGs at >= 2x the pixels needed, then reduce() to >= 3x before the filter: as good as
@@ -68,8 +70,8 @@ def output_tag(settings: RenderSettings, name: str) -> str:
 
 def read_tag(path: Path) -> str | None:
     """The tag of a file pixelpipe rendered (from the header only), else None."""
-    try:
-        with Image.open(path) as img:
+    try:  # an output folder may hold anything: only our two formats are opened (headers only)
+        with Image.open(path, formats=OUTPUT_FORMATS) as img:
             tag = img.info.get("comment") if img.format == "JPEG" else img.info.get(TAG_KEY)
     except Exception:  # unreadable, not an image, vanished: not a file we can vouch for
         return None
@@ -94,23 +96,26 @@ def made_with(path: Path, settings: RenderSettings) -> bool:
 
 def inspect_file(path: str, max_pixels: int = MAX_PIXELS) -> dict[str, Any]:
     """sha256 of the bytes, the displayed size and format from the header, and the perceptual
-    hash of a reduced decode (a JPEG at 1/8 scale), plus its pixel statistics. Over
-    `max_pixels` the file is `unsupported` from its header, so no worker ever decodes it."""
+    hash of a reduced decode (a JPEG at 1/8 scale), plus its pixel statistics. Over a decode
+    budget (`max_pixels`, the JPEG scan cap: storage/images.py) the file is `unsupported` from
+    its headers, so no worker ever decodes it."""
     with open(path, "rb") as f:
         info: dict[str, Any] = {"sha256": hashlib.file_digest(f, "sha256").hexdigest()}
     if Path(path).suffix.lower() not in IMAGE_EXTENSIONS:
         return info
     try:
-        with Image.open(path) as img:
+        with open_image(path, max_pixels=max_pixels) as img:
             width, height = img.size
             if img.getexif().get(ExifTags.Base.Orientation, 1) in _SWAPS_AXES:
                 width, height = height, width
             info.update(width=width, height=height, format=img.format)
-            if width * height > max_pixels:
-                error = f"{width}x{height} is over {max_pixels} pixels"
-                return info | {"status": "unsupported", "error": error}
             info.update(_hash_and_stats(img))
-    except Image.DecompressionBombError as e:
+    except ImageBudgetError as e:
+        if e.size:  # what the header says, as for any other row
+            info.update(width=e.size[0], height=e.size[1])
+        info.update(format=e.format)
+        info.update(status="unsupported", error=str(e))
+    except Image.DecompressionBombError as e:  # Pillow's own limit, met inside Image.open
         info.update(status="unsupported", error=f"too many pixels: {e}")
     except Exception as e:  # any reader failure is a `corrupt` row, never a crash
         info.update(status="corrupt", error=_describe(e))
@@ -198,10 +203,12 @@ def load_rgb(img: Image.Image, settings: RenderSettings) -> Image.Image:
 def render_file(source: str, output: str, settings: RenderSettings) -> tuple[str, str | None]:
     """Decode, clean, resize and atomically write one image; (status, error) for its row."""
     try:
-        with Image.open(source) as img:
+        with open_image(source) as img:  # the same gate as inspect_file (and its defaults)
             rgb = load_rgb(img, settings)
             rendered = fit(rgb, settings.image_size, settings.resize_mode, settings.resample)
         save_atomic(rendered, Path(output), settings)
+    except ImageBudgetError as e:
+        return "unsupported", str(e)
     except Image.DecompressionBombError as e:
         return "unsupported", f"too many pixels: {e}"
     except Exception as e:  # a file that does not decode is a `corrupt` row, never a crash

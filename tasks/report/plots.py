@@ -14,7 +14,11 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
+from storage.images import open_image
+
 DPI = 100
+# What the gate and Pillow raise for a file that cannot (or may not) be decoded; the gate's
+# budget error is a DecompressionBombError.
 IMAGE_ERRORS = (OSError, ValueError, Image.DecompressionBombError)
 
 
@@ -27,7 +31,7 @@ def _save(fig: Figure, path: Path) -> Path:
 def load_rgb(path: str | Path, size: int | None = None) -> np.ndarray | None:
     """An image as uint8 RGB (thumbnailed to `size` when given); None when it cannot be read."""
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             if size:
                 image.draft("RGB", (size, size))  # JPEG: decode at reduced scale, much faster
                 image.thumbnail((size, size))
@@ -48,7 +52,7 @@ def thumbnail(source: str | Path, dest: Path, size: int = 96) -> Path | None:
 
 def enlarge(source: str | Path, dest: Path, min_width: int = 640) -> Path:
     """A copy of a PNG scaled up by a whole factor (nearest) so small pixel grids are visible."""
-    with Image.open(source) as image:
+    with open_image(source, formats=("PNG",)) as image:
         factor = max(1, -(-min_width // max(image.width, 1)))
         image = image.convert("RGB")
         if factor > 1:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,11 +13,15 @@ from urllib.parse import unquote_to_bytes
 from PIL import Image, UnidentifiedImageError
 
 from storage import files
+from storage.files import MAX_PIXELS
+from storage.images import ImageBudgetError, open_image
 
 # Pillow format -> stored extension. MPO is how Pillow names many phone cameras' JPEGs.
 FORMAT_EXTENSIONS = {"JPEG": "jpg", "MPO": "jpg", "PNG": "png", "GIF": "gif", "WEBP": "webp"}
 FORMAT_EXTENSIONS["BMP"] = "bmp"
-MAX_PIXELS_UNSET = float("inf")
+# What Image.open may try on downloaded bytes ("JPEG" opens MPO files too); anything else,
+# an ICO included, is `not_image` without its plugin ever running.
+ACCEPTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP")
 
 # --- data: URIs --------------------------------------------------------------------------------
 
@@ -60,27 +63,25 @@ class ImageCheck:
 
 
 def check_image(data: bytes, min_size: int, max_pixels: int | None = None) -> ImageCheck:
-    """Open `data` with Pillow, judge its size from the header, then decode it fully; never
-    trusts what the server said it was. Over `max_pixels` (or Pillow's own bomb limit) it is
-    `too_large` before a single pixel is decoded: a few hundred KB can say 9400x9400."""
+    """Open `data` through the image gate (accepted formats only; the pixel budget, Pillow's
+    own bomb limit and the JPEG scan cap judged from the headers), then decode it fully; never
+    trusts what the server said it was. A few hundred KB can say 9400x9400: `too_large`
+    before a single pixel is decoded."""
     fmt = width = height = None
-    budget = min(max_pixels or MAX_PIXELS_UNSET, Image.MAX_IMAGE_PIXELS or MAX_PIXELS_UNSET)
+    budget = max_pixels or MAX_PIXELS
     try:
-        with Image.open(io.BytesIO(data)) as image:  # reads the header only
+        with open_image(data, formats=ACCEPTED_FORMATS, max_pixels=budget) as image:
             fmt, (width, height) = image.format, image.size
-            if fmt not in FORMAT_EXTENSIONS:
-                return ImageCheck("not_image", f"format {fmt} is not accepted", fmt, width, height)
-            if width * height > budget:
-                error = f"{width}x{height} pixels is over max_pixels {budget}"
-                return ImageCheck("too_large", error, fmt, width, height)
             if min(width, height) < min_size:
                 error = f"{width}x{height} is below min_size {min_size}"
                 return ImageCheck("too_small", error, fmt, width, height)
             image.load()  # decode every pixel of the (first) frame: truncation shows up here
-    except Image.DecompressionBombError as e:
+    except ImageBudgetError as e:
+        return ImageCheck("too_large", str(e), e.format, *(e.size or (None, None)))
+    except Image.DecompressionBombError as e:  # Pillow's own limit, met inside Image.open
         return ImageCheck("too_large", f"decompression bomb: {e}")
-    except UnidentifiedImageError:
-        return ImageCheck("not_image", "not an image Pillow can identify")
+    except UnidentifiedImageError as e:
+        return ImageCheck("not_image", str(e))
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as e:
         return ImageCheck("corrupt", f"{type(e).__name__}: {e}", fmt, width, height)
     return ImageCheck("ok", None, fmt, width, height)

@@ -14,6 +14,7 @@ from keras import ops
 from prefect import task
 
 from storage.files import TF_IMAGE_EXTENSIONS
+from storage.images import open_image
 from tasks.runtime import logger
 from tasks.train.settings import Augmentation
 
@@ -181,8 +182,6 @@ def build_augmentation(augmentation: Knobs, seed: int = 0) -> keras.Sequential |
 def sample_images(dataset_dir: str | Path, count: int, image_size: int | None = None) -> np.ndarray:
     """The first image of each class of `train/` in turn (sorted, so the same every time),
     as a float32 batch of raw 0..255 pixels."""
-    from PIL import Image
-
     root = Path(dataset_dir)
     root = root / "train" if (root / "train").is_dir() else root
     classes = sorted(p for p in root.iterdir() if p.is_dir())
@@ -196,16 +195,14 @@ def sample_images(dataset_dir: str | Path, count: int, image_size: int | None = 
         raise FileNotFoundError(f"no images under {root}/<class>/")
     arrays = []
     for f in picked:
-        with Image.open(f) as im:
+        with open_image(f) as im:  # a dataset folder may be made by hand: through the gate
             size = image_size or size_of(picked[0])
             arrays.append(np.asarray(im.convert("RGB").resize((size, size))))
     return np.stack(arrays).astype("float32")
 
 
 def size_of(path: Path) -> int:
-    from PIL import Image
-
-    with Image.open(path) as im:
+    with open_image(path) as im:
         return im.width
 
 

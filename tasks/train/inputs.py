@@ -28,6 +28,10 @@ def make_datasets(spec: TrainSpec, cache: bool | None = None) -> tuple[Any, Any]
         "batch_size": None,
         "seed": spec.seed,
     }
+    # TensorFlow decodes here, not the image gate (storage/images.py): a dataset is what
+    # prepare wrote, every image re-encoded by pixelpipe at image_size (baseline JPEG or PNG)
+    # from a source the gate let through, so no budget can be exceeded. A folder made by hand
+    # is the operator's own files; spec.py opens its first image through the gate.
     load = keras.utils.image_dataset_from_directory
     if (root / "val").is_dir():
         train = load(root / "train", shuffle=True, **common)

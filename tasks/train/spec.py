@@ -7,10 +7,9 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image
-
 from storage.errors import ConfigError
 from storage.files import TF_IMAGE_EXTENSIONS as TF_EXTENSIONS
+from storage.images import open_image
 from storage.layout import Layout
 from storage.model_card import model_file
 from tasks.train.settings import TrainSettings
@@ -82,8 +81,12 @@ def scan_dataset(dataset_dir: str | Path, validation_split: float = 0.0) -> Data
         val_counts = {c: len(f) for c, f in val_files.items()}
     elif not 0 < validation_split < 1:
         raise ConfigError(f"{root} has no val/ folder: add one, or set validation_split (0.2)")
-    with Image.open(files[classes[0]][0]) as first:
-        size = (first.height, first.width)
+    first = files[classes[0]][0]
+    try:  # the header only, through the gate: a folder made by hand may hold anything
+        with open_image(first) as image:
+            size = (image.height, image.width)
+    except Exception as e:
+        raise ConfigError(f"{first} cannot be read as an image ({e}): remove or replace it") from e
     listing = sorted(str(f.relative_to(root)) for f in root.glob("*/*/*") if f.is_file())
     digest = hashlib.sha256("\n".join(listing).encode()).hexdigest()
     counts = {c: len(f) for c, f in files.items()}

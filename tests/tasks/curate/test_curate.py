@@ -16,6 +16,7 @@ from tasks.curate.features import cached_features, feature_spec
 from tasks.curate.tasks import check_label_issues, check_on_topic, list_images
 from tasks.predict.labels import imagenet_labels
 from tasks.predict.spec import resolve_model
+from tests.image_attacks import hostile_jpeg, lying_ico, lying_webp
 
 COLOURS = {"red": (200, 50, 40), "blue": (40, 70, 200)}
 
@@ -129,3 +130,16 @@ def test_unknown_imagenet_class_fails_before_scoring(tmp_path, colour_classifier
     spec = resolve_model(str(colour_classifier))
     with pytest.raises(ConfigError, match="not a class of this model"):
         check_on_topic.fn(list_images(root, None), spec, {"red": ["bananna"]}, 5, 4, "r")
+
+
+def test_costly_images_get_no_features(tmp_path):
+    # The loader is predict's pipeline: tests/tasks/predict/test_image_budgets.py shows it
+    # refuses these from their headers, never decoding them.
+    (tmp_path / "scans.jpg").write_bytes(hostile_jpeg(repeats=800))
+    (tmp_path / "favicon.ico").write_bytes(lying_ico(12000))
+    (tmp_path / "canvas.webp").write_bytes(lying_webp((13000, 13000)))
+    picture(np.random.default_rng(0), "red").save(tmp_path / "fine.png")
+    paths = [str(tmp_path / n) for n in ("scans.jpg", "favicon.ico", "canvas.webp", "fine.png")]
+    spec = feature_spec("pixels", None, 0.25, 32)
+    features, computed = cached_features(paths, list("abcd"), spec, tmp_path / "cache")
+    assert computed == 4 and [f is None for f in features] == [True, True, True, False]

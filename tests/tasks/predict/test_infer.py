@@ -178,7 +178,7 @@ def test_pipeline_pixels_equal_load_img_and_bad_files_become_statuses(tmp_path):
         assert status == 0 and pixels.shape == (30, 40, 3)
         np.testing.assert_array_equal(pixels, classic)  # nearest resize, every mode -> RGB
     assert [s for _, s, _ in got[5:]] == [1, 1, 2]  # corrupt, corrupt, missing
-    assert b"UnidentifiedImageError" in got[5][2] and got[6][2]
+    assert b"not an image in an accepted format" in got[5][2] and got[6][2]
 
 
 # ---- models ------------------------------------------------------------------------------------

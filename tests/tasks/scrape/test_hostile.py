@@ -21,6 +21,7 @@ from tasks.scrape.images import check_image
 from tasks.scrape.netguard import private_address_refusal
 from tasks.scrape.tasks import download_images
 from tests.http_server import SiteServer, bilevel_png, picture
+from tests.image_attacks import hostile_jpeg, lying_ico, lying_webp, pillow_decodes
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -224,3 +225,18 @@ def test_the_pixel_budget_is_judged_from_the_header():
     assert (check.status, check.width, check.height) == ("too_large", 9400, 9400)
     assert check_image(picture(1, (100, 100), "PNG"), 32, max_pixels=9_999).status == "too_large"
     assert check_image(picture(1, (100, 100), "PNG"), 32, max_pixels=10_000).status == "ok"
+
+
+# --- the decode budgets (storage/images.py) ----------------------------------------------------
+
+
+def test_costly_images_are_rows_and_never_decoded():
+    with pillow_decodes() as loads:
+        scans = check_image(hostile_jpeg(repeats=800), 32)
+        icon = check_image(lying_ico(12000), 16)
+        canvas = check_image(lying_webp((13000, 13000)), 32)
+    assert loads == []
+    assert (scans.status, scans.format) == ("too_large", "JPEG")
+    assert "more than 100 scans" in scans.error
+    assert icon.status == "not_image" and "accepted format" in icon.error  # ICO is not kept
+    assert canvas.status == "too_large" and "13000x13000" in canvas.error
