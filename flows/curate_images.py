@@ -3,7 +3,6 @@ images. Nothing is moved or deleted; prepare_dataset leaves flagged images out o
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from storage.parquet import write_table
 from tasks.curate.features import feature_spec
 from tasks.curate.tasks import check_label_issues, check_on_topic, list_images
 from tasks.predict.spec import resolve_model
-from tasks.runtime import in_prefect_run, logger
+from tasks.runtime import artifact_key, in_prefect_run, logger
 
 FLAGS = ("off_topic", "suspect_label")
 
@@ -62,7 +61,7 @@ def curate_images(params: CurateParams) -> CurateResult:
     result = _result(run_id, path, images, rows)
     if in_prefect_run():
         # Artifact keys allow lowercase letters, digits and dashes only.
-        key = re.sub(r"[^a-z0-9-]+", "-", f"curation-{run_id}".lower())
+        key = artifact_key("curation", run_id)
         create_markdown_artifact(_markdown(result, rows), key=key, description="Curation")
     return result
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from tasks.registry.evaluate import Scores
 
@@ -86,3 +87,9 @@ def _compare(challenger: Scores, champion: Scores, rule: Rule) -> Verdict:
         f"{numbers}: gain {gain:+.4f} >= min_improvement {rule.min_improvement:.4f}"
         f"{worst_text} (max_class_drop {rule.max_class_drop:g})",
     )
+
+
+def percent(value: Any) -> str:
+    """0.9305 -> "93.1%"; None or NaN (a null float column) -> "–"."""
+    missing = value is None or value != value
+    return "–" if missing else f"{100 * float(value):.1f}%"

@@ -3,7 +3,6 @@ and a Prefect event (`pixelpipe.model.<decision>`, resource `pixelpipe.model.<da
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -17,8 +16,9 @@ from storage.errors import ConfigError
 from storage.layout import Layout, safe_name
 from storage.model_card import ModelCard, model_file
 from storage.parquet import write_table
-from tasks.registry.decide import Verdict
+from tasks.registry.decide import Verdict, percent
 from tasks.registry.evaluate import EvalSet, Scores
+from tasks.runtime import artifact_key
 from tasks.weights import file_digest
 
 EVENT_PREFIX = "pixelpipe.model"
@@ -130,10 +130,6 @@ def crown(
     return write_champion(pointer, data_dir)
 
 
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{100 * value:.1f}%"
-
-
 def _num(value: float | None) -> str:
     return "–" if value is None else f"{value:.4f}"
 
@@ -152,13 +148,13 @@ def decision_markdown(row: dict[str, Any], champion_after: str) -> str:
         "",
         f"| | challenger `{row['run_id']}` | champion `{them}` |",
         "|---|---:|---:|",
-        f"| accuracy | {_pct(row['eval_accuracy'])} | {_pct(row['champion_accuracy'])} |",
+        f"| accuracy | {percent(row['eval_accuracy'])} | {percent(row['champion_accuracy'])} |",
         f"| loss | {_num(row['eval_loss'])} | {_num(row['champion_loss'])} |",
     ]
     mine = row["eval_class_accuracy"] or {}
     theirs = row["champion_class_accuracy"] or {}
     for name in sorted(set(mine) | set(theirs)):
-        lines.append(f"| {name} | {_pct(mine.get(name))} | {_pct(theirs.get(name))} |")
+        lines.append(f"| {name} | {percent(mine.get(name))} | {percent(theirs.get(name))} |")
     return "\n".join(lines) + "\n"
 
 
@@ -168,7 +164,7 @@ def publish(row: dict[str, Any], champion_after: str, previous: str | None) -> s
     dataset = row["dataset"]
     create_markdown_artifact(
         decision_markdown(row, champion_after),
-        key=re.sub(r"[^a-z0-9-]+", "-", f"model-{dataset}".lower()),
+        key=artifact_key("model", dataset),
         description=f"Model decision for dataset {dataset}: {row['decision']}",
     )
     payload = {

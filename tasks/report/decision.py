@@ -7,11 +7,8 @@ from typing import Any
 
 import pandas as pd
 
+from tasks.registry.decide import percent
 from tasks.report.document import Facts, Section, Table, Text
-
-
-def _pct(value: Any) -> str:
-    return "–" if value is None or pd.isna(value) else f"{100 * float(value):.1f}%"
 
 
 def _num(value: Any) -> str:
@@ -50,10 +47,12 @@ def decision_section(models: pd.DataFrame) -> Section | None:
     section.blocks.append(Text(f"Why: {row['reason']}"))
     mine, theirs = (_accuracies(row[c]) for c in ("eval_class_accuracy", "champion_class_accuracy"))
     rows: list[list[Any]] = [
-        ["accuracy", _pct(row["eval_accuracy"]), _pct(row["champion_accuracy"])],
+        ["accuracy", percent(row["eval_accuracy"]), percent(row["champion_accuracy"])],
         ["loss", _num(row["eval_loss"]), _num(row["champion_loss"])],
     ]
-    rows += [[f"class {n}", _pct(mine.get(n)), _pct(theirs.get(n))] for n in sorted(mine | theirs)]
+    rows += [
+        [f"class {n}", percent(mine.get(n)), percent(theirs.get(n))] for n in sorted(mine | theirs)
+    ]
     section.blocks.append(
         Table(
             ["", f"this run ({row['run_id']})", f"champion ({them or '–'})"],

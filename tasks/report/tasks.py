@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ from tasks.report.sections import (
     scrape_section,
     training_section,
 )
-from tasks.runtime import logger
+from tasks.runtime import artifact_key, logger
 
 STAGES = ("scrape", "dataset", "train", "predict")
 # Files this stage writes into reports/<run>/; only these are removed before a rewrite (the
@@ -65,12 +64,6 @@ class BuiltReport(BaseModel):
     prediction_rows: list[dict[str, Any]]
     notes: list[str]
     health_rows: list[dict[str, Any]] = []
-
-
-def artifact_key(*parts: str) -> str:
-    """A Prefect artifact key: lowercase letters, digits and dashes only."""
-    key = re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower())
-    return re.sub(r"-{2,}", "-", key).strip("-")
 
 
 def load_run(runs: dict[str, str], data_dir: str | None) -> RunData:
