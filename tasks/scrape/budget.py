@@ -37,5 +37,5 @@ class Meter:
 
     def check(self) -> None:
         """Raise ParseTimeout once the deadline has passed."""
-        if self._at is not None and time.monotonic() > self._at:
+        if self._at is not None and time.monotonic() >= self._at:
             raise ParseTimeout(f"parsing the page ran past the deadline ({self.seconds:.1f} s)")

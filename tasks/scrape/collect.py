@@ -3,6 +3,7 @@ is built), keeps the first `max_candidates` distinct image URLs and the rel=next
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 from typing import NamedTuple
 from urllib.parse import urljoin, urlsplit
@@ -67,7 +68,11 @@ def _meta(attrib: dict) -> Item | None:
 
 
 def _is_image_link(url: str) -> bool:
-    return posixpath.splitext(urlsplit(url).path)[1].lower() in IMAGE_EXTENSIONS
+    try:
+        path = urlsplit(url).path
+    except ValueError:  # "//[x"
+        return False
+    return posixpath.splitext(path)[1].lower() in IMAGE_EXTENSIONS
 
 
 def _element(tag: str, attrib: dict, meter: Meter) -> list[Item]:
@@ -185,7 +190,8 @@ class Collector:
         if tag in ("body", "frameset"):
             self._settle()
         elif tag == "base" and not self.settled and (href := _attr(attrib, "href")):
-            self.base = urljoin(self.page_url, href)
+            with contextlib.suppress(ValueError):  # "//[": not a URL, the page's own URL stays
+                self.base = urljoin(self.page_url, href)
             self._settle()
         elif tag in ("a", "link") and "next" in _attr(attrib, "rel").lower().split():
             self._route([(_attr(attrib, "href"), None)] if _attr(attrib, "href") else [])
@@ -266,7 +272,10 @@ class Collector:
             self.pending = []
 
     def _add(self, raw: str, where: str | None) -> None:
-        url = _resolve(self.base, raw)
+        try:
+            url = _resolve(self.base, raw)
+        except ValueError:  # "//[x": urlsplit cannot read it, nothing could fetch it
+            return
         if where is None:  # a rel=next link
             web = urlsplit(url).scheme in ("http", "https")
             if web and same_site(url, self.page_url) and url not in self.next_urls:

@@ -14,6 +14,9 @@ class _Enough(Exception):
     """Internal: the block gave as many images as were asked for; stop decoding."""
 
 
+_OPAQUE = object()  # what a non-empty object without images becomes: truthy, holds nothing
+
+
 class _Node:
     """What is kept of a decoded object: its URL as an ImageObject, and its images (pairs) and
     image-bearing children (nodes), in the order the old tree walk visited them."""
@@ -32,15 +35,18 @@ def json_ld_urls(
     at most `limit`. Malformed JSON gives nothing.
 
     Each object is judged as the decoder closes it (json's object_hook) and replaced by a
-    small node, its URL or None: a block of a million objects costs their text, not their tree. Once
-    `limit` images are found decoding stops, and those come in the order their objects closed.
+    small node (or a shared marker when it holds no image): a block of a million objects
+    costs their text, not their tree. Once `limit` images are found decoding stops, and
+    those come in the order their objects closed.
     """
     meter = meter if meter is not None else Meter()
     meter.spend(len(text))  # json's C decoder reads each character once
     found: list[tuple[str, str]] = []
 
-    def judge(obj: dict) -> _Node | str | None:
+    def judge(obj: dict) -> _Node | object:
         meter.spend(len(obj))
+        if not obj:
+            return None  # falsy, as {} was: `{"contentUrl": {}, "url": "a.jpg"}` is a.jpg
         own = [(url, key) for key in JSON_LD_KEYS for url in _images(obj.get(key))]
         found.extend(own)
         if limit is not None and len(found) >= limit:
@@ -48,7 +54,7 @@ def json_ld_urls(
         url = obj.get("contentUrl") or obj.get("url")
         url = url if isinstance(url, str) and url.strip() else None  # as an ImageObject
         parts = own + [n for n in _nodes(list(obj.values()), meter) if n.parts]
-        return _Node(url, parts) if parts else url  # a bare URL holds no memory of its own
+        return _Node(url, parts) if url or parts else _OPAQUE
 
     try:
         root = json.loads(text, object_hook=judge)
