@@ -72,8 +72,9 @@ def parse_page(
     timed_out = False
     try:
         for start in range(0, len(data), CHUNK):
-            meter.spend(CHUNK)
             parser.feed(data[start : start + CHUNK])
+            meter.spend(min(CHUNK, len(data) - start))
+            meter.check()  # after each chunk, whatever the count: libxml2's time counts too
             if collector.full() and collector.next_urls:
                 break  # what is left could only add dropped URLs
             collector.links_only = collector.full()
