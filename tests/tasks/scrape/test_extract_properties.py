@@ -50,6 +50,7 @@ def pages(values: st.SearchStrategy[str], max_size: int = 25) -> st.SearchStrate
     return st.tuples(head, body).map(lambda t: t[0] + "".join(FORMS[i](v) for i, v in t[1]))
 
 
+@settings(deadline=None)  # no wall-clock limit: work is counted instead
 @given(pages(ANY))
 def test_any_page_gives_absolute_urls_each_once_without_fragments(page):
     got = parse_page(page, PAGE)
@@ -64,6 +65,7 @@ def test_any_page_gives_absolute_urls_each_once_without_fragments(page):
     )
 
 
+@settings(deadline=None)  # no wall-clock limit: work is counted instead
 @given(pages(SAFE))
 def test_relative_paths_become_http_urls_on_the_page_or_base_host(page):
     host = "static.example.net" if "<base" in page else "example.com"
@@ -72,6 +74,7 @@ def test_relative_paths_become_http_urls_on_the_page_or_base_host(page):
         assert (parts.scheme, parts.hostname) == ("https", host), c
 
 
+@settings(deadline=None)  # no wall-clock limit: work is counted instead
 @given(pages(SAFE, 40), st.integers(1, 8))
 def test_the_cap_keeps_the_first_candidates_of_an_uncapped_parse(page, cap):
     capped, whole = parse_page(page, PAGE, cap), parse_page(page, PAGE)
@@ -80,6 +83,7 @@ def test_the_cap_keeps_the_first_candidates_of_an_uncapped_parse(page, cap):
     assert capped.next_urls == whole.next_urls[: len(capped.next_urls)]
 
 
+@settings(deadline=None)  # no wall-clock limit: work is counted instead
 @given(st.binary(max_size=300))
 def test_any_bytes_parse_without_raising(data):
     assert isinstance(parse_page(data, PAGE, 5).candidates, list)
@@ -91,7 +95,7 @@ def work(page: str, cap: int | None = None) -> int:
     return meter.spent
 
 
-@settings(max_examples=25)
+@settings(max_examples=25, deadline=None)
 @given(pages(ANY, 8).filter(bool))
 def test_work_grows_linearly_with_the_page(unit):
     small, large = work(unit * 40), work(unit * 160)
