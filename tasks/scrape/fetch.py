@@ -52,6 +52,7 @@ class Fetched:
     content_type: str | None = None
     attempts: int = 0
     elapsed_s: float = 0.0
+    left_s: float = 0.0  # of the URL's deadline: what parsing the body may still take
 
     @property
     def ok(self) -> bool:
@@ -203,6 +204,7 @@ class Fetcher:
             result.status, result.error = "http_error", f"invalid URL: {e}"
         finally:
             result.elapsed_s = time.monotonic() - start
+            result.left_s = max(0.0, budget.left)
         return result
 
     def _check(self, url: str, robots: bool) -> float:

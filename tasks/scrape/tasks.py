@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from storage.layout import Layout
 from storage.parquet import replace_parts, write_table
 from tasks.runtime import Progress, logger
+from tasks.scrape.budget import Meter
 from tasks.scrape.extract import parse_page
 from tasks.scrape.fetch import AddressPolicy, FetchConfig, Fetcher
 from tasks.scrape.images import check_image, decode_data_uri, sha256_hex, store_image
@@ -82,14 +83,24 @@ def _read_chain(
         if progress is not None:
             with lock:  # chains read on several threads
                 progress.advance()
-        page = parse_page(fetched.content, fetched.final_url, max_candidates)
+        # Parsing counts against the URL's deadline: a hostile page wastes its own time only.
+        page = parse_page(fetched.content, fetched.final_url, max_candidates, Meter(fetched.left_s))
         if page.dropped:
             logger().warning(
-                "%s: %d image URLs, kept the first max_candidates=%d, dropped %d",
-                url, len(page.candidates) + page.dropped, max_candidates, page.dropped,
+                "%s: more than max_candidates=%d image URLs; kept the first, dropped %d more"
+                " (at least: the rest of the page was not read for images)",
+                url, max_candidates, page.dropped,
             )  # fmt: skip
         for c in page.candidates:
             candidates.append({"url": c.url, "page_url": url, "found_in": c.found_in})
+        if page.timed_out:
+            fetched.status = "timeout"
+            fetched.error = (
+                f"parsing the page ran past the deadline ({fetcher.config.deadline_s} s);"
+                f" kept the {len(page.candidates)} image URL(s) found before"
+            )
+            failures.append({"url": url, "status": "timeout", "fetched": fetched})
+            break
         if limit is not None and len(candidates) >= limit:
             break
         url = next(iter(page.next_urls), None)

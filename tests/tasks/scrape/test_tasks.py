@@ -204,13 +204,13 @@ def test_per_host_limit_holds_and_concurrency_overlaps_requests(tmp_path):
 
 def test_a_page_is_parsed_once_and_its_candidates_are_capped(monkeypatch, caplog, cfg):
     parses = []
-    real = extract_module._parse
 
-    def counting(*args, **kwargs):  # the real parser, counted
-        parses.append(1)
-        return real(*args, **kwargs)
+    class Counting(extract_module.Collector):  # the real parser target, counted
+        def __init__(self, *args, **kwargs):
+            parses.append(1)
+            super().__init__(*args, **kwargs)
 
-    monkeypatch.setattr(extract_module, "_parse", counting)
+    monkeypatch.setattr(extract_module, "Collector", Counting)
     page1 = b'<a rel="next" href="page2.html">next</a>' + b"".join(
         b'<img src="i%d.jpg">' % i for i in range(50)
     )
@@ -223,7 +223,7 @@ def test_a_page_is_parsed_once_and_its_candidates_are_capped(monkeypatch, caplog
     assert out["pages"] == 2 and len(parses) == 2  # one parse per page, not one per question
     urls = [c["url"] for c in out["candidates"]]
     assert urls == [site.url(f"i{i}.jpg") for i in range(20)] + [site.url("last.jpg")]
-    assert "kept the first max_candidates=20, dropped 30" in caplog.text
+    assert "max_candidates=20 image URLs; kept the first, dropped 30 more" in caplog.text
 
 
 # --- per-host leases: a holder that dies --------------------------------------------------------
