@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import random
 import threading
 import time
 from dataclasses import dataclass
@@ -11,6 +10,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
+from urllib3.util import Retry
 
 from storage.errors import BlockedAddressError, ConfigError
 from tasks.runtime import logger
@@ -35,12 +35,11 @@ from tasks.scrape.session import (
     FetchConfig,
     configured_proxies,
     make_session,
-    parse_retry_after,
+    next_retry,
     proxy_refusal,
-    retry_delay,
+    retry_policy,
 )
 
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 CHUNK = 64 * 1024
 __all__ = ["AddressPolicy", "FetchConfig", "Fetched", "Fetcher"]  # what the tasks import here
@@ -156,7 +155,6 @@ class Fetcher:
         self._robots: dict[HostKey, RobotsRules] = {}
         self._robots_locks: dict[HostKey, threading.Lock] = {}
         self._addresses: dict[tuple[str, int], str | None] = {}
-        self._rng = random.Random()
         self._watchdog = Watchdog()
         self._pacer = Pacer()
 
@@ -246,7 +244,7 @@ class Fetcher:
         """One GET with retries; returns the response open for streaming, the host slot and
         the deadline, still held, so the body counts against `per_host` and the deadline
         until the caller ends them."""
-        attempt, slot = 0, self._slot(key)
+        retry, slot = retry_policy(self.config), self._slot(key)
         while True:
             result.attempts += 1
             slot.acquire()
@@ -265,31 +263,31 @@ class Fetcher:
                     raise _Refused("timeout", self._late())
             except requests.RequestException as e:
                 self._give_back(deadline, budget, slot)
-                delay = self._failure_delay(e, attempt, deadline)
+                retry, delay = self._failure_delay(e, retry, deadline)
             except BaseException:
                 self._give_back(deadline, budget, slot)
                 raise
             else:
-                if response.status_code not in RETRY_STATUSES:
+                has_wait = "Retry-After" in response.headers
+                if not retry.is_retry("GET", response.status_code, has_wait):
                     return response, slot, deadline
-                wait = parse_retry_after(response.headers.get("Retry-After"))
-                delay = self._delay(attempt, wait)
-                if delay is None:  # out of retries: the caller records the HTTP error
+                following = next_retry(retry, self.config, response.raw)
+                if following is None:  # out of retries: the caller records the HTTP error
                     return response, slot, deadline
+                retry, delay = following
                 _drain(response)
                 response.close()
                 self._give_back(deadline, budget, slot)
             time.sleep(delay)  # outside the host slot: a waiting retry does not hold it
-            attempt += 1
 
     def _timeouts(self, deadline: Deadline) -> tuple[float, float]:
         # Connecting may not outlast the deadline either; reads are cut by the watchdog.
         return max(0.001, min(self.config.timeout, deadline.left())), self.config.timeout
 
     def _failure_delay(
-        self, error: requests.RequestException, attempt: int, deadline: Deadline
-    ) -> float:
-        """How long to wait after a failed connection, or the _Refused that ends the URL."""
+        self, error: requests.RequestException, retry: Retry, deadline: Deadline
+    ) -> tuple[Retry, float]:
+        """The retry state and wait after a failed connection, or the _Refused that ends it."""
         if blocked := _blocked_in(error):
             raise _Refused("blocked", str(blocked)) from None
         if deadline.expired:
@@ -299,16 +297,13 @@ class Fetcher:
             # A server that accepted the connection but did not answer in time: retrying
             # would only tie a worker up for another full timeout.
             raise _Refused("timeout", f"no response within {self.config.timeout} s") from error
-        delay = self._delay(attempt, None) if isinstance(error, requests.ConnectionError) else None
-        if delay is None:
+        following = None
+        if isinstance(error, requests.ConnectionError):
+            following = next_retry(retry, self.config)
+        if following is None:
             status = "timeout" if timeout else "http_error"
             raise _Refused(status, f"{type(error).__name__}: {error}") from error
-        return delay
-
-    def _delay(self, attempt: int, retry_after: float | None) -> float | None:
-        if attempt >= self.config.retries:
-            return None
-        return retry_delay(attempt, retry_after, self.config, self._rng)
+        return following
 
     def _read(
         self, response: requests.Response, limit: int, deadline: Deadline, truncate: bool
