@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from urllib.parse import urlsplit
 from urllib.request import getproxies
 
 import requests
@@ -13,6 +12,7 @@ from urllib3.response import BaseHTTPResponse
 from urllib3.util import Retry
 
 from storage.files import MAX_PIXELS
+from tasks.scrape.hosts import host_key, without_user_info
 from tasks.scrape.netguard import AddressPolicy, GuardedAdapter, address_refusal
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -87,12 +87,13 @@ def proxy_refusal(config: FetchConfig, policy: AddressPolicy | None) -> str | No
     """Why a configured proxy may not be used (not http(s), or on a refused address), or None.
     A proxy is a host we connect to like any other: a private one is an SSRF way in."""
     for proxy in configured_proxies(config):
-        parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            return f"proxy {proxy!r}: give an http:// or https:// URL with a host"
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        if reason := address_refusal(parts.hostname, port, policy, must_resolve=True):
-            return f"proxy {proxy!r} refused: {reason}"
+        shown = without_user_info(proxy)  # a proxy's password goes to the proxy, not to logs
+        try:  # read as requests will read it (urllib3's parser)
+            key = host_key(proxy if "://" in proxy else f"http://{proxy}")
+        except ValueError:
+            return f"proxy {shown!r}: give an http:// or https:// URL with a host"
+        if reason := address_refusal(key.host, key.port, policy, must_resolve=True):
+            return f"proxy {shown!r} refused: {reason}"
     return None
 
 

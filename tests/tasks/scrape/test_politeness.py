@@ -10,8 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 from prefect.client.orchestration import get_client
 
+from storage.errors import ConfigError
 from tasks.scrape import politeness
-from tasks.scrape.fetch import FetchConfig, Fetcher
+from tasks.scrape.fetch import FetchConfig, Fetcher, check_proxy
 from tasks.scrape.hosts import host_key
 from tasks.scrape.politeness import (
     HOST_LIMIT_PREFIX,
@@ -166,3 +167,10 @@ def test_a_lease_holds_exactly_the_slots_it_asked_for(prefect_harness, tmp_path,
         assert (limit.limit, limit.active_slots) == (held, held)
     with get_client(sync_client=True) as client:
         assert client.read_global_concurrency_limit_by_name(name).active_slots == 0
+
+
+def test_a_proxy_password_stays_out_of_the_error():
+    cfg = config(allow_private_networks=False, proxy="http://me:secret@127.0.0.1:9")
+    with pytest.raises(ConfigError, match="loopback") as caught:
+        check_proxy(cfg)
+    assert "secret" not in str(caught.value) and "127.0.0.1:9" in str(caught.value)
