@@ -46,7 +46,7 @@ def _parse(url: str) -> Url:
     try:
         return parse_url(url.strip())
     except ValueError as e:  # urllib3's LocationParseError: a bad port, an invalid IDNA label
-        raise ValueError(f"invalid URL: {e}") from None
+        raise ValueError(str(e)) from None
 
 
 def canonical_host(host: str) -> str:
@@ -61,7 +61,7 @@ def canonical_host(host: str) -> str:
         except OSError:
             pass  # not an address after all (e.g. 1.2.3.4.5): a name, kept as written
     if not host:
-        raise ValueError("invalid URL: no host")
+        raise ValueError("no host")
     return host
 
 
@@ -72,7 +72,7 @@ def host_key(url: str) -> HostKey:
     if scheme not in DEFAULT_PORTS:
         raise ValueError(f"not an http(s) URL: scheme {scheme or '(none)'!r}")
     if not parts.host:
-        raise ValueError("invalid URL: no host")
+        raise ValueError("no host")
     port = parts.port if parts.port is not None else DEFAULT_PORTS[scheme]
     return HostKey(scheme, canonical_host(parts.host), port)
 

@@ -113,8 +113,8 @@ def test_the_key_names_the_host_the_request_goes_to():
     [
         ("ftp://example.com/", "not an http"),
         ("http:///path", "no host"),
-        ("http://example.com:99999/", "invalid URL"),
-        ("http://exa mple.com/", "invalid URL"),
+        ("http://example.com:99999/", "Failed to parse"),
+        ("http://exa mple.com/", "Failed to parse"),
     ],
 )
 def test_urls_without_a_key_are_a_one_line_value_error(url, why):
