@@ -114,9 +114,11 @@ def host_limits() -> set[str]:
 
 
 def test_a_scrape_creates_one_prefect_limit_per_host(prefect_harness, tmp_path):
+    """Thirty-two spellings of one host, half with user info (u1@, u2@ ...): one limit."""
     with SiteServer(root=None) as site:
         links = [f"{base}/img/{i}.jpg" for i, base in enumerate(spellings(site.port))]
         site.files.update(gallery(links))
+        links += [f"http://u{i}@127.0.0.1:{site.port}/img/{i}.jpg" for i in range(IMAGES)]
         candidates = [{"url": u, "page_url": site.url("page.html")} for u in links]
         before = host_limits()
         create_host_limits(links, 1)
@@ -124,8 +126,8 @@ def test_a_scrape_creates_one_prefect_limit_per_host(prefect_harness, tmp_path):
             candidates, "r", "t", str(tmp_path / "raw"), config(), 32,
             part="t-0001", run_date=date(2026, 1, 1), data_dir=str(tmp_path / "data"),
         )  # fmt: skip
-    assert shard.counts == {"ok": IMAGES}
-    assert pq.read_table(shard.path).num_rows == IMAGES
+    assert shard.counts == {"ok": IMAGES, "blocked": IMAGES}  # user info: refused, unsent
+    assert pq.read_table(shard.path).num_rows == 2 * IMAGES
     assert host_limits() - before == {limit_name(host_key(site.base))}
 
 
