@@ -8,9 +8,11 @@
 - `session.py`     its settings and its one pooled requests session (proxies only on request)
 - `deadline.py`    a total deadline per request: a watchdog shuts sockets that trickle
 - `netguard.py`    which addresses may be contacted (the SSRF guard), proxies included
+- `hosts.py`       the canonical host key every per-host rule uses; URLs with user info
 - `robots.py`      robots.txt (RFC 9309, protego), a bounded rule matcher, Crawl-delay,
                    X-Robots-Tag opt-outs (`protego_compat.py`: the protego internals it reads)
 - `politeness.py`  per-host limits across threads, processes and Dask workers
+- `urllib3_compat.py`, `prefect_compat.py`  what urllib3 and Prefect offer no public way to do
 - `images.py`      bytes -> validated image stored as raw/<label>/<sha256>.<ext>
 - `manifest.py`    scrape_manifest rows, duplicates decided in page order
 - `tasks.py`       the Prefect tasks: read pages, download shards, dedupe, clear parts

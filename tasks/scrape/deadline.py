@@ -14,9 +14,16 @@ import itertools
 import socket
 import threading
 import time
+import weakref
 from typing import Any
 
+from tasks.scrape.urllib3_compat import connection_socket
+
 _current = threading.local()  # the Deadline of the request this thread is making, if any
+# Which deadline owns each pooled connection now: a pooled connection changes hands (see
+# _shut_all). Kept here rather than as an attribute stamped on urllib3's objects.
+_owners: weakref.WeakKeyDictionary[Any, Deadline] = weakref.WeakKeyDictionary()
+_owners_lock = threading.Lock()
 
 
 class Deadline:
@@ -36,8 +43,9 @@ class Deadline:
     def attach(self, conn: Any) -> None:
         """Called from the request's thread with the urllib3 connection it sends on."""
         with self._lock:
-            conn._pixelpipe_deadline = self  # a pooled connection changes hands: see _shut_all
-            sock = getattr(conn, "sock", None)
+            with _owners_lock:
+                _owners[conn] = self
+            sock = connection_socket(conn)
             if sock is not None:
                 # Kept here, not read from `conn` later: on a `Connection: close` response,
                 # http.client hands the socket to the response and sets conn.sock to None.
@@ -61,7 +69,9 @@ class Deadline:
         for conn, sock in self._socks:
             # Back in the pool and taken by another request, the socket is that one's now;
             # detached from its connection (conn.sock changed), only our response reads it.
-            if getattr(conn, "_pixelpipe_deadline", None) is self or conn.sock is not sock:
+            with _owners_lock:
+                ours = _owners.get(conn) is self
+            if ours or connection_socket(conn) is not sock:
                 with contextlib.suppress(OSError):
                     # socket.socket's own shutdown, not SSLSocket's (which would unwrap TLS
                     # from this thread while the request's is inside SSL_read): the blocked

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import random
 import threading
 import time
 from dataclasses import dataclass
@@ -11,10 +10,18 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
+from urllib3.util import Retry
 
 from storage.errors import BlockedAddressError, ConfigError
 from tasks.runtime import logger
 from tasks.scrape.deadline import Deadline, Watchdog
+from tasks.scrape.hosts import (
+    USER_INFO_REFUSAL,
+    HostKey,
+    has_user_info,
+    host_key,
+    without_user_info,
+)
 from tasks.scrape.netguard import AddressPolicy, address_refusal, private_address_refusal
 from tasks.scrape.robots import (
     MAX_CRAWL_DELAY_S,
@@ -28,12 +35,11 @@ from tasks.scrape.session import (
     FetchConfig,
     configured_proxies,
     make_session,
-    parse_retry_after,
+    next_retry,
     proxy_refusal,
-    retry_delay,
+    retry_policy,
 )
 
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 CHUNK = 64 * 1024
 __all__ = ["AddressPolicy", "FetchConfig", "Fetched", "Fetcher"]  # what the tasks import here
@@ -145,11 +151,11 @@ class Fetcher:
         self.session = make_session(config, self.policy)
         self._proxied = bool(configured_proxies(config))
         self._lock = threading.Lock()
-        self._slots: dict[str, threading.BoundedSemaphore] = {}
-        self._robots: dict[str, RobotsRules] = {}
-        self._robots_locks: dict[str, threading.Lock] = {}
+        # Every per-host table is keyed by the canonical host key (tasks.scrape.hosts).
+        self._slots: dict[HostKey, threading.BoundedSemaphore] = {}
+        self._robots: dict[HostKey, RobotsRules] = {}
+        self._robots_locks: dict[HostKey, threading.Lock] = {}
         self._addresses: dict[tuple[str, int], str | None] = {}
-        self._rng = random.Random()
         self._watchdog = Watchdog()
         self._pacer = Pacer()
 
@@ -170,14 +176,14 @@ class Fetcher:
         `opt_outs`: refuse a response whose X-Robots-Tag opts out of datasets.
         """
         start = time.monotonic()
-        result = Fetched(url=url, final_url=url)
+        result = Fetched(url=without_user_info(url), final_url=without_user_info(url))
         budget = _Budget(self.config.deadline_s)
         current = url
         try:
             for _ in range(self.config.max_redirects + 1):
-                result.final_url = current
-                delay = self._check(current, robots)
-                response, slot, deadline = self._request(current, result, budget, delay)
+                result.final_url = without_user_info(current)
+                key, delay = self._check(current, robots)
+                response, slot, deadline = self._request(current, key, result, budget, delay)
                 try:
                     result.http_status = response.status_code
                     result.content_type = response.headers.get("Content-Type")
@@ -207,22 +213,23 @@ class Fetcher:
             result.left_s = max(0.0, budget.left)
         return result
 
-    def _check(self, url: str, robots: bool) -> float:
-        """Refuse what may not be fetched; return the host's Crawl-delay (0 when none)."""
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https"):
-            raise _Refused("unsupported_scheme", f"scheme {parts.scheme or '(none)'!r} refused")
-        if not parts.hostname:
-            raise _Refused("http_error", "URL has no host")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        if reason := self._address_refusal(parts.hostname, port):
+    def _check(self, url: str, robots: bool) -> tuple[HostKey, float]:
+        """Refuse what may not be fetched; return the host key and its Crawl-delay (0: none).
+        A URL with user info is refused here, before any request (robots.txt included)."""
+        scheme = urlsplit(url).scheme.lower()
+        if scheme not in ("http", "https"):
+            raise _Refused("unsupported_scheme", f"scheme {scheme or '(none)'!r} refused")
+        if has_user_info(url):
+            raise _Refused("blocked", USER_INFO_REFUSAL)
+        key = host_key(url)  # ValueError: get() records the URL as invalid
+        if reason := self._address_refusal(key):
             raise _Refused("blocked", reason)
         if not (robots and self.config.respect_robots):
-            return 0.0
-        rules = self._robots_for(url)
+            return key, 0.0
+        rules = self._robots_for(key)
         if not rules.allows(url, self.config.user_agent):
             raise _Refused("robots_disallowed", rules.why)
-        return min(rules.crawl_delay(self.config.user_agent) or 0.0, MAX_CRAWL_DELAY_S)
+        return key, min(rules.crawl_delay(self.config.user_agent) or 0.0, MAX_CRAWL_DELAY_S)
 
     def _check_opt_outs(self, response: requests.Response, opt_outs: bool) -> None:
         if not (opt_outs and self.config.respect_x_robots_tag):
@@ -234,17 +241,17 @@ class Fetcher:
             raise _Refused("robots_disallowed", reason)
 
     def _request(
-        self, url: str, result: Fetched, budget: _Budget, crawl_delay: float = 0.0
+        self, url: str, key: HostKey, result: Fetched, budget: _Budget, crawl_delay: float = 0.0
     ) -> tuple[requests.Response, threading.BoundedSemaphore, Deadline]:
         """One GET with retries; returns the response open for streaming, the host slot and
         the deadline, still held, so the body counts against `per_host` and the deadline
         until the caller ends them."""
-        attempt, slot = 0, self._slot(url)
+        retry, slot = retry_policy(self.config), self._slot(key)
         while True:
             result.attempts += 1
             slot.acquire()
             if crawl_delay:
-                self._pacer.wait(urlsplit(url).netloc.lower(), crawl_delay)
+                self._pacer.wait(key, crawl_delay)
             if budget.left <= 0:  # redirects and retries before used the URL's time up
                 slot.release()
                 raise _Refused("timeout", self._late())
@@ -258,31 +265,31 @@ class Fetcher:
                     raise _Refused("timeout", self._late())
             except requests.RequestException as e:
                 self._give_back(deadline, budget, slot)
-                delay = self._failure_delay(e, attempt, deadline)
+                retry, delay = self._failure_delay(e, retry, deadline)
             except BaseException:
                 self._give_back(deadline, budget, slot)
                 raise
             else:
-                if response.status_code not in RETRY_STATUSES:
+                has_wait = "Retry-After" in response.headers
+                if not retry.is_retry("GET", response.status_code, has_wait):
                     return response, slot, deadline
-                wait = parse_retry_after(response.headers.get("Retry-After"))
-                delay = self._delay(attempt, wait)
-                if delay is None:  # out of retries: the caller records the HTTP error
+                following = next_retry(retry, self.config, response.raw)
+                if following is None:  # out of retries: the caller records the HTTP error
                     return response, slot, deadline
+                retry, delay = following
                 _drain(response)
                 response.close()
                 self._give_back(deadline, budget, slot)
             time.sleep(delay)  # outside the host slot: a waiting retry does not hold it
-            attempt += 1
 
     def _timeouts(self, deadline: Deadline) -> tuple[float, float]:
         # Connecting may not outlast the deadline either; reads are cut by the watchdog.
         return max(0.001, min(self.config.timeout, deadline.left())), self.config.timeout
 
     def _failure_delay(
-        self, error: requests.RequestException, attempt: int, deadline: Deadline
-    ) -> float:
-        """How long to wait after a failed connection, or the _Refused that ends the URL."""
+        self, error: requests.RequestException, retry: Retry, deadline: Deadline
+    ) -> tuple[Retry, float]:
+        """The retry state and wait after a failed connection, or the _Refused that ends it."""
         if blocked := _blocked_in(error):
             raise _Refused("blocked", str(blocked)) from None
         if deadline.expired:
@@ -292,16 +299,13 @@ class Fetcher:
             # A server that accepted the connection but did not answer in time: retrying
             # would only tie a worker up for another full timeout.
             raise _Refused("timeout", f"no response within {self.config.timeout} s") from error
-        delay = self._delay(attempt, None) if isinstance(error, requests.ConnectionError) else None
-        if delay is None:
+        following = None
+        if isinstance(error, requests.ConnectionError):
+            following = next_retry(retry, self.config)
+        if following is None:
             status = "timeout" if timeout else "http_error"
             raise _Refused(status, f"{type(error).__name__}: {error}") from error
-        return delay
-
-    def _delay(self, attempt: int, retry_after: float | None) -> float | None:
-        if attempt >= self.config.retries:
-            return None
-        return retry_delay(attempt, retry_after, self.config, self._rng)
+        return following
 
     def _read(
         self, response: requests.Response, limit: int, deadline: Deadline, truncate: bool
@@ -339,32 +343,29 @@ class Fetcher:
         budget.left -= deadline.seconds - deadline.left()
         slot.release()
 
-    def _address_refusal(self, host: str, port: int) -> str | None:
+    def _address_refusal(self, key: HostKey) -> str | None:
         # Cached per fetcher (one batch): the guarded sockets still check every connection.
-        key = (host.lower(), port)
-        if key not in self._addresses:
+        where = (key.host, key.port)
+        if where not in self._addresses:
             # Through a proxy, the proxy resolves the name: one we cannot resolve is refused.
-            self._addresses[key] = address_refusal(host, port, self.policy, self._proxied)
-        return self._addresses[key]
+            self._addresses[where] = address_refusal(*where, self.policy, self._proxied)
+        return self._addresses[where]
 
-    def _slot(self, url: str) -> threading.BoundedSemaphore:
-        host = urlsplit(url).netloc.lower()
+    def _slot(self, key: HostKey) -> threading.BoundedSemaphore:
         with self._lock:
-            slot = self._slots.get(host)
+            slot = self._slots.get(key)
             if slot is None:
-                slot = self._slots[host] = threading.BoundedSemaphore(self.config.per_host)
+                slot = self._slots[key] = threading.BoundedSemaphore(self.config.per_host)
         return slot
 
-    def _robots_for(self, url: str) -> RobotsRules:
-        """The origin's robots.txt rules, fetched once however many workers ask at once."""
-        parts = urlsplit(url)
-        origin = f"{parts.scheme}://{parts.netloc.lower()}"
+    def _robots_for(self, key: HostKey) -> RobotsRules:
+        """The host's robots.txt rules, fetched once however many workers ask at once."""
         with self._lock:
-            lock = self._robots_locks.setdefault(origin, threading.Lock())
+            lock = self._robots_locks.setdefault(key, threading.Lock())
         with lock:
-            if origin not in self._robots:
-                self._robots[origin] = self._load_robots(origin)
-        return self._robots[origin]
+            if key not in self._robots:
+                self._robots[key] = self._load_robots(key.origin)
+        return self._robots[key]
 
     def _load_robots(self, origin: str) -> RobotsRules:
         """RFC 9309: the first 500 KiB parsed (redirects followed, at most max_redirects);

@@ -2,25 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
-from urllib.parse import urlsplit
 
 from storage.schemas import SCRAPE_MANIFEST
+from tasks.scrape.hosts import HostKey, host_key, without_user_info
 
 # --- manifest rows -----------------------------------------------------------------------------
 
 COLUMNS = tuple(field.name for field in SCRAPE_MANIFEST)
 REFUSALS_KEPT_FOR_PAGES = frozenset({"blocked", "robots_disallowed", "unsupported_scheme"})
+URL_COLUMNS = tuple(c for c in ("page_url", "url", "final_url") if c in COLUMNS)
 
 
 def manifest_row(run_id: str, label: str, page_url: str, url: str, status: str, **fields) -> dict:
-    """A complete scrape_manifest row: every column present, unknown ones refused."""
+    """A complete scrape_manifest row: every column present, unknown ones refused. Every URL
+    column loses its user info here, the one way rows are made: no table stores credentials."""
     row = dict.fromkeys(COLUMNS)
     row.update(run_id=run_id, label=label, page_url=page_url, url=url, status=status)
     unknown = set(fields) - set(COLUMNS)
     if unknown:
         raise KeyError(f"not scrape_manifest columns: {sorted(unknown)}")
     row.update(fields)
+    for column in URL_COLUMNS:
+        row[column] = without_user_info(row[column])
     return row
 
 
@@ -53,9 +58,12 @@ def duplicates(rows: Iterable[tuple[str, str, str | None]], first: dict[str, str
 def interleave_by_host(urls: list[str]) -> list[int]:
     """Indices of `urls` taking one per host in turn, so workers blocked on one host's limit
     do not leave other hosts' downloads waiting behind them in the queue."""
-    by_host: dict[str, list[int]] = {}
+    by_host: dict[HostKey | None, list[int]] = {}
     for i, url in enumerate(urls):
-        by_host.setdefault(urlsplit(url).netloc.lower(), []).append(i)
+        key: HostKey | None = None  # no host key (data:, unparsable): one queue for them all
+        with contextlib.suppress(ValueError):
+            key = host_key(url)
+        by_host.setdefault(key, []).append(i)
     queues = list(by_host.values())
     order: list[int] = []
     for rank in range(max((len(q) for q in queues), default=0)):

@@ -12,6 +12,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from storage.errors import BlockedAddressError
 from tasks.scrape.deadline import DeadlineConnectionMixin
+from tasks.scrape.urllib3_compat import NewSocketHook
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # An address policy returns why an address must not be contacted, or None when it may be.
@@ -91,16 +92,13 @@ def _connection_class(base: type, policy: AddressPolicy | None) -> type:
     a policy, check their peer: a DNS answer that changes between our check and the connect
     (rebinding) is still refused, and so is a proxy on a refused address."""
 
-    class Guarded(DeadlineConnectionMixin, base):
-        def _new_conn(self):  # type: ignore[no-untyped-def]
-            sock = super()._new_conn()
+    class Guarded(DeadlineConnectionMixin, NewSocketHook, base):
+        def on_new_socket(self, sock: socket.socket) -> None:
             if policy is None:
-                return sock
+                return
             peer = ipaddress.ip_address(sock.getpeername()[0].split("%")[0])
-            if reason := policy(peer):
-                sock.close()
+            if reason := policy(peer):  # the hook closes the socket: nothing was sent
                 raise BlockedAddressError(f"{self.host}: {reason} (allow_private_networks is off)")
-            return sock
 
     return Guarded
 

@@ -1,5 +1,5 @@
 """Per-host politeness, the one mechanism for threads, processes and Dask: a Prefect global
-concurrency limit per host (`pixelpipe-host-<host>`), whose slots a download shard holds under
+concurrency limit per host key (tasks.scrape.hosts), whose slots a download shard holds under
 a lease while it runs, wherever it runs.
 
 Why per shard, not per request: acquiring and releasing a slot costs about 125 ms here (4.5 ms
@@ -20,41 +20,50 @@ no claim: that lease waits for the repossessor (60 s + its loop on a real server
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import re
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
-from urllib.parse import urlsplit
 from uuid import UUID
 
 import httpx
 from prefect.client.orchestration import get_client
-from prefect.exceptions import ObjectAlreadyExists
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
 from storage.files import write_text
 from tasks.runtime import logger
+from tasks.scrape.hosts import HostKey, host_key
+from tasks.scrape.prefect_compat import try_acquire
 
 HOST_LIMIT_PREFIX = "pixelpipe-host-"
 LEASE_S = 60.0  # default lease period: how long a dead holder can block its hosts
 SERVER_MIN_LEASE_S = 60.0  # the Prefect server refuses shorter leases (HTTP 422)
 MAX_WAIT_S = 0.5  # longest pause between tries while another shard holds the host (one API call)
+# A host limit nobody has taken or released a slot of for this long is deleted by the next
+# scrape: the server keeps one limit per host scraped recently, not one per host ever scraped.
+IDLE_LIMIT_S = 3600.0
+MISSING_TRIES = 3  # a limit deleted under us (pruned as idle) is created again this many times
 
 
-def host_of(url: str) -> str:
-    """The limit's unit: host and port, as the per-process slots count it."""
-    return urlsplit(url).netloc.lower()
-
-
-def limit_name(host: str) -> str:
-    """A Prefect-safe limit name for `host`: letters, digits, dots and dashes."""
-    return HOST_LIMIT_PREFIX + re.sub(r"[^a-z0-9.-]+", "-", host.lower()).strip("-")
+def limit_name(key: HostKey) -> str:
+    """The Prefect limit of a host key: readable (`pixelpipe-host-https-example.com-443-`)
+    and one per key (a digest of the exact key ends it, so no two keys share a name)."""
+    readable = re.sub(r"[^a-z0-9.-]+", "-", f"{key.scheme}-{key.host}-{key.port}")[:100]
+    digest = hashlib.sha256(repr((key.scheme, key.host, key.port)).encode()).hexdigest()[:12]
+    return f"{HOST_LIMIT_PREFIX}{readable}-{digest}"
 
 
 def limit_names(urls: list[str]) -> list[str]:
-    """The limits of the http(s) hosts among `urls`, sorted, each once."""
-    hosts = {host_of(u) for u in urls if urlsplit(u).scheme.lower() in ("http", "https")}
-    return sorted({limit_name(h) for h in hosts if h})
+    """The limits of the http(s) hosts among `urls`, sorted, one per host key. A URL that has
+    no key (not http(s), unparsable) is skipped: the fetch refuses it without a request."""
+    keys = set()
+    for url in urls:
+        with contextlib.suppress(ValueError):
+            keys.add(host_key(url))
+    return sorted({limit_name(key) for key in keys})
 
 
 def ensure_limit(client, name: str, limit: int) -> None:
@@ -65,14 +74,34 @@ def ensure_limit(client, name: str, limit: int) -> None:
         client.upsert_global_concurrency_limit_by_name(name, limit)
 
 
-def create_host_limits(urls: list[str], per_host: int) -> list[str]:
+def create_host_limits(urls: list[str], per_host: int, idle_s: float = IDLE_LIMIT_S) -> list[str]:
     """Create (or set) every host's limit up front, in the flow, so shards starting together
-    do not race to create them (the loser's insert fails on the server and is logged there)."""
+    do not race to create them (the loser's insert fails on the server and is logged there);
+    then delete the other host limits left idle for `idle_s` by earlier scrapes."""
     names = limit_names(urls)
     with get_client(sync_client=True) as client:
         for name in names:
             ensure_limit(client, name, per_host)
+        prune_idle_limits(client, idle_s, keep=set(names))
     return names
+
+
+def prune_idle_limits(client, idle_s: float, keep: set[str] = frozenset()) -> list[str]:
+    """Delete the host limits (ours: by prefix) that hold no slot and whose slots nobody took,
+    released or was refused for `idle_s` seconds (Prefect stamps `updated` at each); returns
+    their names. A shard that finds its limit gone creates it again (HostLease)."""
+    pruned, offset, page = [], 0, 200
+    now = datetime.now(UTC)
+    while batch := client.read_global_concurrency_limits(limit=page, offset=offset):
+        offset += len(batch)
+        for limit in batch:
+            idle = limit.active_slots == 0 and limit.updated is not None
+            idle = idle and (now - limit.updated).total_seconds() >= idle_s
+            if limit.name.startswith(HOST_LIMIT_PREFIX) and limit.name not in keep and idle:
+                with contextlib.suppress(ObjectNotFound):  # another scrape pruned it first
+                    client.delete_global_concurrency_limit_by_name(limit.name)
+                pruned.append(limit.name)
+    return pruned
 
 
 class HostLease:
@@ -131,16 +160,19 @@ class HostLease:
     def _acquire(self, client) -> UUID:
         deadline = None if self.wait_s is None else time.monotonic() + self.wait_s
         server_lease = max(self.lease_s, SERVER_MIN_LEASE_S)
+        recreated = 0
         while True:
-            try:
-                response = client.increment_concurrency_slots_with_lease(
-                    self.names, self.slots, "concurrency", server_lease
-                )
-                return UUID(response.json()["lease_id"])
-            except httpx.HTTPStatusError as e:
-                if e.response.status_code != 423:  # 423 Locked: the slots are taken for now
-                    raise
-                wait = float(e.response.headers.get("Retry-After") or MAX_WAIT_S)
+            got = try_acquire(client, self.names, self.slots, server_lease)
+            if got.lease is not None:
+                return got.lease
+            if got.missing:  # pruned as idle by another scrape between our create and now
+                if recreated == MISSING_TRIES:
+                    raise RuntimeError(f"host limits {sorted(got.missing)} keep disappearing")
+                recreated += 1
+                for name in got.missing:
+                    ensure_limit(client, name, self.slots)
+                continue
+            wait = got.retry_after if got.retry_after is not None else MAX_WAIT_S
             if release_stale(client, self.claims, self.names, self.lease_s):
                 continue  # a dead holder's slots are free again: try at once
             if deadline is not None and time.monotonic() + 0.05 > deadline:
@@ -186,5 +218,5 @@ def release_stale(client, claims: Path, names: list[str], lease_s: float) -> int
 
 
 def host_lease(urls: list[str], per_host: int, claims: Path, lease_s: float = LEASE_S) -> HostLease:
-    """The lease a shard holds over `urls`: all `per_host` slots of each http(s) host's limit."""
+    """The lease a shard holds over `urls`: all `per_host` slots of each host key's limit."""
     return HostLease(limit_names(urls), per_host, claims, lease_s)

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import email.utils
-import random
-from datetime import UTC, datetime
-from urllib.parse import urlsplit
+import contextlib
 from urllib.request import getproxies
 
 import requests
 from pydantic import BaseModel, ConfigDict, Field
+from urllib3.exceptions import InvalidHeader, MaxRetryError
+from urllib3.response import BaseHTTPResponse
+from urllib3.util import Retry
 
 from storage.files import MAX_PIXELS
+from tasks.scrape.hosts import host_key, without_user_info
 from tasks.scrape.netguard import AddressPolicy, GuardedAdapter, address_refusal
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
 class FetchConfig(BaseModel):
@@ -23,7 +26,9 @@ class FetchConfig(BaseModel):
     user_agent: str = "pixelpipe"
     timeout: float = Field(15.0, gt=0, description="Connect and read timeout, seconds")
     retries: int = Field(3, ge=0)
-    backoff: float = Field(0.5, ge=0, description="First retry waits about this long")
+    backoff: float = Field(
+        0.5, ge=0, description="Backoff factor: retries wait 0, 2x, 4x ... this, plus jitter"
+    )
     backoff_max: float = Field(30.0, ge=0, description="Cap of the exponential backoff")
     max_retry_after: float = Field(
         120.0, ge=0, description="Give up rather than wait a longer Retry-After"
@@ -82,47 +87,50 @@ def proxy_refusal(config: FetchConfig, policy: AddressPolicy | None) -> str | No
     """Why a configured proxy may not be used (not http(s), or on a refused address), or None.
     A proxy is a host we connect to like any other: a private one is an SSRF way in."""
     for proxy in configured_proxies(config):
-        parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            return f"proxy {proxy!r}: give an http:// or https:// URL with a host"
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        if reason := address_refusal(parts.hostname, port, policy, must_resolve=True):
-            return f"proxy {proxy!r} refused: {reason}"
+        shown = without_user_info(proxy)  # a proxy's password goes to the proxy, not to logs
+        try:  # read as requests will read it (urllib3's parser)
+            key = host_key(proxy if "://" in proxy else f"http://{proxy}")
+        except ValueError:
+            return f"proxy {shown!r}: give an http:// or https:// URL with a host"
+        if reason := address_refusal(key.host, key.port, policy, must_resolve=True):
+            return f"proxy {shown!r} refused: {reason}"
     return None
 
 
-# --- retries -----------------------------------------------------------------------------------
+# --- retries: urllib3's Retry, used a step at a time (the fetch waits outside its host slot) ---
 
 
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), else None."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
+def retry_policy(config: FetchConfig) -> Retry:
+    """One URL hop's retries: `retries` more tries after a connection error, a 429 or a 5xx
+    (and a 413 or 503 that says Retry-After), waiting urllib3's exponential backoff (the first
+    retry at once, then 2x, 4x ... `backoff`, plus up to `backoff` of jitter so workers do not
+    retry in lockstep, at most `backoff_max`), and never less than the server's Retry-After."""
+    return Retry(
+        total=config.retries,
+        status_forcelist=RETRY_STATUSES,
+        backoff_factor=config.backoff,
+        backoff_jitter=config.backoff,
+        backoff_max=config.backoff_max,
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
+
+
+def next_retry(
+    retry: Retry, config: FetchConfig, response: BaseHTTPResponse | None = None
+) -> tuple[Retry, float] | None:
+    """The retry state after one more failure (`response`: the answer that failed, None for a
+    connection error) and the seconds to wait, or None to give up: no retries left, or a
+    Retry-After longer than `max_retry_after` (a worker waiting hours for one URL helps no one).
+    A Retry-After urllib3 cannot read is ignored; it never shortens the backoff."""
     try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        retry = retry.increment("GET", None, response=response)
+    except MaxRetryError:
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
-
-
-def retry_delay(
-    attempt: int, retry_after: float | None, config: FetchConfig, rng: random.Random
-) -> float | None:
-    """Seconds to wait before retry number `attempt + 1`, or None to give up.
-
-    Exponential backoff with equal jitter (half fixed, half random, so many workers hitting
-    the same failure do not retry in lockstep); a server's Retry-After is a floor, and one
-    longer than `max_retry_after` means giving up rather than tying a worker up for hours.
-    """
-    ceiling = min(config.backoff_max, config.backoff * 2**attempt)
-    delay = ceiling / 2 + rng.uniform(0, ceiling / 2)
-    if retry_after is not None:
-        if retry_after > config.max_retry_after:
-            return None
-        delay = max(delay, retry_after)
-    return delay
+    wait = None
+    if response is not None:
+        with contextlib.suppress(InvalidHeader):
+            wait = retry.get_retry_after(response)
+    if wait is not None and wait > config.max_retry_after:
+        return None
+    return retry, max(retry.get_backoff_time(), wait or 0.0)

@@ -87,11 +87,12 @@ def test_whole_pipeline_runs_every_stage_under_one_run_id(full_run):
 def test_scraping_holds_a_per_host_global_concurrency_limit(full_run):
     from prefect.client.orchestration import get_client
 
-    from tasks.scrape.politeness import host_of, limit_name
+    from tasks.scrape.hosts import host_key
+    from tasks.scrape.politeness import limit_name
 
     _, url, _ = full_run
     with get_client(sync_client=True) as client:
-        limit = client.read_global_concurrency_limit_by_name(limit_name(host_of(url)))
+        limit = client.read_global_concurrency_limit_by_name(limit_name(host_key(url)))
     assert limit.limit == 4 and limit.active_slots == 0  # per_host default; released after
 
 

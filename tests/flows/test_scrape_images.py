@@ -167,8 +167,9 @@ def test_a_run_waits_while_another_holds_the_host(site, data_dir, tmp_path):
     """The threads runner takes the same per-host limit as processes and Dask: while another
     run holds all of the host's slots, this one reads its page but fetches no image."""
     from tasks.scrape import politeness
+    from tasks.scrape.hosts import host_key
 
-    name = politeness.limit_name(politeness.host_of(site.base))
+    name = politeness.limit_name(host_key(site.base))
     waiting = threading.Event()
     release_stale = politeness.release_stale
 

@@ -23,6 +23,7 @@ from flows.params import DASK_INSTALL, ScrapeParams
 from flows.scrape_images import scrape_images
 from storage.errors import ConfigError
 from storage.parquet import read_table
+from tasks.scrape.hosts import host_key
 from tasks.scrape.politeness import limit_name
 from tests.http_server import SiteServer, picture
 
@@ -163,7 +164,7 @@ def test_scrape_on_dask_writes_the_same_manifest(prefect_harness, cluster, tmp_p
         "scrape_manifest", "run-threads", tmp_path / "a"
     )
     with get_client(sync_client=True) as client:
-        limit = client.read_global_concurrency_limit_by_name(limit_name(f"127.0.0.1:{site.port}"))
+        limit = client.read_global_concurrency_limit_by_name(limit_name(host_key(site.base)))
     assert limit.limit == 2 and limit.active_slots == 0
 
 

@@ -2,13 +2,13 @@
 timeouts, redirects, max_bytes, robots.txt, the User-Agent and private-address blocking."""
 
 import ipaddress
-import random
 import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
 import requests
+from urllib3 import HTTPResponse
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ReadTimeoutError
 
 from tasks.scrape.fetch import (
@@ -16,11 +16,10 @@ from tasks.scrape.fetch import (
     Fetcher,
     _is_timeout,
     make_session,
-    parse_retry_after,
-    retry_delay,
 )
 from tasks.scrape.fetch import _blocked_in as blocked_in
 from tasks.scrape.netguard import private_address_refusal
+from tasks.scrape.session import next_retry, retry_policy
 from tests.http_server import SiteServer
 
 UA = "pixelpipe-tests/1.0 (+https://example.invalid/bot)"
@@ -40,30 +39,50 @@ def site():
 # --- pure: delays and addresses ----------------------------------------------------------------
 
 
-def test_retry_delay_grows_exponentially_with_jitter_and_a_cap():
-    cfg = FetchConfig(backoff=1.0, backoff_max=5.0)
-    rng = random.Random(0)
-    for attempt, ceiling in [(0, 1.0), (1, 2.0), (2, 4.0), (3, 5.0), (9, 5.0)]:
-        delays = [retry_delay(attempt, None, cfg, rng) for _ in range(50)]
-        assert all(ceiling / 2 <= d <= ceiling for d in delays)
-        assert len(set(delays)) > 1  # jittered, not lockstep
+def answer(status: int, retry_after: str | None = None) -> HTTPResponse:
+    """A urllib3 response as the server sent it (what next_retry reads)."""
+    return HTTPResponse(status=status, headers={"Retry-After": retry_after} if retry_after else {})
 
 
-def test_retry_after_is_the_delay_and_too_long_a_wait_gives_up():
-    cfg = FetchConfig(backoff=0.01, max_retry_after=30)
-    assert retry_delay(0, 1.0, cfg, random.Random(0)) == 1.0
-    assert retry_delay(0, 30.0, cfg, random.Random(0)) == 30.0
-    assert retry_delay(0, 31.0, cfg, random.Random(0)) is None
+def waits(cfg: FetchConfig, response: HTTPResponse | None = None) -> list[float]:
+    """The waits before each retry until next_retry gives up."""
+    retry, found = retry_policy(cfg), []
+    while (following := next_retry(retry, cfg, response)) is not None:
+        retry, wait = following
+        found.append(wait)
+    return found
+
+
+def test_retries_back_off_exponentially_with_jitter_and_a_cap():
+    cfg = FetchConfig(retries=5, backoff=1.0, backoff_max=5.0)
+    runs = [waits(cfg, answer(503)) for _ in range(20)]
+    assert {len(run) for run in runs} == {5}  # then it gives up
+    for run in runs:
+        first, *rest = run
+        assert first == 0.0  # urllib3: the first retry goes at once
+        for n, wait in enumerate(rest, start=1):
+            assert 2.0**n <= wait <= min(2.0**n + 1.0, 5.0) or wait == 5.0
+    assert len({run[1] for run in runs}) > 1  # jittered, not lockstep
+    assert waits(FetchConfig(retries=0)) == []
+
+
+def test_retry_after_is_a_floor_and_too_long_a_wait_gives_up():
+    cfg = FetchConfig(retries=2, backoff=0.01, max_retry_after=30)
+    assert waits(cfg, answer(429, "1")) == [1.0, 1.0]
+    assert waits(cfg, answer(503, "30")) == [30.0, 30.0]
+    assert waits(cfg, answer(503, "31")) == []
     # A Retry-After shorter than the backoff does not shorten it.
-    assert retry_delay(2, 0.0, FetchConfig(backoff=1.0), random.Random(0)) >= 2.0
+    assert waits(FetchConfig(retries=3, backoff=1.0), answer(503, "0"))[2] >= 4.0
 
 
-def test_retry_after_header_as_seconds_or_http_date():
-    now = datetime(2026, 1, 1, tzinfo=UTC)
-    assert parse_retry_after("120") == 120.0
-    assert parse_retry_after(format_datetime(now + timedelta(seconds=30), usegmt=True), now) == 30
-    assert parse_retry_after(format_datetime(now - timedelta(seconds=30), usegmt=True), now) == 0
-    assert parse_retry_after("soon") is None and parse_retry_after(None) is None
+def test_retry_after_as_an_http_date_and_unreadable_ones_ignored():
+    cfg = FetchConfig(retries=1, backoff=0.0)
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=60), usegmt=True)
+    (wait,) = waits(cfg, answer(503, later))
+    assert 50 <= wait <= 60
+    earlier = format_datetime(datetime.now(UTC) - timedelta(seconds=60), usegmt=True)
+    assert waits(cfg, answer(503, earlier)) == [0.0]
+    assert waits(cfg, answer(503, "soon")) == [0.0]
 
 
 @pytest.mark.parametrize(

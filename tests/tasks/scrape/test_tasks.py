@@ -14,6 +14,7 @@ import pytest
 import tasks.scrape.extract as extract_module
 from storage.parquet import to_arrow
 from tasks.scrape.fetch import FetchConfig
+from tasks.scrape.hosts import host_key
 from tasks.scrape.politeness import HostLease, limit_name
 from tasks.scrape.tasks import download_images, find_image_urls
 from tests.http_server import DATA_PNG, SiteServer, picture
@@ -263,7 +264,7 @@ def start_holder(name: str, claims, lease_s: float, until: str) -> subprocess.Po
 
 
 def test_a_worker_killed_holding_a_host_frees_it_within_one_lease(prefect_harness, tmp_path):
-    name, lease_s = limit_name(f"held-{uuid.uuid4().hex[:8]}.invalid"), 2.0
+    name, lease_s = limit_name(host_key(f"http://held-{uuid.uuid4().hex[:8]}.invalid/")), 2.0
     child = start_holder(name, tmp_path, lease_s, until="held")
     child.kill()
     child.wait()
@@ -275,7 +276,7 @@ def test_a_worker_killed_holding_a_host_frees_it_within_one_lease(prefect_harnes
 
 
 def test_a_worker_killed_while_it_acquires_leaves_the_host_usable(prefect_harness, tmp_path):
-    name, lease_s = limit_name(f"acq-{uuid.uuid4().hex[:8]}.invalid"), 2.0
+    name, lease_s = limit_name(host_key(f"http://acq-{uuid.uuid4().hex[:8]}.invalid/")), 2.0
     with HostLease([name], 2, tmp_path, lease_s):
         child = start_holder(name, tmp_path, lease_s, until="waiting")
         child.kill()
@@ -286,7 +287,7 @@ def test_a_worker_killed_while_it_acquires_leaves_the_host_usable(prefect_harnes
 
 def test_a_live_holder_is_never_taken_for_dead(prefect_harness, tmp_path):
     """Renewals keep its claim fresh: a waiter times out rather than releasing it."""
-    name, lease_s = limit_name(f"live-{uuid.uuid4().hex[:8]}.invalid"), 1.0
+    name, lease_s = limit_name(host_key(f"http://live-{uuid.uuid4().hex[:8]}.invalid/")), 1.0
     with HostLease([name], 2, tmp_path, lease_s) as holder:
         with pytest.raises(TimeoutError):
             HostLease([name], 1, tmp_path, lease_s, wait_s=3 * lease_s).__enter__()
