@@ -1,10 +1,16 @@
 """Benchmark prepare_dataset's image work (224x224 JPEG) against a naive one-core Pillow loop.
 
     .venv/bin/python bench/bench_prepare.py [--copies 3] [--big 60] [--workers N] [--no-flow]
+        [--scaling] [--tarball PATH]
 
 Unpacks ../shared/data/imagenet-samples-200.tar.gz under /tmp, makes `copies` distinct-byte
 copies of each photo in two class folders (n01*, n02*), plus `big` 4x-upscaled re-encodes
 (2000x1500-ish, like phone photos) where JPEG draft decoding matters. Prints one table.
+
+The pool is measured two ways: "warm" (workers started and imported before the clock starts,
+as every batch after a run's first finds them; the start-up is its own row) and "cold" (start,
+imports and stop inside the timing, as a run of one batch pays). `--scaling` adds the warm
+pool's wall rate at 1..N processes: how it scales with the cores (meaningful on an idle machine).
 """
 
 from __future__ import annotations
@@ -88,12 +94,13 @@ def ours_one_core(settings: pixels.RenderSettings) -> Callable[[list[Path], Path
 
 
 def ours_pool(workers: int) -> Callable[[list[Path], Path], float]:
+    """Cold: pool start, worker imports and stop inside the timing."""
+
     def run(files: list[Path], out: Path) -> float:
         items = [(str(p), str(out / f"{i}.jpg")) for i, p in enumerate(files)]
-        pool = pixels.get_pool(workers)
         try:
             results = pixels.render_many(items, SETTINGS, workers)
-            worker_cpu = sum(_cpu_seconds(pid) for pid in pool._processes)
+            worker_cpu = _cpu_seconds(ready_workers(pixels.get_pool(workers), workers))
         finally:
             pixels.shutdown_pool()  # pool start and stop are part of the wall time
         assert all(status == "ok" for status, _ in results)
@@ -102,15 +109,59 @@ def ours_pool(workers: int) -> Callable[[list[Path], Path], float]:
     return run
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def warm_pool(workers: int, settings: pixels.RenderSettings = SETTINGS) -> Callable:
+    """Warm: the workers are started and have imported before the clock starts; only the
+    batch's own CPU (a difference of the workers' counters) is counted."""
+
+    def setup() -> Callable[[list[Path], Path], float]:
+        pids = ready_workers(pixels.get_pool(workers), workers)
+        before = _cpu_seconds(pids)
+
+        def run(files: list[Path], out: Path) -> float:
+            items = [(str(p), str(out / f"{i}.jpg")) for i, p in enumerate(files)]
+            results = pixels.render_many(items, settings, workers)
+            assert all(status == "ok" for status, _ in results)
+            return _cpu_seconds(ready_workers(pixels.get_pool(workers), workers)) - before
+
+        return run
+
+    return setup
 
 
-def timed(action: Callable, files: list[Path]) -> tuple[float, float]:
-    """(wall seconds, CPU seconds in this process and its pool workers) of one pass."""
+def pool_start(workers: int) -> tuple[float, float]:
+    """(wall, worker CPU seconds) from no pool to `workers` processes ready for work."""
+    pixels.shutdown_pool()
+    start = time.perf_counter()
+    pids = ready_workers(pixels.get_pool(workers), workers)
+    wall, cpu = time.perf_counter() - start, _cpu_seconds(pids)
+    return wall, cpu
+
+
+def ready_workers(pool, workers: int) -> set[int]:
+    """The pids of all `workers` processes, once each has run a task (so has imported)."""
+    pids: set[int] = set()
+    while len(pids) < workers:
+        pids |= {f.result() for f in [pool.submit(os.getpid) for _ in range(workers)]}
+    return pids
+
+
+def _cpu_seconds(pids: set[int]) -> float:
+    """User + system CPU seconds of processes so far (Linux /proc)."""
+    total = 0.0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def timed(action: Callable, files: list[Path], warm: bool = False) -> tuple[float, float]:
+    """(wall seconds, CPU seconds in this process and its pool workers) of one pass. A warm
+    action is a setup returning the action: the setup runs before the clock starts."""
     out = Path(tempfile.mkdtemp(dir=WORK, prefix="out-"))
+    if warm:
+        action = action()
+    else:
+        pixels.shutdown_pool()  # a cold case starts its own pool; a loop has none beside it
     start, cpu = time.perf_counter(), time.process_time()
     worker_cpu = action(files, out) or 0.0
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu + worker_cpu
@@ -176,40 +227,57 @@ def _tagged(path: Path) -> bool:
     return pixels.read_tag(path) is not None
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--copies", type=int, default=3, help="copies of each of the 200 photos")
     parser.add_argument("--big", type=int, default=60, help="big (4x) re-encodes to add")
     parser.add_argument("--workers", type=int, default=machine_cores())
     parser.add_argument("--repeat", type=int, default=3, help="rounds; best of N per case")
     parser.add_argument("--no-flow", action="store_true", help="skip the whole-flow timing")
-    args = parser.parse_args()
-    WORK.mkdir(parents=True, exist_ok=True)
-    normal, large = sources(args.copies, args.big)
-    w = args.workers
+    parser.add_argument("--scaling", action="store_true", help="warm pool at 2..N processes")
+    parser.add_argument("--tarball", type=Path, default=TARBALL, help="the sample photos")
+    return parser.parse_args()
+
+
+def all_cases(normal: list[Path], large: list[Path], w: int, scaling: bool) -> list[tuple]:
+    """(name, files, action, warm) of every case; the first of each file set is the baseline."""
     cases = [
-        ("naive loop (1 core)", normal, naive),
-        ("render_file loop (1 core)", normal, ours_one_core(SETTINGS)),
-        ("render_file loop, bicubic", normal, ours_one_core(BICUBIC)),
-        (f"render_many pool ({w} procs)", normal, ours_pool(w)),
-        ("naive loop, big photos", large, naive),
-        ("render_file loop, big photos", large, ours_one_core(SETTINGS)),
-        (f"render_many pool, big ({w} procs)", large, ours_pool(w)),
+        ("naive loop (1 core)", normal, naive, False),
+        ("render_file loop (1 core)", normal, ours_one_core(SETTINGS), False),
+        ("render_file loop, bicubic", normal, ours_one_core(BICUBIC), False),
+        (f"pool warm ({w} procs)", normal, warm_pool(w), True),
+        (f"pool warm, bicubic ({w} procs)", normal, warm_pool(w, BICUBIC), True),
+        (f"pool cold ({w} procs)", normal, ours_pool(w), False),
+        ("naive loop, big photos", large, naive, False),
+        ("render_file loop, big photos", large, ours_one_core(SETTINGS), False),
+        (f"pool warm, big ({w} procs)", large, warm_pool(w), True),
+        (f"pool cold, big ({w} procs)", large, ours_pool(w), False),
     ]
-    print(f"cpus available: {machine_cores()}, load avg: {os.getloadavg()[0]:.1f}")
+    if scaling:
+        cases += [(f"pool warm ({n} procs)", normal, warm_pool(n), True) for n in range(2, w)]
+    return cases
+
+
+def run_cases(cases: list[tuple], repeat: int) -> dict[str, tuple[float, float]]:
+    """Each case's best (wall, cpu) seconds. The CPU is shared with other work: run the cases
+    interleaved, `repeat` rounds, and keep each case's least disturbed pass."""
+    best = {name: (float("inf"), float("inf")) for name, *_ in cases}
+    for _ in range(repeat):
+        for name, files, action, warm in cases:
+            wall, cpu = timed(action, files, warm)
+            best[name] = (min(best[name][0], wall), min(best[name][1], cpu))
+    pixels.shutdown_pool()
+    return best
+
+
+def print_table(cases: list[tuple], best: dict[str, tuple[float, float]]) -> dict[int, tuple]:
+    """The table, each row against the first case on the same files; returns those baselines."""
     print(
         f"{'case':<32} {'images':>6} {'wall s':>7} {'img/s':>7} {'x naive':>7}"
         f" {'cpu s':>6} {'img/cpu-s':>9} {'x naive':>7}"
     )
-    # The CPU is shared with other work: run the cases interleaved, `repeat` rounds, and keep
-    # each case's best (least disturbed) wall and CPU time.
-    best = {name: (float("inf"), float("inf")) for name, _, _ in cases}
-    for _ in range(args.repeat):
-        for name, files, action in cases:
-            wall, cpu = timed(action, files)
-            best[name] = (min(best[name][0], wall), min(best[name][1], cpu))
     baseline: dict[int, tuple[float, float]] = {}
-    for name, files, _ in cases:
+    for name, files, *_ in cases:
         wall, cpu = best[name]
         rate, per_cpu = len(files) / wall, len(files) / cpu
         base = baseline.setdefault(id(files), (rate, per_cpu))
@@ -217,6 +285,28 @@ def main() -> None:
             f"{name:<32} {len(files):>6} {wall:>7.2f} {rate:>7.1f} {rate / base[0]:>6.2f}x"
             f" {cpu:>6.2f} {per_cpu:>9.1f} {per_cpu / base[1]:>6.2f}x"
         )
+    return baseline
+
+
+def main() -> None:
+    global TARBALL
+    args = parse_args()
+    TARBALL = args.tarball
+    WORK.mkdir(parents=True, exist_ok=True)
+    normal, large = sources(args.copies, args.big)
+    w = args.workers
+    print(f"cpus available: {machine_cores()}, load avg: {os.getloadavg()[0]:.1f}")
+    start_wall, start_cpu = min(pool_start(w) for _ in range(args.repeat))
+    pixels.shutdown_pool()
+    print(f"pool start-up, once per run ({w} procs): {start_wall:.2f} s, {start_cpu:.2f} cpu-s")
+    cases = all_cases(normal, large, w, args.scaling)
+    best = run_cases(cases, args.repeat)
+    baseline = print_table(sorted(cases, key=lambda case: case[1] is large), best)
+    if args.scaling:
+        one = len(normal) / best["render_file loop (1 core)"][0]
+        for n in range(2, w + 1):
+            rate = len(normal) / best[f"pool warm ({n} procs)"][0]
+            print(f"scaling: {n} procs {rate:7.1f} img/s = {rate / one:.2f}x the 1-core loop")
     if not args.no_flow:
         first, second, rendered = flow_times(w)
         rate = rendered / first

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
 from functools import partial
@@ -177,33 +178,84 @@ def read_table(
     run_date: date | str | None = None,
     columns: list[str] | None = None,
     on_damaged: OnDamaged = "raise",
+    limit: int | None = None,
 ) -> pd.DataFrame:
     """All runs of a table as one DataFrame (plus a `run_date` column), optionally filtered.
 
-    A missing or empty table reads as an empty DataFrame with the schema's columns. A part
-    replaced by a re-run between listing and reading is read again from a new listing; a
-    damaged part raises DamagedFileError naming it, or with `on_damaged="skip"` is left out
-    with a one-line warning (for readers that can go on without it).
+    Only the part files that can hold the rows are opened (a run's by its file name, a day's
+    by its folder); `columns` are the only ones read; `limit` stops after that many rows (the
+    first ones in part order: oldest day, then file name). A missing or empty table reads as
+    an empty DataFrame with the schema's columns. A part replaced by a re-run between listing
+    and reading is read again from a new listing; a damaged part raises DamagedFileError
+    naming it, or with `on_damaged="skip"` is left out with a one-line warning.
     """
     schema = schema_of(table).append(pa.field(PARTITION, pa.string()))
     folder = Layout.at(data_dir).table_dir(table)
-    where = None
-    if run_id is not None:
-        ids = [run_id] if isinstance(run_id, str) else list(run_id)
-        where = ds.field("run_id").isin(ids)
+    ids = _run_ids(run_id)
+    where = None if ids is None else ds.field("run_id").isin(sorted(ids))
     if run_date is not None:
         on_date = ds.field(PARTITION) == str(run_date)
         where = on_date if where is None else where & on_date
-    for _ in range(READ_ATTEMPTS):
-        files = sorted(folder.glob(f"{PARTITION}=*/*.parquet")) if folder.is_dir() else []
-        try:
-            parts = [_read_part(f, schema, folder, columns, where, on_damaged) for f in files]
-        except FileNotFoundError:
-            continue  # a re-run removed a part after writing its new ones: list again
-        tables = [t for t in parts if t is not None]
+
+    def read(paths: list[Path]) -> pd.DataFrame:
+        tables: list[pa.Table] = []
+        wanted = limit
+        for path in paths:
+            if wanted is not None and wanted <= 0:
+                break
+            part = _read_part(path, schema, folder, columns, where, on_damaged, wanted)
+            if part is not None:
+                tables.append(part)
+                wanted = None if wanted is None else wanted - part.num_rows
         if not tables:
             return _to_pandas(_select(schema.empty_table(), columns))
         return _to_pandas(pa.concat_tables(tables))
+
+    return _listed(table, folder, ids, run_date, read)
+
+
+def _run_ids(run_id: str | Iterable[str] | None) -> set[str] | None:
+    if run_id is None:
+        return None
+    return {run_id} if isinstance(run_id, str) else set(run_id)
+
+
+def part_files(folder: Path, run_ids: set[str] | None, run_date: date | str | None) -> list[Path]:
+    """The part files of a table folder that may hold these runs' rows on that day, in order.
+
+    Pruned by name, never by building a path from the arguments: the day by its folder
+    `run_date=<day>`, a run by its file, `<run_id>.parquet` or `<run_id>-<part>.parquet`.
+    Names can be shared (run `a` part `b-x` and run `a-b` part `x`), so readers still filter
+    rows by run_id; pruning only skips files that cannot hold the runs.
+    """
+    if not folder.is_dir():
+        return []
+    day = None if run_date is None else f"{PARTITION}={run_date}"
+    found = []
+    for folder_of_day in sorted(folder.glob(f"{PARTITION}=*")):
+        if day is not None and folder_of_day.name != day:
+            continue
+        for path in sorted(folder_of_day.glob("*.parquet")):
+            if run_ids is None or _may_hold(path.stem, run_ids):
+                found.append(path)
+    return found
+
+
+def _may_hold(stem: str, run_ids: set[str]) -> bool:
+    """Whether a part named `stem` can be a file of one of `run_ids`: the whole stem, or the
+    stem up to one of its dashes (a run's shard `<run_id>-<part>`)."""
+    return stem in run_ids or any(stem[:i] in run_ids for i, char in enumerate(stem) if char == "-")
+
+
+def _listed(
+    table: str, folder: Path, run_ids: set[str] | None, run_date: date | str | None, action: Any
+) -> Any:
+    """`action(part files)`, listed again if a part vanished under it (a re-run replaced it)."""
+    for _ in range(READ_ATTEMPTS):
+        try:
+            return action(part_files(folder, run_ids, run_date))
+        except FileNotFoundError:
+            continue  # a re-run removed a part after writing its new ones: list again
     raise PixelpipeError(
         f"{table}: parts kept vanishing while reading ({READ_ATTEMPTS} listings); try again"
         " when the re-runs writing it have finished"
@@ -217,8 +269,10 @@ def _read_part(
     columns: list[str] | None,
     where: ds.Expression | None,
     on_damaged: OnDamaged,
+    limit: int | None = None,
 ) -> pa.Table | None:
-    """One part file's rows (FileNotFoundError when it vanished; None when damaged and skipped)."""
+    """One part file's rows, at most `limit` (FileNotFoundError when it vanished; None when
+    damaged and skipped)."""
     try:
         part = ds.dataset(
             [str(path)],
@@ -227,26 +281,84 @@ def _read_part(
             partitioning=_PARTITIONING,
             partition_base_dir=str(folder),
         )
+        if limit is not None:
+            return part.head(limit, columns=columns, filter=where)
         return part.to_table(columns=columns, filter=where)
     except FileNotFoundError:
         raise
     except (pa.ArrowException, OSError) as e:
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        message = f"damaged part file {path}: {reason}"
-        if on_damaged == "raise":
-            raise DamagedFileError(f"{message} (delete it, or re-run its run)") from None
-        log.warning("%s; skipped", message)
+        _damaged(path, e, on_damaged)
         return None
 
 
+def _damaged(path: Path, error: BaseException, on_damaged: OnDamaged) -> None:
+    reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+    message = f"damaged part file {path}: {reason}"
+    if on_damaged == "raise":
+        raise DamagedFileError(f"{message} (delete it, or re-run its run)") from None
+    log.warning("%s; skipped", message)
+
+
+def count_rows(
+    table: str,
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    run_id: str | Iterable[str] | None = None,
+    run_date: date | str | None = None,
+    on_damaged: OnDamaged = "raise",
+) -> int:
+    """How many rows read_table would return with these filters, from the part files'
+    footers (no rows read, except from a part whose footer cannot name its run)."""
+    schema_of(table)
+    ids = _run_ids(run_id)
+    runs = _listed(
+        table,
+        Layout.at(data_dir).table_dir(table),
+        ids,
+        run_date,
+        lambda paths: _runs_in(paths, on_damaged),
+    )
+    return sum(n for run, n in runs.items() if ids is None or run in ids)
+
+
 def table_counts(data_dir: str | os.PathLike[str] | None = None) -> dict[str, tuple[int, int]]:
-    """`{table: (rows, runs)}` for every declared table, zero for absent ones; damaged parts
-    are skipped with a warning naming each."""
+    """`{table: (rows, runs)}` for every declared table, zero for absent ones, from the part
+    files' footers; damaged parts are skipped with a warning naming each."""
     counts = {}
     for name in TABLES:
-        frame = read_table(name, data_dir=data_dir, columns=["run_id"], on_damaged="skip")
-        counts[name] = (len(frame), frame["run_id"].nunique())
+        folder = Layout.at(data_dir).table_dir(name)
+        runs = _listed(name, folder, None, None, lambda paths: _runs_in(paths, "skip"))
+        counts[name] = (sum(runs.values()), sum(1 for n in runs.values() if n))
     return counts
+
+
+def _runs_in(paths: list[Path], on_damaged: OnDamaged) -> Counter[str]:
+    """Rows per run id over part files (FileNotFoundError when one vanished)."""
+    runs: Counter[str] = Counter()
+    for path in paths:
+        try:
+            runs.update(_rows_per_run(path))
+        except FileNotFoundError:
+            raise
+        except (pa.ArrowException, OSError) as e:
+            _damaged(path, e, on_damaged)
+    return runs
+
+
+def _rows_per_run(path: Path) -> Counter[str]:
+    """Rows per run id of one part, from its footer: write_table puts one run in a file, so
+    the run_id column's min and max statistics name it. A part whose statistics do not (none
+    written, or two runs) has its run_id column read, and only that."""
+    meta = pq.read_metadata(path)
+    column = next(i for i in range(meta.num_columns) if meta.schema.column(i).path == "run_id")
+    runs: Counter[str] = Counter()
+    for chunk in (meta.row_group(g) for g in range(meta.num_row_groups)):
+        stats = chunk.column(column).statistics if chunk.num_rows else None
+        if chunk.num_rows and (stats is None or not stats.has_min_max or stats.min != stats.max):
+            return Counter(pq.read_table(path, columns=["run_id"]).column("run_id").to_pylist())
+        if stats is not None:
+            runs[stats.min] += chunk.num_rows
+    return runs
 
 
 def _columns(rows: Rows) -> dict[str, list[Any]]:

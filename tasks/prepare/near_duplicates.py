@@ -32,8 +32,6 @@ from itertools import combinations
 import imagehash
 import numpy as np
 from PIL import Image, ImageOps
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 BANDS, BAND_BITS = 4, 16
 DRAFT_SIZE = (64, 64)  # decode a JPEG at >= this many pixels: the hash needs 32x32
@@ -115,9 +113,7 @@ def group_labels(hashes: np.ndarray, distance: int, colors: np.ndarray | None = 
     n = len(hashes)
     if n == 0:
         return np.zeros(0, np.int64)
-    pairs = close_pairs(hashes, distance, colors)
-    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
-    return connected_components(graph, directed=False)[1]
+    return _components(close_pairs(hashes, distance, colors), n)
 
 
 def image_groups(hashes: np.ndarray, colors: np.ndarray, distance: int, n: int) -> np.ndarray:
@@ -125,5 +121,15 @@ def image_groups(hashes: np.ndarray, colors: np.ndarray, distance: int, n: int) 
     Two images are near when any hash of one is within `distance` of any hash of the other."""
     pairs = close_pairs(hashes, distance, colors) % n
     pairs = pairs[pairs[:, 0] != pairs[:, 1]]  # an image's own centre
+    return _components(pairs, n)
+
+
+def _components(pairs: np.ndarray, n: int) -> np.ndarray:
+    """The connected component of each of n nodes, given the edges as index pairs."""
+    # SciPy is imported here, not at the top: prepare's pool workers import this module
+    # (through render.py) and never group; SciPy would cost each of them ~0.3 CPU-s at start.
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
     graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
     return connected_components(graph, directed=False)[1]

@@ -238,10 +238,15 @@ def _describe(error: BaseException) -> str:
 
 # loky's workers start a fresh interpreter that never re-imports `__main__` (unlike forkserver
 # and spawn), so the pool works from `python -`, a script without a main guard, a notebook.
+# Each worker imports what it needs once, in its initializer (this module: NumPy and Pillow,
+# not SciPy), and stays warm for every batch of the run: the flow shuts the pool down at its end.
 POOL_IDLE_S = 60  # idle workers exit after this; the next batch starts them again
 ITEM_TIMEOUT_S = 120  # the longest one image may take to decode and resize in a worker
 # A batch's bound on top of that: ~100x what a big photo takes, so only a hung worker hits it.
 BATCH_S_PER_IMAGE = 2.0
+# ~4 chunks per worker: few round trips (one per chunk, results are short tuples, never
+# pixels) and still an even finish when some images are big.
+CHUNKS_PER_WORKER = 4
 Render = Callable[[str, str, RenderSettings], tuple[str, str | None]]
 Warn = Callable[[str], object]
 _log = logging.getLogger("pixelpipe.prepare")
@@ -250,12 +255,27 @@ _isolating = threading.Lock()  # one batch at a time finds the file that breaks 
 _PROBE_IMAGE = (8, 8)
 
 
+def _warm_worker() -> None:
+    """A worker's initializer: loky imported this module to call it; register every Pillow
+    format plugin now too, so that no batch pays for an import."""
+    Image.init()
+
+
 def get_pool(workers: int) -> Executor:
     """The process-wide reusable loky executor with `workers` processes (a broken or shut
     down one is replaced by a new one)."""
     global _pool
-    _pool = get_reusable_executor(max_workers=workers, timeout=POOL_IDLE_S)
+    _pool = get_reusable_executor(
+        max_workers=workers, timeout=POOL_IDLE_S, initializer=_warm_worker
+    )
     return _pool
+
+
+def start_pool(workers: int) -> None:
+    """Start the workers without waiting for them: they import while this process does other
+    work (e.g. inspecting files), and the first batch finds them warm. No-op for one worker."""
+    if workers > 1:
+        get_pool(workers).submit(int)  # loky starts every worker at the first submit
 
 
 def shutdown_pool(kill: bool = False) -> None:
@@ -282,7 +302,7 @@ def render_many(
     if workers <= 1 or len(items) <= 1:
         return [render(src, out, settings) for src, out in items]
     sources, outputs = zip(*items, strict=True)
-    chunk = max(1, len(items) // (workers * 4))
+    chunk = max(1, len(items) // (workers * CHUNKS_PER_WORKER))
     try:
         pool = get_pool(workers)
         results = pool.map(

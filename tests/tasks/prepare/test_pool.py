@@ -59,3 +59,41 @@ def test_a_pool_that_cannot_start_renders_in_process_with_a_warning(tmp_path, mo
     assert results == [("ok", None)] * len(items)
     assert len(warnings) == 1 and "pool is broken" in warnings[0]
     assert len(list((tmp_path / "out").iterdir())) == len(items)
+
+
+def render_with_pid(source: str, output: str, settings: pixels.RenderSettings):
+    """render_file, with the pid of the process that rendered as the row's error text."""
+    return pixels.render_file(source, output, settings)[0], str(os.getpid())
+
+
+# Run in a worker through a builtin, so that the probe itself imports nothing there.
+_WATCHED = ("tasks.prepare.render", "PIL.WebPImagePlugin", "scipy", "prefect")
+_HEAVY_IMPORTS = f"sorted(m for m in __import__('sys').modules if m in {_WATCHED!r})"
+
+
+def test_workers_import_their_modules_at_start_and_nothing_heavy(tmp_path):
+    """A worker has imported render (and every Pillow plugin) before its first task, in its
+    initializer, and not SciPy or Prefect, which rendering never uses."""
+    pixels.shutdown_pool()
+    try:
+        pixels.start_pool(2)
+        imported = pixels.get_pool(2).submit(eval, _HEAVY_IMPORTS).result(timeout=120)
+    finally:
+        pixels.shutdown_pool()
+    assert imported == ["PIL.WebPImagePlugin", "tasks.prepare.render"]
+
+
+def test_workers_stay_warm_across_batches(tmp_path):
+    """Two batches are rendered by the same two processes: nothing restarts between them."""
+    first = sources(tmp_path / "a", [f"{n}.png" for n in "abcdef"])
+    second = sources(tmp_path / "b", [f"{n}.png" for n in "ghijkl"])
+    try:
+        results = [
+            pixels.render_many(batch, SETTINGS, workers=2, render=render_with_pid)
+            for batch in (first, second)
+        ]
+    finally:
+        pixels.shutdown_pool()
+    pids = {pid for batch in results for _, pid in batch}
+    assert [status for batch in results for status, _ in batch] == ["ok"] * 12
+    assert 1 <= len(pids) <= 2 and str(os.getpid()) not in pids
