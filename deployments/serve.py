@@ -13,15 +13,15 @@ from prefect.schedules import Cron
 from prefect.types.entrypoint import EntrypointType
 
 from flows.curate_images import curate_images
+from flows.gate.policy import ServePolicy
 from flows.image_pipeline import image_pipeline
+from flows.params import PipelineParams
 from flows.predict_batch import predict_batch
 from flows.prepare_dataset import prepare_dataset
 from flows.promote_model import promote_model
 from flows.scrape_images import scrape_images
 from flows.train_classifier import train_classifier
 from flows.write_report import write_report
-from flows.gate.policy import ServePolicy
-from flows.params import PipelineParams
 from storage.layout import resolve_data_dir
 
 DEPLOYMENT = "local"  # every served flow's deployment: 'image-pipeline/local', ...; the
@@ -141,7 +141,7 @@ def serve(
     if params:  # a scheduled run would be refused every night: say so now
         policy.check(PipelineParams.model_validate(params))
     # Flow runs are child processes of this one and inherit its environment: the policy
-    # travels there (flows/policy.py reads it back), pinned to absolute paths.
+    # travels there (flows/gate/policy.py reads it back), pinned to absolute paths.
     os.environ.update(policy.environ())
     echo(f"served runs: {policy.describe()}")
     prefect_serve(*build_deployments(params, cron, timezone))

@@ -1,4 +1,4 @@
-"""Where everything lives under the data root (DESIGN.md's tree), and how runs are named."""
+"""Where everything lives under the data root (the tree in README.md), and how runs are named."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
 
@@ -26,7 +26,7 @@ LOG_EVERY_S = 5.0
 
 
 class ProgressSink(Protocol):
-    """Where progress goes besides the artifacts: the CLI's terminal bar (flows/progress.py).
+    """Where progress goes besides the artifacts: the CLI's terminal bar (flows/cli/progress.py).
     Called from any thread (scrape downloads, task runner threads), so it must be thread-safe."""
 
     def open(self, description: str, total: int) -> Any: ...
@@ -101,11 +101,6 @@ class Progress:
         self.total = max(self.done, 1)
         self.advance(0)
 
-    def track(self, items: Iterable[T], weight: int = 1) -> Iterator[T]:
-        for item in items:
-            yield item
-            self.advance(weight)
-
 
 @contextmanager
 def dtype_policy(name: str | None) -> Iterator[None]:
@@ -120,6 +115,15 @@ def dtype_policy(name: str | None) -> Iterator[None]:
         yield
     finally:
         keras.config.set_dtype_policy(before)
+
+
+def evenly_spaced(items: Sequence[T], n: int) -> list[T]:
+    """Up to n items spread evenly over the sequence, first and last included: a deterministic
+    sample that, over a sorted list, represents every part of it (not just the first n)."""
+    if len(items) <= n:
+        return list(items)
+    step = (len(items) - 1) / max(n - 1, 1)
+    return [items[round(i * step)] for i in range(n)]
 
 
 def artifact_key(*parts: str) -> str:

@@ -1,5 +1,5 @@
 """The registry's commands: `pixelpipe promote`, `pixelpipe models`, `pixelpipe rollback`
-(registered on the app by flows/cli.py)."""
+(registered on the app by flows/cli/commands.py)."""
 
 from __future__ import annotations
 

@@ -16,8 +16,6 @@ from PIL import Image
 
 ResizeMode = Literal["stretch", "crop", "pad"]
 Interpolation = Literal["nearest", "bilinear", "bicubic", "lanczos", "box", "hamming"]
-RESIZE_MODES: tuple[str, ...] = ("stretch", "crop", "pad")
-INTERPOLATIONS: tuple[str, ...] = ("nearest", "bilinear", "bicubic", "lanczos", "box", "hamming")
 IMAGENET_CROP_FRACTION = 0.875  # 224/256: the fraction every ImageNet paper since AlexNet uses
 PAD_COLOR = (0, 0, 0)
 

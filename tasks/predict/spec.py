@@ -115,7 +115,7 @@ class ModelSpec:
     binary: bool = False  # one sigmoid output: class 1 when p >= threshold
     label_offset: int = 0  # TFLite with 1,001 outputs: index 0 is "background"
     mixed_precision: bool = False
-    # backend="openvino": shards run the converted IR (tasks/openvino_backend.py) at `precision`.
+    # backend="openvino": shards run the converted IR (engines/openvino_ir.py) at `precision`.
     backend: str = "keras"
     precision: str = "fp32"
     ir_path: str | None = None

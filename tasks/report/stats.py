@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from tasks.runtime import evenly_spaced
+
 SPLITS = ("train", "val", "test")
 
 
@@ -158,11 +160,8 @@ def target_hits(predictions: pd.DataFrame) -> tuple[int, int, dict[str, int]]:
 
 
 def spread_sample(items: list[str], n: int) -> list[str]:
-    """Up to n items spread evenly over the (sorted) list: deterministic, not just the first."""
-    items = sorted(items)
-    if len(items) <= n:
-        return items
-    return [items[int(i)] for i in np.linspace(0, len(items) - 1, n).round()]
+    """Up to n items spread evenly over the sorted list: deterministic, not just the first."""
+    return evenly_spaced(sorted(items), n)
 
 
 def plural(n: int, word: str) -> str:

@@ -33,14 +33,12 @@ from tasks.predict.engines.openvino import (
 )
 from tasks.predict.images import OK, image_batches, images_in
 from tasks.predict.spec import ModelSpec, Predict, resolve_model
-from tasks.runtime import logger
+from tasks.runtime import evenly_spaced, logger
 
 
 def spread(paths: list[str], n: int) -> list[str]:
     """n paths evenly spaced over the list (every class of a sorted split is represented)."""
-    if len(paths) <= n:
-        return list(paths)
-    return [paths[i] for i in np.linspace(0, len(paths) - 1, n).round().astype(int)]
+    return evenly_spaced(paths, n)
 
 
 def pixels(spec: ModelSpec, paths: list[str], batch_size: int = 32):
