@@ -17,7 +17,7 @@ from flows.cli import output
 from flows.cli.demo import DemoOptions
 from flows.cli.options import _load_params_file, app, explain, fail, params_command
 from flows.cli.registry import register as register_registry_commands
-from flows.cli.server import prefect_api, server_app
+from flows.cli.server import loopback_bypasses_proxies, prefect_api, server_app
 from storage.errors import PixelpipeError
 
 app.add_typer(server_app, name="server")
@@ -252,6 +252,7 @@ def main() -> None:
     # telemetry only logs failures on an offline machine. A user's own settings still win.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    loopback_bypasses_proxies()  # before any client exists; the commands' children inherit it
     app()
 
 
