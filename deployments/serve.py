@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -143,6 +145,15 @@ def serve_policy(
     return ServePolicy.of(root, extra, dask or current.dask)
 
 
+def checked_defaults(defaults: dict[str, Any] | None, policy: ServePolicy) -> dict[str, Any] | None:
+    """The pipeline's validated defaults, refused now if the policy would refuse the scheduled
+    run every night."""
+    params = pipeline_defaults(defaults)
+    if params:
+        policy.check(PipelineParams.model_validate(params))
+    return params
+
+
 def serve(
     defaults: dict[str, Any] | None = None,
     cron: str = DEFAULT_CRON,
@@ -155,9 +166,7 @@ def serve(
     from prefect import serve as prefect_serve
 
     policy = policy or serve_policy()
-    params = pipeline_defaults(defaults)
-    if params:  # a scheduled run would be refused every night: say so now
-        policy.check(PipelineParams.model_validate(params))
+    params = checked_defaults(defaults, policy)
     # Flow runs are child processes of this one and inherit its environment: the policy
     # travels there (flows/policy.py reads it back), pinned to absolute paths.
     os.environ.update(policy.environ())
@@ -165,6 +174,10 @@ def serve(
     echo(schedule_line(params, cron, timezone))
     if not params:  # a nightly schedule an earlier `serve --params` left behind
         echo(pause_nightly())
+    if threading.current_thread() is threading.main_thread():
+        # Until Prefect's runner takes SIGTERM over (once serving), it would end the process
+        # without the `finally` below: registering takes seconds.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         # Prefect's own pause on shutdown retries each call against a server that is gone
         # (`pixelpipe server stop` first): over a minute. pause_nightly gives up in seconds.
@@ -172,6 +185,10 @@ def serve(
     finally:
         if params:
             echo(pause_nightly())
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def pause_nightly() -> str:

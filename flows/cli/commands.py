@@ -190,9 +190,11 @@ def serve(
     from deployments import serve as entry
 
     try:
+        # Bad options fail before any server is looked for or started.
+        defaults = _load_params_file(Path(params_file)) if params_file else None
+        policy = entry.serve_policy(data_dir, allow_root or (), allow_dask or ())
+        entry.checked_defaults(defaults, policy)
         with prefect_api(echo=typer.echo):  # $PREFECT_API_URL, else `pixelpipe server start`'s
-            defaults = _load_params_file(Path(params_file)) if params_file else None
-            policy = entry.serve_policy(data_dir, allow_root or (), allow_dask or ())
             entry.serve(defaults, cron, timezone, policy, echo=typer.echo)
     except ValidationError as e:
         fail(f"{params_file}: " + explain(e), code=2)
@@ -254,5 +256,3 @@ def main() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     loopback_bypasses_proxies()  # before any client exists; the commands' children inherit it
     app()
-
-
