@@ -168,7 +168,7 @@ def serve(
     policy = policy or serve_policy()
     params = checked_defaults(defaults, policy)
     # Flow runs are child processes of this one and inherit its environment: the policy
-    # travels there (flows/policy.py reads it back), pinned to absolute paths.
+    # travels there (flows/gate/policy.py reads it back), pinned to absolute paths.
     os.environ.update(policy.environ())
     echo(f"served runs: {policy.describe()}")
     echo(schedule_line(params, cron, timezone))
