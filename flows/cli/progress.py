@@ -7,7 +7,7 @@ import logging
 import sys
 import threading
 from collections.abc import Iterator
-from logging import WARNING
+from logging import ERROR, WARNING
 from typing import Any
 
 from rich.console import Console
@@ -98,7 +98,7 @@ class AboveTheBar(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             level = record.levelno
-            style = "red" if level >= logging.ERROR else "yellow" if level >= WARNING else ""
+            style = "red" if level >= ERROR else "yellow" if level >= WARNING else ""
             self.console.print(Text(self.inner.format(record), style=style), soft_wrap=True)
         except Exception:
             self.handleError(record)
