@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,9 +26,14 @@ from flows.train_classifier import train_classifier
 from flows.write_report import write_report
 from storage.layout import resolve_data_dir
 
-DEPLOYMENT = "local"  # every served flow's deployment: 'image-pipeline/local', ...; the
-# work-pool ones from prefect.yaml are named 'pixelpipe', so both can live on one server.
+# Deployment names say what they are: every flow `<flow>/on-demand` (run from the UI, the API
+# or `prefect deployment run`), and the pipeline also `image-pipeline/nightly` (its cron
+# schedule with the `--params` defaults) when there are defaults. The work-pool ones from
+# prefect.yaml add `-worker`, so both kinds can live on one server.
+ON_DEMAND = "on-demand"
+NIGHTLY = "nightly"
 DEFAULT_CRON = "0 3 * * *"  # nightly re-scrape and retrain, 03:00
+PAUSE_TIMEOUT_S = 5.0  # per API call when serve stops: a server already gone is not waited for
 
 # flow module (and function) -> (description, tags); the same set as deployments/prefect.yaml.
 FLOWS: dict[str, tuple[Flow, str, list[str]]] = {
@@ -77,33 +84,45 @@ def build_deployments(
     cron: str = DEFAULT_CRON,
     timezone: str = "UTC",
 ) -> list[Any]:
-    """A RunnerDeployment per flow; the pipeline's carries the cron schedule.
-
-    The schedule is active only when `pipeline_defaults` say what to scrape or train on: a
-    nightly run with nothing to start from would fail every night.
-    """
-    deployments = []
-    for name, (flow, description, tags) in FLOWS.items():
-        options: dict[str, Any] = {}
-        if name == "image_pipeline":
-            options["schedules"] = [Cron(cron, timezone=timezone, active=bool(pipeline_defaults))]
-            if pipeline_defaults:
-                options["parameters"] = {"params": pipeline_defaults}
-        if name in ONE_AT_A_TIME:
-            options["concurrency_limit"] = ConcurrencyLimitConfig(
-                limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE
-            )
-        deployments.append(
-            flow.to_deployment(
-                DEPLOYMENT,
-                description=description,
-                tags=["pixelpipe", *tags],
-                # The installed package, not a file path: runs work from any folder.
-                entrypoint_type=EntrypointType.MODULE_PATH,
-                **options,
-            )
-        )
+    """A RunnerDeployment per flow (on demand), and with `pipeline_defaults` the pipeline's
+    nightly one on the cron schedule. Without defaults there is no schedule at all: a nightly
+    run with nothing to start from would fail every night, and an inactive schedule still
+    shows its badge in the UI."""
+    deployments = [_deployment(name, ON_DEMAND) for name in FLOWS]
+    if pipeline_defaults:
+        nightly = {"schedules": [Cron(cron, timezone=timezone)]}
+        nightly["parameters"] = {"params": pipeline_defaults}
+        deployments.append(_deployment("image_pipeline", NIGHTLY, **nightly))
     return deployments
+
+
+def _deployment(name: str, deployment: str, **options: Any) -> Any:
+    flow, description, tags = FLOWS[name]
+    if deployment == NIGHTLY:
+        description += " On its schedule, with the defaults `pixelpipe serve --params` gave."
+    if name in ONE_AT_A_TIME:
+        options["concurrency_limit"] = ConcurrencyLimitConfig(
+            limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE
+        )
+    return flow.to_deployment(
+        deployment,
+        description=description,
+        tags=["pixelpipe", *tags],
+        # The installed package, not a file path: runs work from any folder.
+        entrypoint_type=EntrypointType.MODULE_PATH,
+        paused=False,  # a schedule paused when serve last stopped runs again
+        **options,
+    )
+
+
+def schedule_line(defaults: dict[str, Any] | None, cron: str, timezone: str) -> str:
+    """What `pixelpipe serve` says about the schedule, before serving."""
+    if defaults:
+        return f"schedule: image-pipeline/{NIGHTLY} runs at cron '{cron}' ({timezone}): active"
+    return (
+        "schedule: none (no --params): every deployment runs on demand; give --params FILE"
+        f" (the pipeline's defaults) to serve image-pipeline/{NIGHTLY} at cron '{cron}'"
+    )
 
 
 def pipeline_defaults(values: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -126,6 +145,15 @@ def serve_policy(
     return ServePolicy.of(root, extra, dask or current.dask)
 
 
+def checked_defaults(defaults: dict[str, Any] | None, policy: ServePolicy) -> dict[str, Any] | None:
+    """The pipeline's validated defaults, refused now if the policy would refuse the scheduled
+    run every night."""
+    params = pipeline_defaults(defaults)
+    if params:
+        policy.check(PipelineParams.model_validate(params))
+    return params
+
+
 def serve(
     defaults: dict[str, Any] | None = None,
     cron: str = DEFAULT_CRON,
@@ -133,18 +161,57 @@ def serve(
     policy: ServePolicy | None = None,
     echo: Callable[[str], Any] = print,
 ) -> None:
-    """Register every deployment and run their flow runs here until interrupted."""
+    """Register every deployment and run their flow runs here until interrupted; then pause
+    the nightly schedule (if the server still answers), so nobody's runs pile up unserved."""
     from prefect import serve as prefect_serve
 
     policy = policy or serve_policy()
-    params = pipeline_defaults(defaults)
-    if params:  # a scheduled run would be refused every night: say so now
-        policy.check(PipelineParams.model_validate(params))
+    params = checked_defaults(defaults, policy)
     # Flow runs are child processes of this one and inherit its environment: the policy
     # travels there (flows/gate/policy.py reads it back), pinned to absolute paths.
     os.environ.update(policy.environ())
     echo(f"served runs: {policy.describe()}")
-    prefect_serve(*build_deployments(params, cron, timezone))
+    echo(schedule_line(params, cron, timezone))
+    if not params:  # a nightly schedule an earlier `serve --params` left behind
+        echo(pause_nightly())
+    if threading.current_thread() is threading.main_thread():
+        # Until Prefect's runner takes SIGTERM over (once serving), it would end the process
+        # without the `finally` below: registering takes seconds.
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        # Prefect's own pause on shutdown retries each call against a server that is gone
+        # (`pixelpipe server stop` first): over a minute. pause_nightly gives up in seconds.
+        prefect_serve(*build_deployments(params, cron, timezone), pause_on_shutdown=False)
+    finally:
+        if params:
+            echo(pause_nightly())
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
+def pause_nightly() -> str:
+    """Pause image-pipeline/nightly's schedule if the server answers and it runs; a line."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+    from prefect.settings import PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+
+    name = f"image-pipeline/{NIGHTLY}"
+    with (
+        temporary_settings(updates={PREFECT_CLIENT_MAX_RETRIES: 0}),
+        get_client(sync_client=True, httpx_settings={"timeout": PAUSE_TIMEOUT_S}) as client,
+    ):
+        if client.api_healthcheck() is not None:
+            return f"schedule: the Prefect server is gone; {name} was not paused"
+        try:
+            deployment = client.read_deployment_by_name(name)
+        except ObjectNotFound:
+            return f"schedule: no {name} on the server"
+        if deployment.paused:
+            return f"schedule: {name} is paused"
+        client.pause_deployment(deployment.id)
+    return f"schedule: paused {name} (`pixelpipe serve --params FILE` runs it again)"
 
 
 if __name__ == "__main__":

@@ -34,15 +34,3 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
-
-
-def pytest_sessionfinish(session, exitstatus):
-    """Stop the temporary Prefect servers CLI tests started in this process now, while logging
-    still has somewhere to write; Prefect's own atexit stop ran after pytest closed stderr and
-    printed a logging traceback under the summary."""
-    import sys
-
-    server = sys.modules.get("prefect.server.api.server")
-    if server is not None:
-        for instance in list(server.SubprocessASGIServer._instances.values()):
-            instance.stop()

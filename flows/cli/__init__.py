@@ -8,6 +8,7 @@
 - `session.py`   around a flow call: the Prefect API, the terminal bar, one-line errors
 - `server.py`    `pixelpipe server start|status|stop`: a local Prefect server commands find
 - `progress.py`  the terminal progress bars
+- `prefect_compat.py`  the one use of Prefect beyond its public API (each names what is missing)
 - `demo.py`      `pixelpipe demo`: the whole pipeline offline on generated pictures
 """
 

@@ -17,7 +17,7 @@ from flows.cli import output
 from flows.cli.demo import DemoOptions
 from flows.cli.options import _load_params_file, app, explain, fail, params_command
 from flows.cli.registry import register as register_registry_commands
-from flows.cli.server import prefect_api, server_app
+from flows.cli.server import loopback_bypasses_proxies, prefect_api, server_app
 from storage.errors import PixelpipeError
 
 app.add_typer(server_app, name="server")
@@ -190,9 +190,11 @@ def serve(
     from deployments import serve as entry
 
     try:
+        # Bad options fail before any server is looked for or started.
+        defaults = _load_params_file(Path(params_file)) if params_file else None
+        policy = entry.serve_policy(data_dir, allow_root or (), allow_dask or ())
+        entry.checked_defaults(defaults, policy)
         with prefect_api(echo=typer.echo):  # $PREFECT_API_URL, else `pixelpipe server start`'s
-            defaults = _load_params_file(Path(params_file)) if params_file else None
-            policy = entry.serve_policy(data_dir, allow_root or (), allow_dask or ())
             entry.serve(defaults, cron, timezone, policy, echo=typer.echo)
     except ValidationError as e:
         fail(f"{params_file}: " + explain(e), code=2)
@@ -252,4 +254,5 @@ def main() -> None:
     # telemetry only logs failures on an offline machine. A user's own settings still win.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    loopback_bypasses_proxies()  # before any client exists; the commands' children inherit it
     app()

@@ -7,6 +7,7 @@ import logging
 import sys
 import threading
 from collections.abc import Iterator
+from logging import ERROR, WARNING
 from typing import Any
 
 from rich.console import Console
@@ -21,7 +22,6 @@ from rich.progress import (
 )
 from rich.progress import Progress as RichProgress
 from rich.text import Text
-from rich.theme import Theme
 
 from tasks.runtime import set_progress_sink
 
@@ -80,20 +80,39 @@ def new_bar(console: Console | None = None) -> RichProgress:
     )
 
 
+class AboveTheBar(logging.Handler):
+    """Stands in for one of Prefect's console handlers while the bar is live: that handler's
+    level, filters and format (read at each record, so filters added meanwhile apply), printed
+    through the bar's console, so a log line lands above the bar instead of through it."""
+
+    def __init__(self, inner: logging.Handler, console: Console) -> None:
+        super().__init__()
+        self.inner, self.console = inner, console
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        if record.levelno < self.inner.level or not self.inner.filter(record):
+            return False
+        self.emit(record)
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level = record.levelno
+            style = "red" if level >= ERROR else "yellow" if level >= WARNING else ""
+            self.console.print(Text(self.inner.format(record), style=style), soft_wrap=True)
+        except Exception:
+            self.handleError(record)
+
+
 @contextlib.contextmanager
 def terminal_progress(enabled: bool | None = None) -> Iterator[BarSink | None]:
-    """While active, every Progress in this process also drives a live bar. The bars share
-    Prefect's console, so its log lines print above them (in its colours) instead of through
-    them. Off when stdout is no terminal."""
+    """While active, every Progress in this process also drives a live bar, and Prefect's
+    console handlers print above it. Off when stdout is no terminal."""
     if not (sys.stdout.isatty() if enabled is None else enabled):
         yield None
         return
-    handlers = prefect_console_handlers()
-    console = handlers[0].console if handlers else Console(markup=False, highlight=False)
-    others = [(h, h.console) for h in handlers[1:]]
-    for handler, _ in others:
-        handler.console = console
-    console.push_theme(Theme())  # rich's default styles (the bar's); Prefect's theme has none
+    console = Console(stderr=True, highlight=False)  # where Prefect's console handler writes
+    swapped = _swap_handlers(prefect_console_handlers(), console)
     bar = new_bar(console)
     sink = BarSink(bar)
     bar.start()
@@ -103,22 +122,39 @@ def terminal_progress(enabled: bool | None = None) -> Iterator[BarSink | None]:
     finally:
         set_progress_sink(None)
         bar.stop()
-        console.pop_theme()
-        for handler, own in others:
-            handler.console = own
+        for logger, stand_in, handler in swapped:
+            logger.removeHandler(stand_in)
+            logger.addHandler(handler)
+
+
+def _loggers() -> list[logging.Logger]:
+    known = list(logging.root.manager.loggerDict.values())
+    return [logging.getLogger(), *(x for x in known if isinstance(x, logging.Logger))]
+
+
+def _swap_handlers(
+    handlers: list[Any], console: Console
+) -> list[tuple[logging.Logger, AboveTheBar, Any]]:
+    """Replace each of `handlers` by an AboveTheBar on every logger that has it."""
+    stand_ins = {id(h): AboveTheBar(h, console) for h in handlers}
+    swapped = []
+    for logger in _loggers():
+        for handler in [h for h in logger.handlers if id(h) in stand_ins]:
+            logger.removeHandler(handler)
+            logger.addHandler(stand_ins[id(handler)])
+            swapped.append((logger, stand_ins[id(handler)], handler))
+    return swapped
 
 
 def prefect_console_handlers() -> list[Any]:
-    """Prefect's console handlers (on the root logger by default), configuring Prefect's
-    logging first if nothing has yet: handlers made later would escape the caller."""
-    from prefect.logging.configuration import ensure_logging_setup
+    """Prefect's console handlers (on the root logger by default)."""
+    # Importing Prefect's public top level configures its logging if nothing has yet (handlers
+    # made later would escape the caller).
+    from prefect import flow  # noqa: F401
     from prefect.logging.handlers import PrefectConsoleHandler
 
-    ensure_logging_setup()
-    known = list(logging.root.manager.loggerDict.values())
-    loggers = [logging.getLogger(), *(x for x in known if isinstance(x, logging.Logger))]
     found: list[Any] = []
-    for logger in loggers:
+    for logger in _loggers():
         for handler in logger.handlers:
             if isinstance(handler, PrefectConsoleHandler) and handler not in found:
                 found.append(handler)

@@ -33,10 +33,32 @@ Label = _name("label")
 DatasetName = _name("dataset name")
 
 
-class Params(BaseModel):
-    """Base of every parameter model: unknown fields are errors, not silently ignored."""
+def optional_as_plain_input(schema: dict[str, Any], model: type | None = None) -> None:
+    """An optional field (`X | None = None`) in the JSON schema as Prefect's Run form renders
+    it: a plain X input that may be left empty (the field is not required; empty is None).
+    Pydantic writes `anyOf [X, {"type": "null"}]` with `default: null`, which the form shows as
+    a str/None switch set to `Property is type "None"`. The null branch and the null default go;
+    the title, description and constraints stay. Prefect's schema check then refuses an explicit
+    null from the API: omit the field instead."""
+    for prop in schema.get("properties", {}).values():
+        branches = prop.get("anyOf")
+        if not branches or {"type": "null"} not in branches:
+            continue
+        kept = [b for b in branches if b != {"type": "null"}]
+        del prop["anyOf"]
+        if len(kept) == 1:
+            prop.update({k: v for k, v in kept[0].items() if k not in prop})
+        else:
+            prop["anyOf"] = kept
+        if "default" in prop and prop["default"] is None:
+            del prop["default"]
 
-    model_config = ConfigDict(extra="forbid")
+
+class Params(BaseModel):
+    """Base of every parameter model: unknown fields are errors, not silently ignored; optional
+    fields render as plain inputs in the Prefect UI."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=optional_as_plain_input)
 
 
 class StageParams(Params):

@@ -19,39 +19,54 @@ def prefect_yaml() -> dict:
     return yaml.safe_load((importlib.resources.files("deployments") / "prefect.yaml").read_text())
 
 
-def test_without_defaults_the_schedule_is_registered_but_inactive():
+def test_without_defaults_every_deployment_runs_on_demand_and_none_has_a_schedule():
     deployments = {d.flow_name: d for d in serve.build_deployments()}
     assert set(deployments) == {name.replace("_", "-") for name in serve.FLOWS}
+    assert all(d.name == "on-demand" and "pixelpipe" in d.tags for d in deployments.values())
+    # No inactive schedule either: the UI would show its "At 03:00 AM every day" badge.
+    assert all(not d.schedules and d.paused is False for d in deployments.values())
     pipeline = deployments["image-pipeline"]
-    (schedule,) = pipeline.schedules
-    assert schedule.schedule.cron == "0 3 * * *" and schedule.active is False
     assert pipeline.entrypoint == "flows.image_pipeline.image_pipeline"
     limited = {name for name, d in deployments.items() if d.concurrency_limit}
     assert limited == {"image-pipeline", "train-classifier"}
-    assert all(d.name == "local" and "pixelpipe" in d.tags for d in deployments.values())
+    line = serve.schedule_line(None, serve.DEFAULT_CRON, "UTC")
+    assert line.startswith("schedule: none (no --params)") and "--params FILE" in line
 
 
-def test_defaults_file_activates_the_schedule_and_is_validated(tmp_path):
+def test_defaults_file_adds_the_nightly_deployment_and_is_validated(tmp_path):
     good = tmp_path / "good.yaml"
     good.write_text("sources: [mountain=https://example.com/a]\ntrain: {epochs: 3}\n")
     defaults = serve.pipeline_defaults(cli._load_params_file(good))
     assert defaults == {"sources": ["mountain=https://example.com/a"], "train": {"epochs": 3}}
-    (pipeline, *_) = serve.build_deployments(defaults, cron="15 2 * * 1")
-    assert pipeline.parameters == {"params": defaults}
-    assert pipeline.schedules[0].active and pipeline.schedules[0].schedule.cron == "15 2 * * 1"
+    deployments = serve.build_deployments(defaults, cron="15 2 * * 1")
+    names = [f"{d.flow_name}/{d.name}" for d in deployments]
+    assert names[-1] == "image-pipeline/nightly" and "image-pipeline/on-demand" in names
+    nightly = deployments[-1]
+    assert nightly.parameters == {"params": defaults} and nightly.paused is False
+    (schedule,) = nightly.schedules
+    assert schedule.active and schedule.schedule.cron == "15 2 * * 1"
+    assert all(not d.schedules and not d.parameters for d in deployments[:-1])
+    line = serve.schedule_line(defaults, "15 2 * * 1", "UTC")
+    assert line == "schedule: image-pipeline/nightly runs at cron '15 2 * * 1' (UTC): active"
     with pytest.raises(ValidationError, match="epochs"):
         serve.pipeline_defaults({"sources": ["a=https://example.com/a"], "train": {"epochs": 0}})
 
 
 def test_prefect_yaml_declares_the_same_flows_and_valid_pipeline_defaults():
     config = prefect_yaml()
+    names = [d["name"] for d in config["deployments"]]
     entrypoints = [d["entrypoint"] for d in config["deployments"]]
-    assert entrypoints == [f"flows/{name}.py:{name}" for name in serve.FLOWS]
+    # The served names with `-worker`: every flow on demand, the pipeline nightly too.
+    assert names == ["on-demand-worker"] * len(serve.FLOWS) + ["nightly-worker"]
+    assert entrypoints == [f"flows/{name}.py:{name}" for name in [*serve.FLOWS, "image_pipeline"]]
     for entrypoint in entrypoints:
         assert (REPO / entrypoint.split(":")[0]).is_file()
-    pipeline = config["deployments"][0]
-    PipelineParams.model_validate(pipeline["parameters"]["params"])
-    assert pipeline["concurrency_limit"]["limit"] == 1
+    nightly = config["deployments"][-1]
+    PipelineParams.model_validate(nightly["parameters"]["params"])
+    assert [s["active"] for s in nightly["schedules"]] == [False]  # until sources are real
+    assert all("schedules" not in d for d in config["deployments"][:-1])
+    limited = [d["entrypoint"] for d in config["deployments"] if "concurrency_limit" in d]
+    assert {e.split(":")[1] for e in limited} == serve.ONE_AT_A_TIME
     assert all(d["work_pool"]["name"] == "pixelpipe-process" for d in config["deployments"])
     # The worker's flow runs get the policy's variables (empty: data root only, no Dask).
     for d in config["deployments"]:

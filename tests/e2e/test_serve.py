@@ -157,7 +157,7 @@ def deployment(api: str, name: str):
             return None
 
 
-def served(server: dict, name: str = "image-pipeline/local"):
+def served(server: dict, name: str = "image-pipeline/on-demand"):
     procs = server["procs"]
     try:
         return wait_until(lambda: deployment(server["api"], name), 120, f"deployment {name}")
@@ -166,17 +166,19 @@ def served(server: dict, name: str = "image-pipeline/local"):
 
 
 def test_serve_registers_the_pipeline_schedule_and_concurrency_limit(server):
-    pipeline = served(server)
+    pipeline = served(server, "image-pipeline/nightly")  # --params: the nightly deployment
     (schedule,) = pipeline.schedules
     assert schedule.schedule.cron == "0 3 * * *" and schedule.schedule.timezone == "UTC"
-    assert schedule.active  # the --params defaults say what to start from
+    assert schedule.active and not pipeline.paused  # the --params defaults say what to start from
     nightly = str(server["root"] / "data" / "datasets" / "nightly")
     assert pipeline.parameters == {"params": {"dataset_dir": nightly}}
     assert pipeline.global_concurrency_limit.limit == 1
     assert pipeline.concurrency_options.collision_strategy == "ENQUEUE"
-    assert "params" in pipeline.parameter_openapi_schema["properties"]
+    on_demand = served(server)
+    assert not on_demand.schedules and on_demand.parameters == {}
+    assert "params" in on_demand.parameter_openapi_schema["properties"]
     for flow in ["scrape-images", "prepare-dataset", "train-classifier", "write-report"]:
-        assert served(server, f"{flow}/local").tags[0] == "pixelpipe"
+        assert served(server, f"{flow}/on-demand").tags[0] == "pixelpipe"
 
 
 def run_deployment_cli(server: dict, name: str, parameters: dict) -> str:
@@ -220,7 +222,7 @@ def test_pipeline_deployment_runs_through_the_cli_on_a_tiny_gallery(server, tmp_
             "train": {"epochs": 1, "batch_size": 8},
             "targets": ["mountain"],
         }
-        flow_run_id = run_deployment_cli(server, "image-pipeline/local", {"params": params})
+        flow_run_id = run_deployment_cli(server, "image-pipeline/on-demand", {"params": params})
         run = wait_until(
             lambda: final_state(server["api"], flow_run_id), 240, "the pipeline run", poll=1
         )
@@ -265,7 +267,7 @@ def test_a_wrong_parameter_is_refused_before_the_run_starts(server):
             str(BIN / "prefect"),
             "deployment",
             "run",
-            "image-pipeline/local",
+            "image-pipeline/on-demand",
             "--params",
             json.dumps({"params": {"dataset_dir": "/x", "train": {"epochs": 0}}}),
         ],
@@ -285,7 +287,7 @@ def test_a_served_run_outside_the_policy_fails_before_any_work(server, tmp_path)
     The page has images, so without the policy the runs would download into `elsewhere` and
     submit shards to the "scheduler" (a Dask client connects at its first task)."""
     pytest.importorskip("prefect_dask", reason="runner=dask needs the dask extra")
-    served(server, "scrape-images/local")
+    served(server, "scrape-images/on-demand")
     elsewhere = tmp_path / "elsewhere"
     gallery = build_gallery(tmp_path / "site", per_class=2, per_page=2)
     with GalleryServer(gallery.site_dir) as site, socket.socket() as listener:
@@ -301,7 +303,7 @@ def test_a_served_run_outside_the_policy_fails_before_any_work(server, tmp_path)
         }
         runs = {
             run_id: run_deployment_cli(
-                server, "scrape-images/local", {"params": {**base, **ask, "run_id": run_id}}
+                server, "scrape-images/on-demand", {"params": {**base, **ask, "run_id": run_id}}
             )
             for run_id, (ask, _) in asks.items()
         }
@@ -339,7 +341,7 @@ def test_prefect_yaml_deploys_every_flow_to_a_process_pool(server):
         timeout=300,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    pipeline = deployment(server["api"], "image-pipeline/pixelpipe")
+    pipeline = deployment(server["api"], "image-pipeline/nightly-worker")
     assert pipeline.work_pool_name == "pixelpipe-process"
     policy_env = {"PIXELPIPE_ALLOWED_ROOTS": "", "PIXELPIPE_ALLOWED_DASK": ""}
     assert pipeline.job_variables["env"] == policy_env  # the worker's runs get the policy
@@ -348,6 +350,49 @@ def test_prefect_yaml_deploys_every_flow_to_a_process_pool(server):
     assert schedule.schedule.cron == "0 3 * * *" and not schedule.active
     flows = ["scrape-images", "prepare-dataset", "train-classifier", "predict-batch"]
     for flow in [*flows, "write-report"]:
-        deployed = deployment(server["api"], f"{flow}/pixelpipe")
+        deployed = deployment(server["api"], f"{flow}/on-demand-worker")
         assert deployed.entrypoint.startswith("flows/")
         assert deployed.work_pool_name == "pixelpipe-process"
+
+
+def test_serve_stops_in_seconds_whatever_the_order_of_shutdown(tmp_path):
+    """`pixelpipe server start`, then `pixelpipe serve` stopped first (it pauses the nightly
+    schedule on its way out), then a second serve stopped after `pixelpipe server stop` (Prefect's
+    own pause retried against the stopped server for over a minute)."""
+    port = free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "home"), "DO_NOT_TRACK": "1",
+           "PIXELPIPE_DATA_DIR": str(tmp_path / "data"), "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}  # fmt: skip
+    env.pop("PREFECT_API_URL", None)  # the commands find the server `server start` recorded
+    pixelpipe = partial(
+        subprocess.run, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    started = pixelpipe([str(BIN / "pixelpipe"), "server", "start", "--port", str(port)])
+    assert started.returncode == 0, started.stdout + started.stderr
+    procs = Processes(tmp_path)
+    defaults = tmp_path / "defaults.yaml"
+    defaults.write_text(f"dataset_dir: {tmp_path / 'data' / 'datasets' / 'nightly'}\n")
+    try:
+        first = procs.start("serve1", [str(BIN / "pixelpipe"), "serve", "--params", str(defaults)],
+                            env, cwd=tmp_path)  # fmt: skip
+        nightly = wait_until(lambda: deployment(api, "image-pipeline/nightly"), 240, "nightly")
+        assert not nightly.paused
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=30)  # the server is up: a few calls, then out
+        assert deployment(api, "image-pipeline/nightly").paused, procs.tail("serve1")
+        said = (tmp_path / "serve1.log").read_text()
+        assert "schedule: image-pipeline/nightly runs at cron '0 3 * * *' (UTC): active" in said
+        assert "schedule: paused image-pipeline/nightly" in said
+
+        second = procs.start("serve2", [str(BIN / "pixelpipe"), "serve", "--params", str(defaults)],
+                             env, cwd=tmp_path)  # fmt: skip
+        wait_until(lambda: not deployment(api, "image-pipeline/nightly").paused, 240, "serve2")
+        stopped = pixelpipe([str(BIN / "pixelpipe"), "server", "stop"])
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=30)  # the server is gone: nothing to wait for
+        assert "the Prefect server is gone" in procs.tail("serve2")
+    finally:
+        procs.stop_all()
+        pixelpipe([str(BIN / "pixelpipe"), "server", "stop"])

@@ -175,3 +175,34 @@ def test_without_a_bar_progress_is_a_log_line_every_few_seconds(monkeypatch, cap
         progress.advance()
     lines = [r.getMessage() for r in caplog.records if "chatty loop" in r.getMessage()]
     assert lines == [f"chatty loop: {n}/4 ({25 * n}%)" for n in range(1, 5)]
+
+
+def test_prefect_log_lines_go_above_the_bar_through_the_handlers_own_filters(capsys):
+    """While the bar is live, Prefect's console handlers are stood in for on their loggers
+    (logging's public API): the stand-in applies the handler's filters at each record (the
+    CLI's quiet filter included) and prints through the bar's console; then they are back."""
+    from flows.cli.progress import prefect_console_handlers, terminal_progress
+
+    handlers = prefect_console_handlers()
+    assert handlers, "Prefect configured no console handler"
+    root = logging.getLogger()
+    before = set(root.handlers)
+
+    class NoSecrets(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return "secret" not in record.getMessage()
+
+    quiet = NoSecrets()
+    try:
+        with terminal_progress(enabled=True):
+            assert not before & set(handlers) & set(root.handlers)
+            for handler in handlers:
+                handler.addFilter(quiet)  # added while the bar is live, as the CLI may
+            logging.getLogger("prefect.test").warning("shown above the bar")
+            logging.getLogger("prefect.test").warning("a secret")
+    finally:
+        for handler in handlers:
+            handler.removeFilter(quiet)
+    assert set(root.handlers) == before
+    err = capsys.readouterr().err
+    assert "WARNING | prefect.test - shown above the bar" in err and "secret" not in err

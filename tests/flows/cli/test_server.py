@@ -1,16 +1,20 @@
 """Which Prefect API a command uses ($PREFECT_API_URL, a pixelpipe server that answers, a
-temporary server), `pixelpipe server start|status|stop` on a real Prefect server, and a
-SIGKILLed command that leaves no temporary server behind."""
+temporary server), `pixelpipe server start|status|stop` on a real Prefect server, a SIGKILLed
+command that leaves no temporary server behind, and loopback traffic that never goes through
+an environment proxy (a loopback "proxy" answering 502 counts what reaches it)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -37,8 +41,48 @@ def prefect_home(tmp_path):
         yield home
 
 
-def record(home: Path, url: str, pid: int = 0) -> None:
-    (home / server.STATE_FILE).write_text(json.dumps({"pid": pid, "url": url}))
+def record(home: Path, url: str) -> None:
+    (home / server.STATE_FILE).write_text(json.dumps({"url": url}))
+
+
+class BadProxy:
+    """A loopback "proxy" that answers 502 to every request (any method, CONNECT included)
+    and counts them: what an environment proxy would do to loopback traffic it should not get."""
+
+    def __init__(self) -> None:
+        self.requests: list[str] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def __getattr__(self, name: str):
+                if not name.startswith("do_"):
+                    raise AttributeError(name)
+                return self._bad_gateway
+
+            def _bad_gateway(self) -> None:
+                proxy.requests.append(f"{self.command} {self.path}")
+                self.send_response(502)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> BadProxy:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def environ(self) -> dict[str, str]:
+        """HTTP(S)_PROXY at this proxy, and no NO_PROXY of any spelling."""
+        return {"HTTP_PROXY": self.url, "HTTPS_PROXY": self.url, "http_proxy": self.url,
+                "https_proxy": self.url}  # fmt: skip
 
 
 def api_choice() -> tuple[str, str | None, str | None, list[str]]:
@@ -80,6 +124,34 @@ def test_a_server_that_does_not_answer_is_not_used(prefect_home):
     assert not ok and "NOT answering" in line
 
 
+def _proxied(monkeypatch, proxy: BadProxy) -> None:
+    for name, value in proxy.environ().items():
+        monkeypatch.setenv(name, value)
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(name, "")  # none: monkeypatch restores what was there
+
+
+def test_loopback_bypasses_proxies_whatever_the_spelling(monkeypatch):
+    monkeypatch.setenv("NO_PROXY", "intranet.invalid")
+    monkeypatch.setenv("no_proxy", "other.invalid")  # urllib and requests read this one first
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.2:9/api")
+    server.loopback_bypasses_proxies()
+    server.loopback_bypasses_proxies()  # twice: nothing is added twice
+    expected = "intranet.invalid,other.invalid,localhost,127.0.0.1,::1,127.0.0.2"
+    assert os.environ["NO_PROXY"] == os.environ["no_proxy"] == expected
+
+
+def test_the_health_check_never_goes_through_an_environment_proxy(monkeypatch):
+    with BadProxy() as proxy, SiteServer(root=None, files={"api/health": b"true"}) as site:
+        _proxied(monkeypatch, proxy)
+        assert not server.healthy(site.url("api"))  # the proxy's 502: it was on the path
+        assert proxy.requests == [f"GET {site.url('api/health')}"]
+        proxy.requests.clear()
+        server.loopback_bypasses_proxies()
+        assert server.healthy(site.url("api"))
+        assert proxy.requests == []
+
+
 def _children(pid: int) -> list[int]:
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -109,23 +181,22 @@ def _cli_env(home: Path, **extra: str) -> dict[str, str]:
 @pytest.mark.e2e
 def test_a_sigkilled_command_leaves_no_temporary_server(tmp_path, data_dir):
     """No server answers (a stale record): the command says how to avoid the temporary server,
-    starts it, and is killed mid-flow; the server goes with it."""
+    starts it (through no proxy), and is killed mid-flow; the server goes with it."""
     home = tmp_path / "home"
     home.mkdir()
     record(home, f"http://127.0.0.1:{free_port()}/api")
-    with SiteServer(slow_s=120) as site:  # the page never comes in time: the flow is running
+    with BadProxy() as proxy, SiteServer(slow_s=120) as site:  # the page never comes in time
         args = [sys.executable, "-m", "flows.cli", "scrape", "--pages", site.url("slow/index.html")]
         args += ["--label", "x", "--allow-private-networks", "--timeout", "300"]
         log = (tmp_path / "cli.log").open("w")
-        cli = subprocess.Popen(
-            args, env=_cli_env(home), cwd=REPO, stdout=log, stderr=subprocess.STDOUT
-        )
+        env = _cli_env(home, **proxy.environ())
+        cli = subprocess.Popen(args, env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
         try:
             deadline = time.monotonic() + 180
             while not site.hits("slow/index.html") and time.monotonic() < deadline:
                 assert cli.poll() is None, (tmp_path / "cli.log").read_text()
                 time.sleep(0.2)
-            servers = [p for p in _children(cli.pid) if b"uvicorn" in _cmdline(p)]
+            servers = [p for p in _children(cli.pid) if b"server\0start" in _cmdline(p)]
             assert len(servers) == 1, (tmp_path / "cli.log").read_text()
             cli.send_signal(signal.SIGKILL)
             cli.wait(timeout=30)
@@ -137,6 +208,7 @@ def test_a_sigkilled_command_leaves_no_temporary_server(tmp_path, data_dir):
             if cli.poll() is None:
                 cli.kill()
     assert server.HINT in (tmp_path / "cli.log").read_text()
+    assert proxy.requests == []
 
 
 def _cmdline(pid: int) -> bytes:
@@ -146,42 +218,43 @@ def _cmdline(pid: int) -> bytes:
         return b""
 
 
-def _cli(home: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+def _cli(home: Path, *args: str, env: dict[str, str], timeout: float = 240):
     return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args], env=_cli_env(home), cwd=REPO,
+        [sys.executable, "-m", "flows.cli", *args], env=_cli_env(home, **env), cwd=REPO,
         capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
 
 
 @pytest.mark.e2e
 def test_server_start_is_found_used_and_stopped(tmp_path, data_dir):
+    """Every command with HTTP(S)_PROXY at a proxy that answers 502, and no NO_PROXY: they all
+    work as without it, and the proxy sees no request."""
     home, port = tmp_path / "home", free_port()
-    started = _cli(home, "server", "start", "--port", str(port))
-    try:
-        assert started.returncode == 0, started.stdout + started.stderr
-        url = f"http://127.0.0.1:{port}/api"
-        assert url in started.stdout and str(home / server.LOG_FILE) in started.stdout
-        state = json.loads((home / server.STATE_FILE).read_text())
-        assert state["url"] == url and _cmdline(state["pid"]).count(b"prefect")
-        status = _cli(home, "server", "status")
-        assert status.returncode == 0 and f"{url}: answering" in status.stdout
-        again = _cli(home, "server", "start", "--port", str(port))
-        assert again.returncode == 0 and "already running" in again.stdout
+    url = f"http://127.0.0.1:{port}/api"
+    with BadProxy() as proxy:
+        cli = functools.partial(_cli, home, env=proxy.environ())
+        started = cli("server", "start", "--port", str(port))
+        try:
+            assert started.returncode == 0, started.stdout + started.stderr
+            assert url in started.stdout
+            assert json.loads((home / server.STATE_FILE).read_text())["url"] == url
+            status = cli("server", "status")
+            assert status.returncode == 0 and f"{url}: answering" in status.stdout
+            again = cli("server", "start", "--port", str(port))
+            assert again.returncode == 0 and "already running" in again.stdout
 
-        # A flow command finds it: its run is on that server (no temporary one, no hint).
-        with SiteServer() as site:
-            run = _cli(home, "scrape", "--pages", site.url("index.html"), "--label", "site",
-                       "--allow-private-networks", "--max-images", "1")  # fmt: skip
-        assert run.returncode == 0, run.stdout + run.stderr
-        assert f"View at http://127.0.0.1:{port}/runs/flow-run/" in run.stdout + run.stderr
-        assert server.HINT not in run.stdout + run.stderr
-        assert "temporary server" not in run.stdout + run.stderr
-    finally:
-        stopped = _cli(home, "server", "stop")
-    assert stopped.returncode == 0 and f"pid {state['pid']}" in stopped.stdout
-    deadline = time.monotonic() + 30
-    while not _gone(state["pid"]) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert _gone(state["pid"])
-    status = _cli(home, "server", "status")
-    assert status.returncode == 1 and "no pixelpipe server" in status.stdout
+            # A flow command finds it: its run is on that server (no temporary one, no hint).
+            with SiteServer() as site:
+                run = cli("scrape", "--pages", site.url("index.html"), "--label", "site",
+                          "--allow-private-networks", "--max-images", "1")  # fmt: skip
+            assert run.returncode == 0, run.stdout + run.stderr
+            assert f"View at http://127.0.0.1:{port}/runs/flow-run/" in run.stdout + run.stderr
+            assert server.HINT not in run.stdout + run.stderr
+        finally:
+            stopped = cli("server", "stop")
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        assert f"port {port} is free" in stopped.stdout
+        assert server._port_free(port)  # at once: a `server start` now would find it free
+        status = cli("server", "status")
+        assert status.returncode == 1 and "no pixelpipe server" in status.stdout
+    assert proxy.requests == []

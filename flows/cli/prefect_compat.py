@@ -1,0 +1,33 @@
+"""The one place pixelpipe reaches past Prefect's public API, each use naming what is missing
+upstream; tests/flows/cli/test_prefect_compat.py fails loudly when one of them changes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def process_api_url(url: str) -> Iterator[None]:
+    """Point every thread of this process (and the children it starts) at the Prefect API at
+    `url` for a while.
+
+    Missing upstream: a public way to change the process-wide settings after `import prefect`.
+    `prefect.settings.temporary_settings` changes the calling context only; threads that do
+    not copy it (our download pools, Prefect's log and event workers) read the global settings
+    context Prefect built from the environment at import, and without this refresh they would
+    start a temporary server of their own."""
+    from prefect.context import refresh_global_settings_context
+
+    old = os.environ.get("PREFECT_API_URL")
+    os.environ["PREFECT_API_URL"] = url
+    refresh_global_settings_context()
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = old
+        refresh_global_settings_context()
