@@ -1,7 +1,8 @@
-"""What every parameter model shares: the base classes, checked names, runner choice."""
+"""What every parameter model shares: the base classes, checked names, path types, runner choice."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 from typing import Annotated, Any, Literal
 
@@ -33,14 +34,39 @@ Label = _name("label")
 DatasetName = _name("dataset name")
 
 
+@dataclass(frozen=True)
+class PathParam:
+    """Marks a parameter whose value names a file or folder on this host. The gate
+    (flows/gate/policy.py) finds every such value by this mark, in any model and at any
+    depth, and judges it in a served run: a new path field is covered by its type alone.
+
+    kind "path": always a path. "weights": a path unless it names the Keras cache
+    ('imagenet') or random weights. "model": what a model reference opens (a
+    file, a train run's folder, a champion's model; a backbone name opens no path).
+    """
+
+    kind: Literal["path", "weights", "model"] = "path"
+
+
+LocalPath = Annotated[str, PathParam()]
+WeightsPath = Annotated[str, PathParam("weights")]
+ModelRef = Annotated[str, PathParam("model")]
+
+
 class Params(BaseModel):
     """Base of every parameter model: unknown fields are errors, not silently ignored."""
 
     model_config = ConfigDict(extra="forbid")
 
+    def claimed_run(self) -> str | None:
+        """The run id this run writes under, which the gate holds exclusively while it runs
+        (None: a new id the flow makes itself, unique already)."""
+        value = getattr(self, "run_id", None)
+        return value if isinstance(value, str) else None
+
 
 class StageParams(Params):
-    data_dir: str | None = Field(
+    data_dir: LocalPath | None = Field(
         None, description="Data root; default $PIXELPIPE_DATA_DIR, else ./data"
     )
     run_id: RunId | None = Field(

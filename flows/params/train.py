@@ -6,7 +6,15 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from flows.params.base import OPENVINO_INSTALL, Params, RunId, StageParams, installed
+from flows.params.base import (
+    OPENVINO_INSTALL,
+    LocalPath,
+    Params,
+    RunId,
+    StageParams,
+    WeightsPath,
+    installed,
+)
 from tasks.train.spec import TRANSFER_MODELS, check_image_size
 
 
@@ -40,7 +48,7 @@ class AugmentationParams(Params):
 
 
 class TrainParams(StageParams):
-    dataset_dir: str | None = Field(
+    dataset_dir: LocalPath | None = Field(
         None, description="Prepared dataset folder with train/ and val/ (required alone)"
     )
     model: Literal["cifar_cnn", "small_cnn", "resnet50_transfer", "mobilenet_transfer"] = Field(
@@ -58,7 +66,7 @@ class TrainParams(StageParams):
         None, description="Override the model's optimizer"
     )
     learning_rate: float | None = Field(None, gt=0, le=10, description="Override the model's LR")
-    weights: str | None = Field(
+    weights: WeightsPath | None = Field(
         "imagenet", description="Backbone weights: 'imagenet', a local .h5 file, or none"
     )
     alpha: float = Field(0.25, gt=0, le=1.4, description="MobileNet width multiplier")
@@ -79,6 +87,10 @@ class TrainParams(StageParams):
         " reused by predict --backend openvino; needs the openvino extra)",
     )
 
+    def claimed_run(self) -> str | None:
+        """A resumed run writes under the run it continues."""
+        return self.resume_run or self.run_id
+
     @model_validator(mode="after")
     def _consistent(self) -> TrainParams:
         transfer = self.model in TRANSFER_MODELS
@@ -98,8 +110,10 @@ class TrainParams(StageParams):
 
 
 class AugmentPreviewParams(Params):
-    dataset_dir: str = Field(description="Dataset folder (train/<class>/) or a <class>/ folder")
-    out: str = Field("augment-preview.png", description="PNG file to write")
+    dataset_dir: LocalPath = Field(
+        description="Dataset folder (train/<class>/) or a <class>/ folder"
+    )
+    out: LocalPath = Field("augment-preview.png", description="PNG file to write")
     variants: int = Field(8, ge=1, le=64, description="Augmented variants per image")
     images: int = Field(4, ge=1, le=32, description="Training images shown (one row each)")
     image_size: int | None = Field(None, ge=8, le=1024, description="Side; default: the images'")
