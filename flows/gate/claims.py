@@ -60,7 +60,7 @@ class RunClaim:
                 holder = self._live_holder()
                 if holder is not None:
                     raise RunInUseError(self._refusal(holder))
-                write_text(self.path, json.dumps(_about(self.stage, self.run_id)))
+                write_text(self.path, json.dumps(_about(self.stage, self.run_id, self.lease_s)))
         except OSError as e:  # a read-only or full data root: say where, in one line
             raise PixelpipeError(
                 f"cannot claim run id {self.run_id!r} in {self.folder}: {e}"
@@ -104,7 +104,7 @@ class RunClaim:
                 age = now - exact.stat().st_mtime
             except FileNotFoundError:  # its run finished meanwhile
                 continue
-            if age <= self.lease_s:
+            if age <= _lease_of(exact, self.lease_s):
                 return exact
             logger().warning("removing the stale claim %s (untouched for %.0f s)", exact, age)
             exact.unlink(missing_ok=True)
@@ -125,11 +125,20 @@ class RunClaim:
         )
 
 
-def _about(stage: str, run_id: str) -> dict[str, object]:
+def _lease_of(claim: Path, default: float) -> float:
+    """The holder's own lease: its heartbeat's pace, whatever the claimer's is."""
+    try:
+        return float(json.loads(claim.read_text())["lease_s"])
+    except (OSError, ValueError, KeyError, TypeError):  # half-written or foreign: the default
+        return default
+
+
+def _about(stage: str, run_id: str, lease_s: float) -> dict[str, object]:
     """Who holds the claim, for the refusal message of the run that comes second."""
     return {
         "stage": stage,
         "run_id": run_id,
+        "lease_s": lease_s,
         "pid": os.getpid(),
         "host": socket.gethostname(),
         "flow_run": _flow_run_id(),
