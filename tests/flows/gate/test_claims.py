@@ -40,9 +40,13 @@ def test_a_held_run_id_is_refused_in_one_line_naming_the_run(tmp_path):
 
 def test_claims_are_per_stage_and_per_run_id(tmp_path):
     # The pipeline holds its run id while its subflows claim the same id for their stages.
-    with RunClaim(tmp_path, "image-pipeline", "r1"), RunClaim(tmp_path, "scrape-images", "r1"):
-        with RunClaim(tmp_path, "scrape-images", "r2"), RunClaim(tmp_path, "scrape-images", "r"):
-            pass
+    with (
+        RunClaim(tmp_path, "image-pipeline", "r1"),
+        RunClaim(tmp_path, "scrape-images", "r1"),
+        RunClaim(tmp_path, "scrape-images", "r2"),
+        RunClaim(tmp_path, "scrape-images", "r"),
+    ):
+        assert len(claims(tmp_path, "scrape-images")) == 3
 
 
 def test_a_heartbeat_keeps_the_claim_and_a_stale_claim_is_taken_over(tmp_path):
