@@ -90,7 +90,7 @@ def outside_paths(draw) -> Callable[[dict], str]:
         "long-path": lambda p: under(f"{p['photos']}/{'/'.join(['d' * 200] * (21 + depth))}", tail),
         "loop": lambda p: under(f"{p['data']}/loop1", tail),
         "surrogate": lambda p: under(f"{p['data']}/\ud800{'s' * cut}", tail),
-        "relative": lambda p: under("data", tail),  # from the current folder: outside
+        "relative": lambda p: under("./data", tail),  # from the current folder: outside
     }[kind]
 
 
