@@ -6,7 +6,7 @@ work, with one line naming the holder. A claim is `<data root>/.claims/<stage>/<
 .claim`, touched every `lease_s / 3` by its holder; a claim untouched for `lease_s` belongs to
 a run that died (SIGKILL, a lost machine) and is removed by the next claimer, by its exact
 name, as the scrape's host leases do (tasks/scrape/politeness.py). The check and the write
-happen under an flock on `.claims/.lock`, which the kernel releases when its holder dies, so
+happen under a flock on `.claims/.lock`, which the kernel releases when its holder dies, so
 two runs starting at once cannot both win and a killed claimer never wedges the folder.
 
 Per (stage, run id): the pipeline's subflows share its run id and each claims its own stage.
