@@ -6,11 +6,10 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 from pydantic import BaseModel, Field
 
-from flows.gate.policy import enforce_policy
+from flows.gate.entry import gated_flow
 from flows.params import CurateParams
 from storage.errors import ConfigError
 from storage.layout import Layout, new_run_id
@@ -31,9 +30,8 @@ class CurateResult(BaseModel):
     flagged: dict[str, int] = Field(description="label -> images flagged by any check")
 
 
-@flow(name="curate-images", description="Flag off-topic and mislabeled images.")
+@gated_flow(name="curate-images", description="Flag off-topic and mislabeled images.")
 def curate_images(params: CurateParams) -> CurateResult:
-    enforce_policy(params)  # a served run: only what the operator allows, before any work
     run_id = params.run_id or new_run_id()
     layout = Layout.at(params.data_dir)
     root = (

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import flow
 from pydantic import BaseModel, Field
 
 from flows.curate_images import curate_images
-from flows.gate.policy import enforce_policy
+from flows.gate.entry import gated_flow
 from flows.params import (
     CurateParams,
     PipelineParams,
@@ -302,7 +301,7 @@ def _report(params: PipelineParams, result: PipelineResult) -> None:
     result.stages_run.append("write_report")
 
 
-@flow(
+@gated_flow(
     name="image-pipeline",
     description="Scrape pages, prepare a dataset, train a classifier, promote it when better"
     " than the champion, predict with the champion, and report.",
@@ -310,7 +309,6 @@ def _report(params: PipelineParams, result: PipelineResult) -> None:
 )
 def image_pipeline(params: PipelineParams) -> PipelineResult:
     """Run the stages as subflows under one run id; a stage whose input is given is skipped."""
-    enforce_policy(params)  # a served run: only what the operator allows, before any work
     run_id = safe_name(params.run_id, "run id") if params.run_id else new_run_id()
     data_dir = str(Layout.at(params.data_dir).root)
     classes = check_inputs(params)  # fail before any stage runs

@@ -8,11 +8,10 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 
-from prefect import flow
 from prefect.artifacts import create_table_artifact
 from pydantic import BaseModel
 
-from flows.gate.policy import enforce_policy
+from flows.gate.entry import gated_flow
 from flows.gate.runners import task_runner_for
 from flows.params import PredictParams
 from storage.layout import Layout, new_run_id
@@ -73,10 +72,9 @@ def _top(summaries: list[ShardSummary]) -> list[dict]:
     return [{**r, "probability": round(r["probability"], 4)} for r in rows]
 
 
-@flow(name="predict-batch")
+@gated_flow(name="predict-batch")
 def predict_batch(params: PredictParams) -> PredictResult:
     """Classify images (folders, files, a scrape run or a dataset split) into `predictions`."""
-    enforce_policy(params)  # a served run: only what the operator allows, before any work
     started = time.perf_counter()
     log = logger()
     run_id = params.run_id or new_run_id()

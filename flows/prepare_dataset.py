@@ -7,11 +7,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from prefect import flow
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
-from flows.gate.policy import enforce_policy
+from flows.gate.entry import gated_flow
 from flows.gate.runners import machine_cores, task_runner_for
 from flows.params import PrepareParams
 from storage.errors import ConfigError, DatasetError
@@ -46,13 +45,12 @@ class PrepareResult(BaseModel):
 
 # Threads only wait on file reads and on the process pool; a few keep both busy, and bound
 # how many batches `.map` starts at once on a big folder.
-@flow(
+@gated_flow(
     name="prepare-dataset",
     description="Clean, resize, deduplicate and split images.",
     task_runner=ThreadPoolTaskRunner(max_workers=4),
 )
 def prepare_dataset(params: PrepareParams) -> PrepareResult:
-    enforce_policy(params)  # a served run: only what the operator allows, before any work
     run_id = params.run_id or new_run_id()
     layout = Layout.at(params.data_dir)
     dataset_dir, class_dirs = _resolve(params, layout)

@@ -7,13 +7,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 
-from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from pydantic import BaseModel
 
+from flows.gate.entry import gated_flow
 from flows.params.registry import PromoteParams, RollbackParams
 from storage.champions import Champion, read_champion
 from storage.errors import ConfigError, PixelpipeError
@@ -83,7 +83,7 @@ def _score_champion(
         return None, str(e)
 
 
-@flow(name="promote-model", validate_parameters=True)
+@gated_flow(name="promote-model", validate_parameters=True)
 def promote_model(params: PromoteParams) -> PromoteResult:
     """Challenger vs champion on the dataset's test split; promote or keep, and record it."""
     data_dir = str(Layout.at(params.data_dir).root)
@@ -135,7 +135,7 @@ def _finish(
     )  # fmt: skip
 
 
-@flow(name="rollback-champion", validate_parameters=True)
+@gated_flow(name="rollback-champion", validate_parameters=True)
 def rollback_champion(params: RollbackParams) -> PromoteResult:
     """Bring the dataset's previous champion back, recorded as `rolled_back`."""
     data_dir = str(Layout.at(params.data_dir).root)

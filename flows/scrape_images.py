@@ -7,10 +7,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from prefect import flow
 from pydantic import BaseModel, Field
 
-from flows.gate.policy import enforce_policy
+from flows.gate.entry import gated_flow
 from flows.gate.runners import task_runner_for
 from flows.params import ScrapeParams
 from storage.layout import Layout, new_run_id, safe_name
@@ -102,9 +101,8 @@ def _skip_rows(
     return todo, skipped
 
 
-@flow(name="scrape-images", description="Find, download, validate and dedupe page images.")
+@gated_flow(name="scrape-images", description="Find, download, validate and dedupe page images.")
 def scrape_images(params: ScrapeParams) -> ScrapeResult:
-    enforce_policy(params)  # a served run: only what the operator allows, before any work
     run_id = params.run_id or new_run_id()
     safe_name(run_id, "run id")
     layout = Layout.at(params.data_dir)

@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from prefect import flow
 from pydantic import BaseModel
 
+from flows.gate.entry import gated_flow
 from flows.gate.policy import enforce_policy
 from flows.params import TrainParams
 from storage.errors import ConfigError
@@ -177,10 +177,9 @@ def evaluate_best(spec, best_val_accuracy: float | None) -> dict[str, float | No
     return {"evaluated_val_accuracy": got["val_accuracy"], "evaluated_val_loss": got["val_loss"]}
 
 
-@flow(name="train-classifier", log_prints=True)
+@gated_flow(name="train-classifier", log_prints=True)
 def train_classifier(params: TrainParams) -> TrainResult:
     """Train a classifier on a prepared dataset; keep the best epoch; resumable."""
-    enforce_policy(params)  # a served run: only what the operator allows, before any work
     # deferred: TensorFlow loads when training starts, not with the flow (CLI start-up, serve)
     from tasks.train.fit import train_model_task
 

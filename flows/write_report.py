@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from prefect import flow
 from pydantic import BaseModel
 
-from flows.gate.policy import enforce_policy
+from flows.gate.entry import gated_flow
 from flows.params import ReportParams
 from storage.errors import ConfigError
 from storage.layout import resolve_data_dir, safe_name
@@ -35,10 +34,14 @@ def stage_runs(params: ReportParams) -> dict[str, str]:
     return runs
 
 
-@flow(name="write-report", description="Write the HTML/Markdown report of a run.")
+# creates_root=False: the body refuses a missing data root; the claim must not create it.
+@gated_flow(
+    name="write-report",
+    description="Write the HTML/Markdown report of a run.",
+    creates_root=False,
+)
 def write_report(params: ReportParams) -> ReportResult:
     """Read a run back from the warehouse and write reports/<run>/report.html and report.md."""
-    enforce_policy(params)  # a served run: only what the operator allows, before any work
     runs = stage_runs(params)
     root = resolve_data_dir(params.data_dir)
     if not root.is_dir():

@@ -31,14 +31,36 @@ class Champion(BaseModel):
 
 
 def read_champion(dataset: str, data_dir: str | os.PathLike[str] | None = None) -> Champion | None:
-    """The dataset's champion, or None when it has none yet; ConfigError when unreadable."""
-    path = Layout.at(data_dir).champion_file(dataset)
+    """The dataset's champion, or None when it has none yet; ConfigError when unreadable or
+    when it leads outside the data root's models/. Every reader of a pointer comes here, so
+    no run, served or ad hoc, loads a model a pointer file smuggled in from elsewhere."""
+    layout = Layout.at(data_dir)
+    path = layout.champion_file(dataset)
     try:
-        return Champion.model_validate_json(path.read_bytes())
+        champion = Champion.model_validate_json(path.read_bytes())
     except FileNotFoundError:
         return None
     except ValidationError as e:
         raise ConfigError(f"{path} is not a champion pointer ({e.error_count()} problems)") from e
+    return champion.model_copy(update={"model_path": _inside_models(champion, path, layout)})
+
+
+def _inside_models(champion: Champion, pointer: Path, layout: Layout) -> str:
+    """The pointer's model, resolved (symlinks, `..`; relative to the data root); ConfigError
+    unless it lies under <data root>/models/ (its champions/ folder excluded)."""
+    models = (layout.root / "models").resolve()
+    target = Path(champion.model_path)
+    try:
+        target = (target if target.is_absolute() else layout.root / target).resolve()
+    except (OSError, ValueError, RuntimeError) as e:  # a NUL byte, a symlink loop
+        raise ConfigError(f"champion pointer {pointer} names an unusable model path ({e})") from e
+    if not target.is_relative_to(models) or target.is_relative_to(models / "champions"):
+        raise ConfigError(
+            f"champion pointer {pointer} leads outside {models}"
+            f" ({champion.model_path!r}): a champion must be a model trained under this data"
+            " root; delete the pointer and promote a model again (pixelpipe promote --run-id RUN)"
+        )
+    return str(target)
 
 
 def write_champion(champion: Champion, data_dir: str | os.PathLike[str] | None = None) -> Path:

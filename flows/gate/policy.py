@@ -4,7 +4,9 @@ Anyone who can open the Prefect UI (or call its API, or edit a schedule) can sta
 run with any parameters, so a served run may only touch folders under the allowed roots and
 only connect to allowed Dask schedulers (a Dask client unpickles what the scheduler sends).
 `pixelpipe serve` (or a worker's environment, see deployments/prefect.yaml) sets the lists;
-every flow calls `enforce_policy(params)` first. Runs started by hand keep their freedom.
+every flow enters through the gate (flows/gate/entry.py), which calls `enforce_policy(params)`
+first. A path parameter is found by its type (flows.params.PathParam: LocalPath, WeightsPath,
+ModelRef), never by its name. Runs started by hand keep their freedom.
 """
 
 from __future__ import annotations
@@ -13,15 +15,18 @@ import os
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, get_args, get_origin
 from urllib.parse import urlsplit
 
 from prefect.context import FlowRunContext
 from prefect.runtime import deployment
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
-from storage.errors import ConfigError
+from flows.params import PathParam
+from storage.errors import ConfigError, PixelpipeError
 from storage.layout import DATA_DIR_ENV, DEFAULT_DATA_DIR
+from tasks.predict.spec import model_location
 
 ROOTS_ENV = "PIXELPIPE_ALLOWED_ROOTS"  # extra data/input roots, separated by os.pathsep
 DASK_ENV = "PIXELPIPE_ALLOWED_DASK"  # Dask scheduler addresses, separated by commas
@@ -30,12 +35,10 @@ HOW_TO_ALLOW = (
     " in the environment of the serve process or worker"
 )
 
-# Parameters that name a file or folder on this host, in any parameter model.
-PATH_FIELDS = frozenset({"data_dir", "source_dir", "dataset_dir", "inputs", "model_path", "out"})
 # Weights are a file unless they name the Keras cache or random weights (tasks/predict/spec.py
-# and tasks/train/models.py read them the same way); predict's `model` when it names a file.
-WEIGHTS_FIELDS = frozenset({"weights", "imagenet_weights", "classifier_weights", "feature_weights"})
-_NOT_A_FILE = {"none", "null", "random", ""}
+# and tasks/train/models.py read them the same way).
+NOT_A_FILE = frozenset({"none", "null", "random", ""})
+PATH_MAX, NAME_MAX = 4096, 255  # Linux's limits in bytes: longer is ENAMETOOLONG
 
 
 class PolicyError(ConfigError):
@@ -129,11 +132,22 @@ class ServePolicy:
         dask = ", ".join(sorted(self.dask)) or "none (a local cluster only)"
         return f"allowed roots: {', '.join(map(str, self.roots))}; Dask schedulers: {dask}"
 
-    def allows_path(self, value: str) -> bool:
-        """`value` resolved (symlinks, `..`, relative to the current folder) lies under a root.
-        A leading `~` is checked both expanded and literal: the code expands it, mostly."""
-        forms = {Path(value), Path(value).expanduser()}
-        return all(any(p.resolve().is_relative_to(r) for r in self.roots) for p in forms)
+    def refuses_path(self, value: str) -> str | None:
+        """Why `value` may not be used (None: it resolves under a root). Resolved means
+        symlinks and `..` followed, relative to the current folder; a leading `~` is checked
+        both expanded and literal (the code expands it, mostly). A value the OS cannot
+        resolve or open (a NUL byte, a symlink loop, a name too long) is refused too."""
+        try:
+            forms = {Path(value), Path(value).expanduser()}
+            too_long = _too_long(value)
+            resolved = [p.resolve() for p in forms]
+        except (OSError, ValueError, RuntimeError) as e:  # NUL, loops, encodings, ~nobody
+            return f"cannot be resolved ({_first_line(e)})"
+        if too_long:
+            return too_long
+        if all(any(p.is_relative_to(r) for r in self.roots) for p in resolved):
+            return None
+        return "is outside the allowed roots"
 
     def allows_dask(self, address: str) -> bool:
         try:
@@ -144,12 +158,13 @@ class ServePolicy:
     def refusals(self, params: BaseModel) -> list[str]:
         """One line per parameter value the policy refuses (empty: the run may start)."""
         found = []
-        for name, value in _path_values(params):
-            if not self.allows_path(value):
-                found.append(f"{name} {value!r} is outside the allowed roots")
+        for name, value, opened in _opened_paths(params):
+            why = opened if isinstance(opened, Refusal) else self.refuses_path(opened)
+            if why:
+                found.append(f"{name} {_shown(value)} {why}")
         for name, value in _leaves(params):
             if name.rsplit(".", 1)[-1] == "dask_address" and value and not self.allows_dask(value):
-                found.append(f"{name} {value!r} is not an allowed Dask scheduler")
+                found.append(f"{name} {_shown(value)} is not an allowed Dask scheduler")
         return found
 
     def check(self, params: BaseModel) -> None:
@@ -173,32 +188,75 @@ def _leaves(model: BaseModel, prefix: str = "") -> Iterator[tuple[str, Any]]:
             yield prefix + name, value
 
 
-def _path_values(params: BaseModel) -> Iterator[tuple[str, str]]:
-    """Every parameter value that the flows will open as a file or folder on this host."""
-    for name, value in _leaves(params):
-        values = value if isinstance(value, list) else [value]
-        yield from ((name, v) for v in values if isinstance(v, str) and _is_path(params, name, v))
+class Refusal(str):
+    """Why a parameter was refused before its path could be judged."""
 
 
-def _is_path(params: BaseModel, dotted: str, value: str) -> bool:
-    field = dotted.rsplit(".", 1)[-1]
-    if field in WEIGHTS_FIELDS:  # else the Keras cache or random weights
-        return value != "imagenet" and value.strip().lower() not in _NOT_A_FILE
-    if field in ("model", "classifier"):  # curate's on-topic classifier is a model too
-        return _free_string(params, dotted) and _names_a_file(value)
-    return field in PATH_FIELDS
+def path_parameters(model: BaseModel, prefix: str = "") -> Iterator[tuple[str, PathParam, str]]:
+    """(dotted name, mark, value) of every value whose type carries a PathParam (LocalPath,
+    WeightsPath, ModelRef), in any model at any depth: the type says what is a path."""
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            yield from path_parameters(value, f"{prefix}{name}.")
+            continue
+        mark = _mark(field)
+        if mark is not None:
+            values = value if isinstance(value, list) else [value]
+            yield from ((prefix + name, mark, v) for v in values if isinstance(v, str))
 
 
-def _free_string(params: BaseModel, dotted: str) -> bool:
-    """`model` names a file only where it is a free string; a choice list (train's) is not."""
-    owner: Any = params
-    *parents, leaf = dotted.split(".")
-    for parent in parents:
-        owner = getattr(owner, parent)
-    return type(owner).model_fields[leaf].annotation is str
+def _mark(field: FieldInfo) -> PathParam | None:
+    found = [m for m in field.metadata if isinstance(m, PathParam)]
+    return found[0] if found else _mark_in(field.annotation)
 
 
-def _names_a_file(model: str) -> bool:
-    """What predict opens as a path (tasks/predict/spec.py): one that exists or has a folder
-    in it; any other name is a backbone or a train run id under the (checked) data root."""
-    return "/" in model or Path(model).expanduser().exists()
+def _mark_in(annotation: Any) -> PathParam | None:
+    """The PathParam inside `T | None`, `list[T]` or `Annotated[str, PathParam()]`."""
+    args = get_args(annotation)
+    if get_origin(annotation) is Annotated:
+        found = [m for m in args[1:] if isinstance(m, PathParam)]
+        return found[0] if found else _mark_in(args[0])
+    return next((m for m in map(_mark_in, args) if m is not None), None)
+
+
+def _opened_paths(params: BaseModel) -> Iterator[tuple[str, str, str | Refusal]]:
+    """(name, value, the path the run will open, or why it cannot be judged) for every path
+    parameter that opens one: weights that name the Keras cache or random weights open
+    none; a model reference opens what it resolves to (a champion pointer's model)."""
+    data_dir = getattr(params, "data_dir", None)
+    for name, mark, value in path_parameters(params):
+        if mark.kind == "weights" and (value == "imagenet" or value.strip().lower() in NOT_A_FILE):
+            continue
+        if mark.kind != "model":
+            yield name, value, value
+            continue
+        try:
+            opened = model_location(value, data_dir)
+        except (PixelpipeError, OSError, ValueError, RuntimeError) as e:
+            yield name, value, Refusal(f"cannot be resolved ({_first_line(e)})")
+            continue
+        if opened is not None:
+            yield name, value, str(opened)
+
+
+def _too_long(value: str) -> str | None:
+    """What the OS would refuse with ENAMETOOLONG, said before it does."""
+    raw = os.fsencode(value)
+    if len(raw) >= PATH_MAX or any(len(part) > NAME_MAX for part in raw.split(b"/")):
+        return f"is too long (at most {PATH_MAX - 1} bytes, {NAME_MAX} per name)"
+    return None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return _clip(text[0] if text else type(error).__name__, 400)
+
+
+def _shown(value: str) -> str:
+    """The value as a one-line quote, clipped: a refusal never spans lines or pages."""
+    return _clip(repr(value))
+
+
+def _clip(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."

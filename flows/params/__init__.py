@@ -12,10 +12,14 @@ from flows.params.base import (
     OPENVINO_INSTALL,
     DatasetName,
     Label,
+    LocalPath,
+    ModelRef,
     Params,
+    PathParam,
     RunId,
     Runner,
     StageParams,
+    WeightsPath,
     check_runner,
 )
 from flows.params.curate import CurateParams
@@ -42,7 +46,10 @@ __all__ = [
     "CurateParams",
     "DatasetName",
     "Label",
+    "LocalPath",
+    "ModelRef",
     "Params",
+    "PathParam",
     "PipelineParams",
     "PredictOptions",
     "PredictParams",
@@ -56,5 +63,6 @@ __all__ = [
     "StageParams",
     "TrainOptions",
     "TrainParams",
+    "WeightsPath",
     "check_runner",
 ]

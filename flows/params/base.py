@@ -1,4 +1,4 @@
-"""What every parameter model shares: the base classes, checked names, runner choice."""
+"""What every parameter model shares: the base classes, checked names, path types, runner choice."""
 
 from __future__ import annotations
 
@@ -8,6 +8,12 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
 from storage.layout import NAME_MAX, NAME_PATTERN, safe_name
+
+# The path types of every parameter model (the gate finds path values by them).
+from storage.paths import LocalPath as LocalPath
+from storage.paths import ModelRef as ModelRef
+from storage.paths import PathParam as PathParam
+from storage.paths import WeightsPath as WeightsPath
 
 Runner = Literal["threads", "processes", "dask"]
 DASK_INSTALL = 'pip install -e ".[dask]"'  # the `dask` extra: prefect-dask, dask, distributed
@@ -60,9 +66,15 @@ class Params(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=optional_as_plain_input)
 
+    def claimed_run(self) -> str | None:
+        """The run id this run writes under, which the gate holds exclusively while it runs
+        (None: a new id the flow makes itself, unique already)."""
+        value = getattr(self, "run_id", None)
+        return value if isinstance(value, str) else None
+
 
 class StageParams(Params):
-    data_dir: str | None = Field(
+    data_dir: LocalPath | None = Field(
         None, description="Data root; default $PIXELPIPE_DATA_DIR, else ./data"
     )
     run_id: RunId | None = Field(

@@ -6,11 +6,11 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from flows.params.base import Label, StageParams
+from flows.params.base import Label, LocalPath, ModelRef, StageParams, WeightsPath
 
 
 class CurateParams(StageParams):
-    source_dir: str | None = Field(
+    source_dir: LocalPath | None = Field(
         None, description="A <class>/<image> folder; default: raw/ under the data root"
     )
     labels: list[Label] | None = Field(None, description="Labels to check (default: all)")
@@ -21,12 +21,12 @@ class CurateParams(StageParams):
         " images of labels named here whose top-k holds none of them are off_topic",
     )
     top_k: int = Field(5, ge=1, le=50, description="On-topic: ImageNet classes looked at")
-    classifier: str = Field(
+    classifier: ModelRef = Field(
         "resnet50",
         description="On-topic: an ImageNet classifier predict_batch accepts (a backbone name,"
         " an ImageNet .tflite or .keras file)",
     )
-    classifier_weights: str | None = Field(
+    classifier_weights: WeightsPath | None = Field(
         "imagenet", description="On-topic, backbone classifier: 'imagenet', a local .h5, or none"
     )
     label_issues: bool = Field(True, description="Find images whose label looks wrong")
@@ -35,7 +35,7 @@ class CurateParams(StageParams):
         description="Label issues: frozen ImageNet backbone giving the features, or pixels"
         " (8x8 colour thumbnails: no weights, for colour-coded classes)",
     )
-    feature_weights: str | None = Field(
+    feature_weights: WeightsPath | None = Field(
         "imagenet", description="Label issues: backbone weights: 'imagenet', a local .h5, or none"
     )
     alpha: float = Field(0.25, gt=0, le=1.0, description="Label issues: MobileNet width")

@@ -7,7 +7,15 @@ from typing import Any, Literal
 from pydantic import Field, create_model, model_validator
 from pydantic.fields import FieldInfo
 
-from flows.params.base import Params, RunId, Runner, StageParams, check_runner
+from flows.params.base import (
+    LocalPath,
+    Params,
+    RunId,
+    Runner,
+    StageParams,
+    WeightsPath,
+    check_runner,
+)
 from flows.params.curate import CurateParams
 from flows.params.predict import PredictParams
 from flows.params.prepare import PrepareParams
@@ -60,7 +68,7 @@ class PipelineParams(Params):
     """scrape -> prepare -> train -> promote -> predict -> report; give a later stage's input
     to skip."""
 
-    data_dir: str | None = Field(
+    data_dir: LocalPath | None = Field(
         None, description="Data root; default $PIXELPIPE_DATA_DIR, else ./data"
     )
     run_id: RunId | None = Field(None, description="One run id for every stage; default: a new one")
@@ -69,19 +77,19 @@ class PipelineParams(Params):
         description="Pages to scrape as LABEL=URL (repeat per page and label), "
         "e.g. mountain=https://example.com/alps.html",
     )
-    source_dir: str | None = Field(
+    source_dir: LocalPath | None = Field(
         None, description="Skip scraping: prepare this folder (one subfolder of images per class)"
     )
-    dataset_dir: str | None = Field(
+    dataset_dir: LocalPath | None = Field(
         None, description="Skip scraping and preparing: train on this prepared dataset"
     )
-    model_path: str | None = Field(
+    model_path: LocalPath | None = Field(
         None, description="Skip training: predict with this trained best.keras"
     )
     targets: list[str] = Field(
         default_factory=list, description="Classes of the trained model to count as hits"
     )
-    imagenet_weights: str | None = Field(
+    imagenet_weights: WeightsPath | None = Field(
         None,
         description="Also classify with ResNet50 ImageNet: 'imagenet' (Keras cache) or a local "
         ".h5 file; none skips that stage",

@@ -8,9 +8,12 @@ from pydantic import Field, model_validator
 
 from flows.params.base import (
     OPENVINO_INSTALL,
+    LocalPath,
+    ModelRef,
     RunId,
     Runner,
     StageParams,
+    WeightsPath,
     check_runner,
     dask_address_field,
     installed,
@@ -19,19 +22,19 @@ from flows.params.base import (
 
 
 class PredictParams(StageParams):
-    inputs: list[str] = Field(
+    inputs: list[LocalPath] = Field(
         default_factory=list, description="Image files or folders (searched recursively)"
     )
     scrape_run: RunId | None = Field(None, description="Predict the ok images of this scrape run")
-    dataset_dir: str | None = Field(None, description="Predict a split of this dataset")
+    dataset_dir: LocalPath | None = Field(None, description="Predict a split of this dataset")
     split: Literal["train", "val", "test"] = Field("val", description="Split of dataset_dir")
-    model: str = Field(
+    model: ModelRef = Field(
         "resnet50",
         description="An ImageNet backbone (resnet50, mobilenet_v2, resnet101, vgg16, ...), a"
         " best.keras (or its folder, or a train run id), a .tflite classifier, or a dataset's"
         " champion: champion:<dataset> (plain champion when one dataset has one)",
     )
-    weights: str | None = Field(
+    weights: WeightsPath | None = Field(
         "imagenet", description="ImageNet backbone weights: 'imagenet', a local file, or none"
     )
     top_k: int = Field(3, ge=1, le=20, description="Labels kept per image")

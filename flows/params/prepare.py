@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from flows.params.base import (
     DatasetName,
+    LocalPath,
     RunId,
     Runner,
     StageParams,
@@ -18,7 +19,7 @@ from flows.params.base import (
 
 
 class PrepareParams(StageParams):
-    source_dir: str | None = Field(
+    source_dir: LocalPath | None = Field(
         None, description="A <class>/<image> folder; default: raw/<label>/ under the data root"
     )
     labels: list[str] | None = Field(

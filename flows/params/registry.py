@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from flows.params.base import DatasetName, Params, RunId, StageParams
+from flows.params.base import DatasetName, LocalPath, Params, RunId, StageParams
 
 
 class PromoteParams(StageParams):
@@ -36,7 +36,7 @@ class PromoteParams(StageParams):
 
 
 class RollbackParams(Params):
-    data_dir: str | None = Field(
+    data_dir: LocalPath | None = Field(
         None, description="Data root; default $PIXELPIPE_DATA_DIR, else ./data"
     )
     dataset: DatasetName = Field(description="Dataset whose previous champion comes back")
@@ -47,7 +47,7 @@ class RollbackParams(Params):
 
 
 class ModelsParams(Params):
-    data_dir: str | None = Field(
+    data_dir: LocalPath | None = Field(
         None, description="Data root; default $PIXELPIPE_DATA_DIR, else ./data"
     )
     dataset: DatasetName | None = Field(None, description="Only this dataset's models")

@@ -7,12 +7,12 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from flows.params.base import OPENVINO_INSTALL, Params, RunId, StageParams, installed
+from flows.params.base import OPENVINO_INSTALL, LocalPath, Params, RunId, StageParams, installed
 from tasks.train.settings import Augmentation, TrainSettings
 
 
 class TrainParams(StageParams, TrainSettings):
-    dataset_dir: str | None = Field(
+    dataset_dir: LocalPath | None = Field(
         None, description="Prepared dataset folder with train/ and val/ (required alone)"
     )
     resume_run: RunId | None = Field(None, description="Continue this run's training")
@@ -21,6 +21,10 @@ class TrainParams(StageParams, TrainSettings):
         description="Also export the best model for inference: openvino (fp32 IR beside it,"
         " reused by predict --backend openvino; needs the openvino extra)",
     )
+
+    def claimed_run(self) -> str | None:
+        """A resumed run writes under the run it continues."""
+        return self.resume_run or self.run_id
 
     @model_validator(mode="after")
     def _run_and_export(self) -> TrainParams:
@@ -34,8 +38,10 @@ class TrainParams(StageParams, TrainSettings):
 
 
 class AugmentPreviewParams(Params):
-    dataset_dir: str = Field(description="Dataset folder (train/<class>/) or a <class>/ folder")
-    out: str = Field("augment-preview.png", description="PNG file to write")
+    dataset_dir: LocalPath = Field(
+        description="Dataset folder (train/<class>/) or a <class>/ folder"
+    )
+    out: LocalPath = Field("augment-preview.png", description="PNG file to write")
     variants: int = Field(8, ge=1, le=64, description="Augmented variants per image")
     images: int = Field(4, ge=1, le=32, description="Training images shown (one row each)")
     image_size: int | None = Field(None, ge=8, le=1024, description="Side; default: the images'")

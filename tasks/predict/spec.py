@@ -156,10 +156,7 @@ def _resolve(
         model = champion.model_path
     if model in BACKBONES:
         return _backbone_spec(model, weights, mixed_precision)
-    path = Path(model).expanduser()
-    if not path.exists() and "/" not in model:
-        run_dir = Layout.at(data_dir).root / "models" / model
-        path = run_dir if run_dir.is_dir() else path
+    path = model_location(model, data_dir) or Path(model).expanduser()
     if path.is_dir():
         path = model_file(path)
     path = path.resolve()
@@ -173,6 +170,23 @@ def _resolve(
         f"model {model!r} is neither a backbone ({', '.join(BACKBONES)}) nor an existing"
         " .keras/.tflite file, model folder or train run id"
     )
+
+
+def model_location(model: str, data_dir: str | None = None) -> Path | None:
+    """The file or folder a model reference opens, found without opening it: a champion's
+    model (its pointer checked: storage/champions.py), a path, or a train run's folder under
+    models/; None for a backbone name, or a bare name that is nothing on disk (which
+    resolve_model then refuses). The served-run policy judges what this returns."""
+    champion = champion_model(model, data_dir)
+    if champion is not None:
+        return Path(champion.model_path)
+    if model in BACKBONES:
+        return None
+    path = Path(model).expanduser()
+    if path.exists() or "/" in model:
+        return path
+    run_dir = Layout.at(data_dir).root / "models" / model
+    return run_dir if run_dir.is_dir() else None
 
 
 def _backbone_spec(name: str, weights: str | None, mixed_precision: bool) -> ModelSpec:

@@ -8,6 +8,7 @@ from typing import Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from storage.errors import ConfigError
+from storage.paths import WeightsPath
 
 ModelName = Literal["cifar_cnn", "small_cnn", "resnet50_transfer", "mobilenet_transfer"]
 MODELS: tuple[str, ...] = get_args(ModelName)
@@ -77,7 +78,7 @@ class TrainSettings(BaseModel):
         None, description="Override the model's optimizer"
     )
     learning_rate: float | None = Field(None, gt=0, le=10, description="Override the model's LR")
-    weights: str | None = Field(
+    weights: WeightsPath | None = Field(
         "imagenet", description="Backbone weights: 'imagenet', a local .h5 file, or none"
     )
     alpha: float = Field(0.25, gt=0, le=1.4, description="MobileNet width multiplier")
