@@ -5,15 +5,16 @@ from __future__ import annotations
 from functools import partial
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, Field, WithJsonSchema
 
 from storage.layout import NAME_MAX, NAME_PATTERN, safe_name
 
-# The path types of every parameter model (the gate finds path values by them).
-from storage.paths import LocalPath as LocalPath
-from storage.paths import ModelRef as ModelRef
-from storage.paths import PathParam as PathParam
-from storage.paths import WeightsPath as WeightsPath
+# The base of every settings model, and the path types the gate finds path values by.
+from storage.params import LocalPath as LocalPath
+from storage.params import ModelRef as ModelRef
+from storage.params import PathParam as PathParam
+from storage.params import Settings
+from storage.params import WeightsPath as WeightsPath
 
 Runner = Literal["threads", "processes", "dask"]
 DASK_INSTALL = 'pip install -e ".[dask]"'  # the `dask` extra: prefect-dask, dask, distributed
@@ -39,32 +40,9 @@ Label = _name("label")
 DatasetName = _name("dataset name")
 
 
-def optional_as_plain_input(schema: dict[str, Any], model: type | None = None) -> None:
-    """An optional field (`X | None = None`) in the JSON schema as Prefect's Run form renders
-    it: a plain X input that may be left empty (the field is not required; empty is None).
-    Pydantic writes `anyOf [X, {"type": "null"}]` with `default: null`, which the form shows as
-    a str/None switch set to `Property is type "None"`. The null branch and the null default go;
-    the title, description and constraints stay. Prefect's schema check then refuses an explicit
-    null from the API: omit the field instead."""
-    for prop in schema.get("properties", {}).values():
-        branches = prop.get("anyOf")
-        if not branches or {"type": "null"} not in branches:
-            continue
-        kept = [b for b in branches if b != {"type": "null"}]
-        del prop["anyOf"]
-        if len(kept) == 1:
-            prop.update({k: v for k, v in kept[0].items() if k not in prop})
-        else:
-            prop["anyOf"] = kept
-        if "default" in prop and prop["default"] is None:
-            del prop["default"]
-
-
-class Params(BaseModel):
+class Params(Settings):
     """Base of every parameter model: unknown fields are errors, not silently ignored; optional
     fields render as plain inputs in the Prefect UI."""
-
-    model_config = ConfigDict(extra="forbid", json_schema_extra=optional_as_plain_input)
 
     def claimed_run(self) -> str | None:
         """The run id this run writes under, which the gate holds exclusively while it runs

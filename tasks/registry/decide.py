@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tasks.registry.evaluate import Scores
+if TYPE_CHECKING:  # evaluate loads TensorFlow; the rule itself (and the report) need not
+    from tasks.registry.evaluate import Scores
 
 TOLERANCE = 1e-9  # an improvement of exactly min_improvement counts despite float rounding
 CHAMPION_MAKING = ("first", "promoted", "forced", "rolled_back")  # decisions that move the pointer

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from storage.errors import ConfigError
-from storage.paths import WeightsPath
+from storage.params import Settings, WeightsPath
 
 ModelName = Literal["cifar_cnn", "small_cnn", "resnet50_transfer", "mobilenet_transfer"]
 MODELS: tuple[str, ...] = get_args(ModelName)
@@ -29,10 +29,8 @@ def check_image_size(model: str, size: int | tuple[int, ...] | list[int]) -> Non
         )
 
 
-class Augmentation(BaseModel):
+class Augmentation(Settings):
     """The classic ImageDataGenerator knobs, with their meaning; all off by default."""
-
-    model_config = ConfigDict(extra="forbid")
 
     rotation_range: float = Field(0.0, ge=0, le=180, description="Random rotation, ± degrees")
     width_shift_range: float = Field(0.0, ge=0, lt=1, description="Horizontal shift, ± width share")
@@ -60,10 +58,8 @@ class Augmentation(BaseModel):
         return self
 
 
-class TrainSettings(BaseModel):
+class TrainSettings(Settings):
     """How to train: the model, its schedule, augmentation and weights."""
-
-    model_config = ConfigDict(extra="forbid")
 
     model: ModelName = Field("small_cnn", description="Model to train")
     epochs: int = Field(10, ge=1, le=1000, description="Epochs to train")
