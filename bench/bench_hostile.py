@@ -30,19 +30,19 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tasks.scrape.extract import parse_page  # noqa: E402
-from tasks.scrape.fetch import FetchConfig, Fetcher  # noqa: E402
+from tasks.scrape.fetch import Fetcher, ScrapeSettings  # noqa: E402
 from tests.http_server import SiteServer  # noqa: E402
 
 RSS = """
 import json, resource, sys, tempfile
 from collections import Counter
-from tasks.scrape.fetch import FetchConfig
+from tasks.scrape.fetch import ScrapeSettings
 from tasks.scrape.tasks import download_images
 from tests.http_server import SiteServer, bilevel_png
 files = {f"huge/{i}.png": bilevel_png(9400, 9400) for i in range(16)}
 with SiteServer(root=None, files=files) as site, tempfile.TemporaryDirectory() as raw:
     c = [{"url": site.url(p), "page_url": "p", "found_in": "img[src]"} for p in files]
-    cfg = FetchConfig(concurrency=16, per_host=16, allow_private_networks=True,
+    cfg = ScrapeSettings(concurrency=16, per_host=16, allow_private_networks=True,
                       max_pixels=int(sys.argv[1]))
     rows = download_images.fn(c, "r", "t", raw, cfg)
 print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -51,7 +51,7 @@ print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss /
 
 
 def trickle(part: str, trickle_s: float, size: int) -> tuple[float, str]:
-    cfg = FetchConfig(timeout=2, retries=0, respect_robots=False, allow_private_networks=True)
+    cfg = ScrapeSettings(timeout=2, retries=0, respect_robots=False, allow_private_networks=True)
     with SiteServer(root=None, files={"t.bin": b"x" * size}, trickle={"t.bin": part},
                     trickle_s=trickle_s) as site, Fetcher(cfg) as fetcher:  # fmt: skip
         got = fetcher.get(site.url("t.bin"))
@@ -83,7 +83,7 @@ def proxy_hits(trust_env: bool) -> int:
         os.environ.update(HTTP_PROXY=proxy.base, HTTPS_PROXY=proxy.base)
         for name in ("NO_PROXY", "no_proxy"):
             os.environ.pop(name, None)
-        cfg = FetchConfig(timeout=2, retries=0, respect_robots=False, trust_env=trust_env,
+        cfg = ScrapeSettings(timeout=2, retries=0, respect_robots=False, trust_env=trust_env,
                           allow_private_networks=True)  # fmt: skip
         with Fetcher(cfg) as fetcher:
             fetcher.get("http://internal.invalid/secret.jpg")

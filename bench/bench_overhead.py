@@ -60,7 +60,7 @@ def scrape_direct(page: str, data_dir: Path, run_id: str) -> int:
 
     params = ScrapeParams(pages=[page], run_id=run_id, data_dir=str(data_dir), **SCRAPE)
     layout = Layout.at(params.data_dir)
-    raw_dir, config, root = layout.raw(LABEL), sf.fetch_config(params), layout.root.as_posix()
+    raw_dir, config, root = layout.raw(LABEL), params.settings(), layout.root.as_posix()
     before = sf.stored_before(layout.root, LABEL, run_id)
     found = find_image_urls.fn(params.pages, run_id, LABEL, config)
     todo, _skipped = sf._skip_rows(found["candidates"], before, None, run_id, LABEL)

@@ -17,7 +17,7 @@ from storage.layout import Layout, new_run_id, safe_name
 from storage.parquet import read_table, write_table
 from storage.schemas import SCRAPE_STATUSES
 from tasks.runtime import logger
-from tasks.scrape.fetch import FetchConfig, check_proxy
+from tasks.scrape.fetch import check_proxy
 from tasks.scrape.manifest import manifest_row
 from tasks.scrape.politeness import create_host_limits
 from tasks.scrape.tasks import clear_parts, dedupe_shards, download_shard, find_image_urls
@@ -45,25 +45,6 @@ class ScrapeResult(BaseModel):
             f"scrape {self.run_id} [{self.label}]: {self.pages} page(s), "
             f"{self.candidates} URL(s) -> {shown or 'nothing'}; images in {self.raw_dir}"
         )
-
-
-def fetch_config(params: ScrapeParams) -> FetchConfig:
-    return FetchConfig(
-        user_agent=params.user_agent,
-        timeout=params.timeout,
-        retries=params.retries,
-        backoff=params.backoff,
-        max_bytes=params.max_bytes,
-        concurrency=params.concurrency,
-        per_host=params.per_host,
-        respect_robots=params.respect_robots,
-        allow_private_networks=params.allow_private_networks,
-        deadline=params.deadline,
-        proxy=params.proxy,
-        trust_env=params.trust_env,
-        respect_x_robots_tag=params.respect_x_robots_tag,
-        max_pixels=params.max_pixels,
-    )
 
 
 def stored_before(data_dir: Path, label: str, run_id: str) -> dict[str, dict[str, Any]]:
@@ -116,7 +97,7 @@ def scrape_images(params: ScrapeParams) -> ScrapeResult:
     safe_name(run_id, "run id")
     layout = Layout.at(params.data_dir)
     raw_dir = layout.raw(params.label)  # refuses a label that is not one safe folder name
-    config = fetch_config(params)
+    config = params.settings()
     log = logger()
     check_proxy(config)  # before any work: a refused proxy fails the run, not every URL
 
@@ -168,7 +149,7 @@ def _download(
     per_host holds across workers and across runs scraping the same host.
     """
     create_host_limits([c["url"] for c in todo], params.per_host)
-    config = fetch_config(params)
+    config = params.settings()
     size = params.shard_size  # few enough tasks, big enough to keep a worker's threads busy
     batches = [todo[i : i + size] for i in range(0, len(todo), size)]
     with task_runner_for(params.runner, params.dask_address, threads=1) as runner:

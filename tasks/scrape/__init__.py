@@ -2,7 +2,8 @@
 
 - `extract.py`     image URLs and next-page links in a page's HTML (pure)
 - `fetch.py`       the HTTP client: redirects hop by hop, retries, deadlines, robots.txt
-- `session.py`     its settings and its one pooled requests session (proxies only on request)
+- `settings.py`    the stage's settings, declared once (the flow's parameters extend them)
+- `session.py`     the one pooled requests session (proxies only on request), retry waits
 - `deadline.py`    a total deadline per request: a watchdog shuts sockets that trickle
 - `netguard.py`    which addresses may be contacted (the SSRF guard), proxies included
 - `robots.py`      robots.txt (RFC 9309, protego), Crawl-delay, X-Robots-Tag opt-outs

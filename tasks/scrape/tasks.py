@@ -23,7 +23,7 @@ from storage.layout import Layout
 from storage.parquet import replace_parts, write_table
 from tasks.runtime import Progress, logger
 from tasks.scrape.extract import parse_page
-from tasks.scrape.fetch import AddressPolicy, FetchConfig, Fetcher
+from tasks.scrape.fetch import AddressPolicy, Fetcher
 from tasks.scrape.images import check_image, decode_data_uri, sha256_hex, store_image
 from tasks.scrape.manifest import (
     REFUSALS_KEPT_FOR_PAGES,
@@ -33,6 +33,7 @@ from tasks.scrape.manifest import (
     mark_duplicates,
 )
 from tasks.scrape.politeness import LEASE_S, host_lease
+from tasks.scrape.settings import ScrapeSettings
 
 HTML_TYPES = ("text/html", "application/xhtml+xml", "application/xml", "text/xml")
 
@@ -101,7 +102,7 @@ def find_image_urls(
     pages: list[str],
     run_id: str,
     label: str,
-    config: FetchConfig,
+    config: ScrapeSettings,
     follow_pages: int = 0,
     max_images: int | None = None,
     policy: AddressPolicy | None = None,
@@ -193,7 +194,7 @@ def download_images(
     run_id: str,
     label: str,
     raw_dir: str,
-    config: FetchConfig,
+    config: ScrapeSettings,
     min_size: int = 32,
     policy: AddressPolicy | None = None,
 ) -> list[dict]:
@@ -241,7 +242,7 @@ def download_shard(
     run_id: str,
     label: str,
     raw_dir: str,
-    config: FetchConfig,
+    config: ScrapeSettings,
     min_size: int,
     *,
     part: str,

@@ -12,8 +12,8 @@ import requests
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ReadTimeoutError
 
 from tasks.scrape.fetch import (
-    FetchConfig,
     Fetcher,
+    ScrapeSettings,
     _is_timeout,
     make_session,
     parse_retry_after,
@@ -26,9 +26,9 @@ from tests.http_server import SiteServer
 UA = "pixelpipe-tests/1.0 (+https://example.invalid/bot)"
 
 
-def config(**overrides) -> FetchConfig:
+def config(**overrides) -> ScrapeSettings:
     base = dict(user_agent=UA, timeout=2.0, backoff=0.01, allow_private_networks=True)
-    return FetchConfig(**{**base, **overrides})
+    return ScrapeSettings(**{**base, **overrides})
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def site():
 
 
 def test_retry_delay_grows_exponentially_with_jitter_and_a_cap():
-    cfg = FetchConfig(backoff=1.0, backoff_max=5.0)
+    cfg = ScrapeSettings(backoff=1.0, backoff_max=5.0)
     rng = random.Random(0)
     for attempt, ceiling in [(0, 1.0), (1, 2.0), (2, 4.0), (3, 5.0), (9, 5.0)]:
         delays = [retry_delay(attempt, None, cfg, rng) for _ in range(50)]
@@ -50,12 +50,12 @@ def test_retry_delay_grows_exponentially_with_jitter_and_a_cap():
 
 
 def test_retry_after_is_the_delay_and_too_long_a_wait_gives_up():
-    cfg = FetchConfig(backoff=0.01, max_retry_after=30)
+    cfg = ScrapeSettings(backoff=0.01, max_retry_after=30)
     assert retry_delay(0, 1.0, cfg, random.Random(0)) == 1.0
     assert retry_delay(0, 30.0, cfg, random.Random(0)) == 30.0
     assert retry_delay(0, 31.0, cfg, random.Random(0)) is None
     # A Retry-After shorter than the backoff does not shorten it.
-    assert retry_delay(2, 0.0, FetchConfig(backoff=1.0), random.Random(0)) >= 2.0
+    assert retry_delay(2, 0.0, ScrapeSettings(backoff=1.0), random.Random(0)) >= 2.0
 
 
 def test_retry_after_header_as_seconds_or_http_date():
@@ -191,10 +191,10 @@ def test_robots_txt_errors_follow_rfc_9309(code, allowed):
 
 
 def test_the_user_agent_names_pixelpipe_and_one_connection_is_reused(site):
-    with Fetcher(FetchConfig(allow_private_networks=True)) as fetcher:
+    with Fetcher(ScrapeSettings(allow_private_networks=True)) as fetcher:
         for _ in range(5):
             assert fetcher.get(site.url("img/plain.jpg")).ok
-    assert {h.headers["User-Agent"] for h in site.stats.hits} == {FetchConfig().user_agent}
+    assert {h.headers["User-Agent"] for h in site.stats.hits} == {ScrapeSettings().user_agent}
     assert site.stats.connections == 1  # robots.txt and five images over one pooled connection
     with Fetcher(config(retries=1)) as fetcher:  # error pages, retries and redirects too
         fetcher.get(site.url("img/missing.jpg"))
