@@ -31,7 +31,9 @@ HOW_TO_ALLOW = (
 )
 
 # Parameters that name a file or folder on this host, in any parameter model.
-PATH_FIELDS = frozenset({"data_dir", "source_dir", "dataset_dir", "inputs", "model_path", "out"})
+PATH_FIELDS = frozenset(
+    {"data_dir", "source_dir", "dataset_dir", "inputs", "model_path", "out", "url_list"}
+)
 # Weights are a file unless they name the Keras cache or random weights (tasks/predict/spec.py
 # and tasks/train/models.py read them the same way); predict's `model` when it names a file.
 WEIGHTS_FIELDS = frozenset({"weights", "imagenet_weights", "classifier_weights", "feature_weights"})

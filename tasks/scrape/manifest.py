@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from urllib.parse import urlsplit
 
 from storage.schemas import SCRAPE_MANIFEST
@@ -36,7 +36,9 @@ def mark_duplicates(rows: list[dict], known: Iterable[str] = ()) -> list[dict]:
     ]
 
 
-def duplicates(rows: Iterable[tuple[str, str, str | None]], first: dict[str, str]) -> dict:
+def duplicates(
+    rows: Iterable[tuple[str, str, str | None]], first: MutableMapping[str, str]
+) -> dict:
     """The duplicate rule, once: {index: reason} of the (url, status, sha256) rows in page order
     whose bytes were stored before. `first` maps sha256 -> the URL that stored it ("" for an
     earlier run) and grows, so shards decided one after another share it."""
