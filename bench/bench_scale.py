@@ -1,6 +1,7 @@
 """Scale proof: a URL list of N generated images -> scrape -> prepare -> predict, as flows.
 
     .venv/bin/python bench/bench_scale.py [--sizes 20000 100000] [--runners default dask]
+        [--stages scrape prepare predict]
 
 A child process serves the images on loopback, synthesizing each from its URL path (8x8
 random blocks seeded by the image's number, PNG or JPEG in turn, 40x40 px): nothing large sits
@@ -46,6 +47,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 LABELS = ("a", "b", "c")
 SOURCE_PX, SIZE = 40, 32  # served images, prepared side
+STAGES = ("scrape", "prepare", "predict")
 RSS_LIMIT_PER_IMAGE = 1024  # bytes of peak RSS per extra image
 TIME_RATIO_AT_5X = 5.5  # 100,000 images may take 5.5x the time of 20,000
 
@@ -116,42 +118,47 @@ def peak_rss() -> int:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def child(size: int, runner: str, url_list: str, model: str) -> dict:
+def child(size: int, runner: str, url_list: str, model: str, stages: list[str]) -> dict:
     from flows.predict_batch import predict_batch
     from flows.prepare_dataset import prepare_dataset
     from flows.scrape_images import scrape_images
 
     data = WORK / f"{runner}-{size}"
-    shutil.rmtree(data, ignore_errors=True)
+    if "scrape" in stages:  # a later stage alone reuses what the last run left
+        shutil.rmtree(data, ignore_errors=True)
     common = {"data_dir": str(data), "run_id": "scale"}
-    extra, cluster = {}, None
-    if runner == "dask":
-        from distributed import Client, LocalCluster
-
-        env = {"PREFECT_API_URL": os.environ["PREFECT_API_URL"]}
-        cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None, env=env)
-        with Client(cluster) as client:  # TensorFlow imported in each worker before timing
-            client.run(lambda: __import__("tasks.predict.tasks") and None)
-        extra = {"runner": "dask", "dask_address": cluster.scheduler_address}
-    seconds: dict[str, float] = {}
-    start = time.perf_counter()
+    extra, cluster = dask_cluster() if runner == "dask" else ({}, None)
     scrape = {"url_list": url_list, "allow_private_networks": True, "concurrency": 16,
               "per_host": 16, "shard_size": 1000}  # fmt: skip
-    scraped = scrape_images(params=common | scrape | extra)
-    seconds["scrape"] = time.perf_counter() - start
-    prepared = prepare_dataset(params=common | {"image_size": SIZE} | extra)
-    seconds["prepare"] = time.perf_counter() - start - seconds["scrape"]
     predict = {"inputs": [str(data / "datasets" / "default")], "model": model, "top_k": 1,
                "batch_size": 256, "shard_size": 2000}  # fmt: skip
-    predicted = predict_batch(params=common | predict | extra)
-    seconds["predict"] = time.perf_counter() - start - seconds["scrape"] - seconds["prepare"]
+    calls = {
+        "scrape": lambda: scrape_images(params=common | scrape | extra).stored,
+        "prepare": lambda: prepare_dataset(params=common | {"image_size": SIZE} | extra).rendered,
+        "predict": lambda: predict_batch(params=common | predict | extra).ok,
+    }
+    seconds, peaks, done = {}, {"start": peak_rss()}, {}  # VmHWM after each stage
+    for stage in stages:
+        start = time.perf_counter()
+        done[stage] = calls[stage]()
+        seconds[stage], peaks[stage] = time.perf_counter() - start, peak_rss()
     if cluster is not None:
         cluster.close()
     return {
         "size": size, "runner": runner, "seconds": seconds, "peak_rss": peak_rss(),
-        "stored": scraped.stored, "prepared": prepared.rendered, "predicted": predicted.ok,
-        **rows_of(data),
+        "peaks": peaks, "done": done, **rows_of(data),
     }  # fmt: skip
+
+
+def dask_cluster() -> tuple[dict, object]:
+    """A LocalCluster of 2 single-threaded workers, TensorFlow imported in each before timing."""
+    from distributed import Client, LocalCluster
+
+    env = {"PREFECT_API_URL": os.environ["PREFECT_API_URL"]}
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None, env=env)
+    with Client(cluster) as client:
+        client.run(lambda: __import__("tasks.predict.tasks") and None)
+    return {"runner": "dask", "dask_address": cluster.scheduler_address}, cluster
 
 
 def rows_of(data: Path) -> dict:
@@ -190,8 +197,9 @@ def _digest(frame) -> str:
 # --- the parent ---------------------------------------------------------------------------------
 
 
-def run_child(size: int, runner: str, url_list: Path, model: str) -> dict:
+def run_child(size: int, runner: str, url_list: Path, model: str, stages: list[str]) -> dict:
     cmd = [sys.executable, __file__, "--child", str(size), runner, str(url_list), model]
+    cmd += ["--stages", *stages]
     done = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
     if done.returncode:
         raise SystemExit(f"{runner} {size} failed:\n{done.stdout}\n{done.stderr[-4000:]}")
@@ -202,11 +210,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[20_000, 100_000])
     parser.add_argument("--runners", nargs="+", default=["default", "dask"])
+    parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         size, runner, url_list, model = args.child
-        print(json.dumps(child(int(size), runner, url_list, model)), flush=True)
+        print(json.dumps(child(int(size), runner, url_list, model, args.stages)), flush=True)
         return
 
     from bench_overhead import tiny_model
@@ -229,7 +238,7 @@ def main() -> None:
                 url_list = WORK / f"urls-{size}.csv"
                 write_url_list(base, size, url_list)
                 for runner in args.runners:
-                    results.append(run_child(size, runner, url_list, model))
+                    results.append(run_child(size, runner, url_list, model, args.stages))
                     r = results[-1]
                     print(f"  {runner:7} {size:>7}: {sum(r['seconds'].values()):7.1f} s,"
                           f" peak RSS {r['peak_rss'] / 2**20:7.1f} MB", flush=True)  # fmt: skip
@@ -244,12 +253,23 @@ def report(results: list[dict], sizes: list[int], runners: list[str]) -> None:
           " manifest rows (ok) | dataset rows (ok) | predictions |")  # fmt: skip
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
-        s = r["seconds"]
+        s = dict.fromkeys(STAGES, 0.0) | r["seconds"]
         print(f"| {r['runner']} | {r['size']:,} | {s['scrape']:.1f} | {s['prepare']:.1f} |"
               f" {s['predict']:.1f} | {sum(s.values()):.1f} | {r['peak_rss'] / 2**20:.0f} |"
               f" {r['manifest_rows']:,} ({r['manifest_ok']:,}) |"
               f" {r['dataset_rows']:,} ({r['dataset_ok']:,}) |"
               f" {r['prediction_rows']:,} |")  # fmt: skip
+    print(
+        "\n| runner | images | peak RSS MB: before | after scrape | after prepare | after predict |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in results:
+        p = {
+            k: f"{r['peaks'][k] / 2**20:.0f}" if k in r["peaks"] else "-"
+            for k in ("start", *STAGES)
+        }
+        print(f"| {r['runner']} | {r['size']:,} | {p['start']} | {p['scrape']} | {p['prepare']} |"
+              f" {p['predict']} |")  # fmt: skip
     print()
     for line in checks(results, sizes, runners):
         print(line)
@@ -260,9 +280,11 @@ def checks(results: list[dict], sizes: list[int], runners: list[str]) -> list[st
     by = {(r["runner"], r["size"]): r for r in results}
     for r in results:
         n = r["size"]
+        done = r["done"]
         exact = (
-            r["manifest_rows"] == n and r["manifest_ok"] == r["stored"] == n
-            and r["dataset_rows"] == r["dataset_ok"] == n and r["prediction_rows"] == n
+            r["manifest_rows"] == n and r["manifest_ok"] == done.get("scrape", n) == n
+            and ("prepare" not in done or r["dataset_rows"] == r["dataset_ok"] == n)
+            and ("predict" not in done or r["prediction_rows"] == n)
         )  # fmt: skip
         lines.append(f"{_ok(exact)} rows {r['runner']} {n:,}: one per URL, stored, prepared image")
     for n in sizes:
