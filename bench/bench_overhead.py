@@ -65,7 +65,7 @@ def scrape_direct(page: str, data_dir: Path, run_id: str) -> int:
     params = ScrapeParams(pages=[page], run_id=run_id, data_dir=str(data_dir), **SCRAPE)
     layout = Layout.at(params.data_dir)
     raw_dir, config, root = layout.raw(LABEL), params.settings(), layout.root.as_posix()
-    index_path = data_dir / "stored.sqlite"
+    index_path = Path(tempfile.mkdtemp(dir=WORK)) / "stored.sqlite"  # as the flow's, a temp file
     with StoredIndex.build(index_path, layout.root, run_id, LABEL) as index:
         found = find_image_urls.fn(params.pages, run_id, LABEL, config)
         todo, _skipped = sf._skip_rows(found["candidates"], index, None, run_id, LABEL)
@@ -82,6 +82,7 @@ def scrape_direct(page: str, data_dir: Path, run_id: str) -> int:
     counts = dedupe_shards.fn(
         shards, str(index_path), run_id=run_id, run_date=run_date, data_dir=root
     )
+    shutil.rmtree(index_path.parent)
     return counts["ok"]
 
 
