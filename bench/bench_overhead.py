@@ -101,14 +101,18 @@ def prepare_direct(data_dir: Path, run_id: str) -> int:
     settings = pixels.RenderSettings(
         SIZE, params.resize_mode, params.image_format, params.quality, params.resample
     )
-    spec = plan.SplitSpec(params.seed, params.val_fraction, params.test_fraction, None)
+    spec = plan.SplitSpec(
+        params.seed, params.val_fraction, params.test_fraction, None,
+        params.near_duplicate_distance if params.near_duplicates else None,
+    )  # fmt: skip
     names = sorted(set(class_dirs.values()))
     files = plan.list_source_files(class_dirs)
     keys = [(f.path, f.size, f.mtime_ns) for f in files]
     b = params.batch_size
     infos = [x for i in range(0, len(keys), b) for x in images.inspect_batch.fn(keys[i : i + b])]
     rows = plan.plan(files, infos, names, dataset_dir, spec, settings.suffix)
-    todo = pf._pending(rows, dataset_dir, settings, params.force)
+    aside = dataset_dir / plan.ASIDE_DIR / run_id
+    todo, _moved = pf._pending(rows, dataset_dir, settings, params.force, aside)
     workers = machine_cores()
     try:
         for i in range(0, len(todo), b):
@@ -121,7 +125,7 @@ def prepare_direct(data_dir: Path, run_id: str) -> int:
     finally:
         pixels.shutdown_pool()
     kept = {r["path"] for r in rows if r["status"] == "ok"}
-    plan.sync_folders(dataset_dir, spec.splits, names, kept)
+    plan.sync_folders(dataset_dir, spec.splits, names, kept, aside)
     pf._write_manifest(rows, run_id, params.dataset, layout.root)
     counts = pf._counts(rows, spec.splits, names)
     stamp = pf._stamp(run_id, settings, spec, names, counts, rows)
