@@ -52,7 +52,7 @@ from protego import Protego  # noqa: E402
 
 from bench import baseline_parse_page  # noqa: E402
 from tasks.scrape.extract import parse_page  # noqa: E402
-from tasks.scrape.fetch import FetchConfig, Fetcher  # noqa: E402
+from tasks.scrape.fetch import Fetcher, ScrapeSettings  # noqa: E402
 from tasks.scrape.robots import rules_from  # noqa: E402
 from tasks.scrape.tasks import find_image_urls  # noqa: E402
 from tests.http_server import SiteServer  # noqa: E402
@@ -61,13 +61,13 @@ from tests.image_attacks import hostile_jpeg, ico, lying_webp  # noqa: E402
 RSS = """
 import json, resource, sys, tempfile
 from collections import Counter
-from tasks.scrape.fetch import FetchConfig
+from tasks.scrape.fetch import ScrapeSettings
 from tasks.scrape.tasks import download_images
 from tests.http_server import SiteServer, bilevel_png
 files = {f"huge/{i}.png": bilevel_png(9400, 9400) for i in range(16)}
 with SiteServer(root=None, files=files) as site, tempfile.TemporaryDirectory() as raw:
     c = [{"url": site.url(p), "page_url": "p", "found_in": "img[src]"} for p in files]
-    cfg = FetchConfig(concurrency=16, per_host=16, allow_private_networks=True,
+    cfg = ScrapeSettings(concurrency=16, per_host=16, allow_private_networks=True,
                       max_pixels=int(sys.argv[1]))
     rows = download_images.fn(c, "r", "t", raw, cfg)
 print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -76,7 +76,7 @@ print(json.dumps({"rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss /
 
 
 def trickle(part: str, trickle_s: float, size: int) -> tuple[float, str]:
-    cfg = FetchConfig(timeout=2, retries=0, respect_robots=False, allow_private_networks=True)
+    cfg = ScrapeSettings(timeout=2, retries=0, respect_robots=False, allow_private_networks=True)
     with SiteServer(root=None, files={"t.bin": b"x" * size}, trickle={"t.bin": part},
                     trickle_s=trickle_s) as site, Fetcher(cfg) as fetcher:  # fmt: skip
         got = fetcher.get(site.url("t.bin"))
@@ -108,7 +108,7 @@ def proxy_hits(trust_env: bool) -> int:
         os.environ.update(HTTP_PROXY=proxy.base, HTTPS_PROXY=proxy.base)
         for name in ("NO_PROXY", "no_proxy"):
             os.environ.pop(name, None)
-        cfg = FetchConfig(timeout=2, retries=0, respect_robots=False, trust_env=trust_env,
+        cfg = ScrapeSettings(timeout=2, retries=0, respect_robots=False, trust_env=trust_env,
                           allow_private_networks=True)  # fmt: skip
         with Fetcher(cfg) as fetcher:
             fetcher.get("http://internal.invalid/secret.jpg")
@@ -195,7 +195,7 @@ def page_rows(scale: float) -> list[tuple[str, str, str]]:
 def deadline_row(scale: float) -> tuple[str, str, str]:
     """A page that takes long to parse whole (cap lifted) with deadline=2: a `timeout` row."""
     page = big_page("img", int(19_000_000 * scale))
-    cfg = FetchConfig(deadline=2, retries=0, respect_robots=False, allow_private_networks=True,
+    cfg = ScrapeSettings(deadline=2, retries=0, respect_robots=False, allow_private_networks=True,
                       max_bytes=len(page) + 1)  # fmt: skip
     with SiteServer(root=None, files={"p.html": page}) as site:
         start = time.monotonic()

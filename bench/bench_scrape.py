@@ -113,11 +113,11 @@ def flow_run(site: RemoteSite, scratch: Path, conc: int, per_host: int, page: st
 
 def task_run(site: RemoteSite, urls: list[str], scratch: Path, conc: int):
     """The download task alone (.fn(), no Prefect run): the flow minus its fixed costs."""
-    from tasks.scrape.fetch import FetchConfig
+    from tasks.scrape.fetch import ScrapeSettings
     from tasks.scrape.tasks import download_images
 
     site.ask("reset")
-    cfg = FetchConfig(concurrency=conc, per_host=conc, allow_private_networks=True)
+    cfg = ScrapeSettings(concurrency=conc, per_host=conc, allow_private_networks=True)
     candidates = [{"url": u, "page_url": "bench", "found_in": "img[src]"} for u in urls]
     start = time.perf_counter()
     rows = download_images.fn(

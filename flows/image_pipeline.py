@@ -30,6 +30,7 @@ from storage.layout import Layout, new_run_id, safe_name
 from tasks.predict.labels import check_targets, imagenet_labels
 from tasks.predict.spec import resolve_model
 from tasks.runtime import logger
+from tasks.scrape.url_list import check_columns
 
 
 class PipelineResult(BaseModel):
@@ -100,6 +101,9 @@ def check_inputs(params: PipelineParams) -> list[str] | None:
             safe_name(dataset.resolve().name, "dataset name (dataset_dir's folder name)")
     if params.sources:
         classes = sorted(params.source_pages())
+    scrape = params.scrape
+    if scrape.url_list:  # a missing column fails before any stage, naming those found
+        check_columns(scrape.url_list, scrape.url_column, scrape.label_column)
     if params.prepare.labels and (params.sources or params.source_dir):
         classes = sorted(label.partition("=")[2] or label for label in params.prepare.labels)
     if params.model_path:
@@ -125,19 +129,19 @@ def _check_imagenet_weights(weights: str) -> None:
 
 
 def _scrape(params: PipelineParams, result: PipelineResult) -> str | None:
-    """Scrape each label's pages; returns the folder prepare reads from."""
-    if not params.sources:
+    """Scrape each label's pages, or the URL list; returns the folder prepare reads from."""
+    if not params.sources and not params.scrape.url_list:
         result.stages_skipped["scrape_images"] = "no sources given"
         return params.source_dir
+    run = {"data_dir": result.data_dir, "run_id": result.run_id}
+    if params.scrape.url_list:  # one scrape, a label per row: raw_dirs gets each label found
+        scraped = scrape_images(params=ScrapeParams(**params.scrape.model_dump(), **run))
+        result.scrape_manifest_paths[scraped.label] = scraped.manifest_path
+        raw = Layout.at(result.data_dir).root / "raw"
+        result.raw_dirs.update({label: (raw / label).as_posix() for label in scraped.labels})
     for label, pages in params.source_pages().items():
         scraped = scrape_images(
-            params=ScrapeParams(
-                **params.scrape.model_dump(),
-                pages=pages,
-                label=label,
-                data_dir=result.data_dir,
-                run_id=result.run_id,
-            )
+            params=ScrapeParams(**params.scrape.model_dump(), pages=pages, label=label, **run)
         )
         result.scrape_manifest_paths[label] = scraped.manifest_path
         result.raw_dirs[label] = scraped.raw_dir
@@ -168,7 +172,7 @@ def _curate(params: PipelineParams, source_dir: str | None, result: PipelineResu
     if not options["expect"] and not options["label_issues"]:
         result.stages_skipped[name] = "no check to run (give --expect, or feature weights)"
         return
-    labels = list(params.source_pages()) if params.sources else None
+    labels = list(result.raw_dirs) or None  # the labels scraped: raw/ may hold others too
     curated = curate_images(
         params=CurateParams(
             **options, source_dir=source_dir, labels=labels, data_dir=result.data_dir,
@@ -190,8 +194,8 @@ def _prepare(params: PipelineParams, source_dir: str | None, result: PipelineRes
     options = params.prepare.model_dump()
     if params.curate == "exclude" and result.curation_path:
         options["exclude_curation"] = result.run_id
-    if params.sources and not options["labels"]:
-        options["labels"] = list(params.source_pages())  # raw/ may hold other labels too
+    if result.raw_dirs and not options["labels"]:
+        options["labels"] = list(result.raw_dirs)  # the labels scraped: raw/ may hold others
     prepared = prepare_dataset(
         params=PrepareParams(
             **options, source_dir=source_dir, data_dir=result.data_dir, run_id=result.run_id

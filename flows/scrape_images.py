@@ -1,27 +1,39 @@
-"""scrape_images: pages -> every image on them, downloaded, validated, deduplicated, recorded."""
+"""scrape_images: pages (every image on them) or a URL list -> images downloaded, validated,
+deduplicated and recorded."""
 
 from __future__ import annotations
 
-from collections import Counter
-from datetime import UTC, datetime
+from collections import Counter, deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from tempfile import TemporaryDirectory
 
 from pydantic import BaseModel, Field
 
 from flows.gate.entry import gated_flow
-from flows.gate.runners import task_runner_for
+from flows.gate.runners import machine_cores, task_runner_for
 from flows.params import ScrapeParams
 from storage.layout import Layout, new_run_id, safe_name
-from storage.parquet import read_table, write_table
+from storage.parquet import part_name, write_table
 from storage.schemas import SCRAPE_STATUSES
 from tasks.runtime import logger
-from tasks.scrape.fetch import FetchConfig, check_proxy
+from tasks.scrape.fetch import check_proxy
 from tasks.scrape.manifest import manifest_row
-from tasks.scrape.politeness import create_host_limits
-from tasks.scrape.tasks import clear_parts, dedupe_shards, download_shard, find_image_urls
+from tasks.scrape.politeness import create_host_limits, limit_names
+from tasks.scrape.settings import ScrapeSettings
+from tasks.scrape.stored import KEPT, StoredIndex
+from tasks.scrape.tasks import (
+    ShardOutcome,
+    clear_parts,
+    dedupe_shards,
+    download_shard,
+    find_image_urls,
+)
+from tasks.scrape.url_list import ListTriage, check_columns, read_list
 
-_KEPT = ("sha256", "path", "width", "height", "format", "bytes")
+LIST_GROUP = "list"  # the part group of a URL list with a label per row
 
 
 class ScrapeResult(BaseModel):
@@ -37,63 +49,25 @@ class ScrapeResult(BaseModel):
     candidates: int = Field(description="Distinct image URLs found on the pages")
     stored: int = Field(description="Images kept by this run (rows with status ok)")
     counts: dict[str, int] = Field(description="Manifest rows per status")
-
-
-def fetch_config(params: ScrapeParams) -> FetchConfig:
-    return FetchConfig(
-        user_agent=params.user_agent,
-        timeout=params.timeout,
-        retries=params.retries,
-        backoff=params.backoff,
-        max_bytes=params.max_bytes,
-        concurrency=params.concurrency,
-        per_host=params.per_host,
-        respect_robots=params.respect_robots,
-        allow_private_networks=params.allow_private_networks,
-        deadline=params.deadline,
-        proxy=params.proxy,
-        trust_env=params.trust_env,
-        respect_x_robots_tag=params.respect_x_robots_tag,
-        max_pixels=params.max_pixels,
+    labels: list[str] = Field(
+        default_factory=list, description="Labels of the URLs this run handled (raw/<label>/)"
     )
 
 
-def stored_before(data_dir: Path, label: str, run_id: str) -> dict[str, dict[str, Any]]:
-    """URL -> its `ok` row from earlier runs for this label, if the file is still there.
-
-    Rows of this very run are ignored, so re-running a run id redoes it rather than
-    skipping everything it did the first time.
-    """
-    columns = ["run_id", "url", "label", "status", *_KEPT]
-    rows = read_table("scrape_manifest", data_dir=data_dir, columns=columns, on_damaged="skip")
-    rows = rows[(rows["label"] == label) & (rows["status"] == "ok") & (rows["run_id"] != run_id)]
-    found: dict[str, dict[str, Any]] = {}
-    for row in rows.to_dict("records"):
-        if row["path"] and Path(row["path"]).is_file():
-            found[row["url"]] = {k: (None if _missing(row[k]) else row[k]) for k in columns}
-    return found
-
-
-def _missing(value: Any) -> bool:
-    try:
-        return bool(value != value) or value is None  # NaN / pd.NA / None
-    except TypeError:
-        return True  # pd.NA compares to NA, and bool(NA) raises
-
-
 def _skip_rows(
-    candidates: list[dict], before: dict[str, dict], max_images: int | None, run_id: str, label: str
+    candidates: list[dict], index: StoredIndex, max_images: int | None, run_id: str, label: str
 ) -> tuple[list[dict], list[dict]]:
     """Split candidates into (to download, skipped rows): already stored, or past max_images."""
     todo, skipped = [], []
+    stored = index.stored((label, c["url"]) for c in candidates[:max_images])
     for i, c in enumerate(candidates):
         base = (run_id, label, c["page_url"], c["url"], "skipped")
         if max_images is not None and i >= max_images:
             skipped.append(
                 manifest_row(*base, found_in=c["found_in"], error=f"beyond max_images={max_images}")
             )
-        elif (old := before.get(c["url"])) is not None:
-            kept = {k: old[k] for k in _KEPT}
+        elif (old := stored.get((label, c["url"]))) is not None:
+            kept = {k: old[k] for k in KEPT}
             error = f"already stored by run {old['run_id']}"
             skipped.append(manifest_row(*base, found_in=c["found_in"], error=error, **kept))
         else:
@@ -101,78 +75,157 @@ def _skip_rows(
     return todo, skipped
 
 
+@dataclass(frozen=True)
+class _Run:
+    """Where one run writes: its id, manifest partition, data root and part group."""
+
+    run_id: str
+    run_date: date
+    data_dir: str
+    group: str  # the label, or LIST_GROUP for a URL list with a label per row
+    raw_dir: Path
+
+
+@dataclass
+class _Found:
+    """What a source gave: parts written by the flow, download shards, counts."""
+
+    files: list[str] = field(default_factory=list)
+    shards: list[ShardOutcome] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+    pages: int = 0
+    candidates: int = 0
+    labels: set[str] = field(default_factory=set)
+
+
 @gated_flow(name="scrape-images", description="Find, download, validate and dedupe page images.")
 def scrape_images(params: ScrapeParams) -> ScrapeResult:
     run_id = params.run_id or new_run_id()
     safe_name(run_id, "run id")
     layout = Layout.at(params.data_dir)
-    raw_dir = layout.raw(params.label)  # refuses a label that is not one safe folder name
-    config = fetch_config(params)
-    log = logger()
+    # Layout.raw refuses a label that is not one safe folder name; a list's own are checked
+    # row by row.
+    raw_dir = layout.raw(params.label) if params.label else layout.root / "raw"
+    config = params.settings()
     check_proxy(config)  # before any work: a refused proxy fails the run, not every URL
-
-    before = stored_before(layout.root, params.label, run_id)
-    found = find_image_urls(
-        params.pages, run_id, params.label, config, params.follow_pages, params.max_images,
-        max_candidates=params.max_candidates,
+    if params.url_list:  # a missing column fails here, naming the columns found
+        check_columns(params.url_list, params.url_column, _label_column(params))
+    run = _Run(
+        run_id, datetime.now(UTC).date(), layout.root.as_posix(), params.label or LIST_GROUP,
+        raw_dir,
     )  # fmt: skip
-    todo, skipped = _skip_rows(found["candidates"], before, params.max_images, run_id, params.label)
-    log.info("%d image URL(s), %d to download", len(found["candidates"]), len(todo))
-    run_date = datetime.now(UTC).date()  # every part of the run in one partition
-    data_dir = layout.root.as_posix()
-    own = found["rows"] + skipped
-    files = [
-        write_table(
-            "scrape_manifest", own, run_id=run_id, data_dir=data_dir, run_date=run_date,
-            part=f"{params.label}-0000",
-        ).as_posix()
-    ] if own else []  # fmt: skip
-    shards = _download(params, todo, run_id, raw_dir, run_date, data_dir)
-    known = {r["sha256"] for r in before.values() if r["sha256"]}
-    counts = Counter(r["status"] for r in own)
-    counts.update(dedupe_shards(shards, known, run_id=run_id, run_date=run_date, data_dir=data_dir))
+    with TemporaryDirectory(prefix="pixelpipe-scrape-") as tmp:
+        index_path = Path(tmp) / "stored.sqlite"
+        with StoredIndex.build(index_path, layout.root, run_id, params.label) as index:
+            source = _from_list if params.url_list else _from_pages
+            found = source(params, config, run, index)
+        found.counts.update(
+            dedupe_shards(
+                found.shards, str(index_path), run_id=run_id, run_date=run.run_date,
+                data_dir=run.data_dir,
+            )
+        )  # fmt: skip
+    written = found.files + [s.path for s in found.shards]
     # Only now that every new part is written: a crash before this leaves the old rows.
-    clear_parts(data_dir, run_id, params.label, written=files + [s.path for s in shards])
+    clear_parts(run.data_dir, run_id, run.group, written=written)
+    counts = found.counts
     result = ScrapeResult(
         run_id=run_id,
-        label=params.label,
-        manifest_path=(layout.table_dir("scrape_manifest") / f"run_date={run_date}").as_posix(),
-        manifest_files=files + [s.path for s in shards],
+        label=run.group,
+        manifest_path=(layout.table_dir("scrape_manifest") / f"run_date={run.run_date}").as_posix(),
+        manifest_files=written,
         raw_dir=raw_dir.as_posix(),
-        pages=found["pages"],
-        candidates=len(found["candidates"]),
+        pages=found.pages,
+        candidates=found.candidates,
         stored=counts["ok"],
         counts={s: counts[s] for s in SCRAPE_STATUSES if counts[s]},
+        labels=sorted(found.labels),
     )
-    log.info("scrape %s [%s]: %s", run_id, params.label, result.counts)
+    logger().info("scrape %s: %s", run_id, result.counts)
+    return result
+
+
+def _label_column(params: ScrapeParams) -> str | None:
+    """The list's label column, unless one label is given for every row."""
+    return None if params.label else params.label_column
+
+
+def _from_pages(
+    params: ScrapeParams, config: ScrapeSettings, run: _Run, index: StoredIndex
+) -> _Found:
+    """Read the pages, record what is settled without a download, download the rest."""
+    found = find_image_urls(
+        params.pages, run.run_id, run.group, config, params.follow_pages, params.max_images,
+        max_candidates=params.max_candidates,
+    )  # fmt: skip
+    candidates = found["candidates"]
+    todo, skipped = _skip_rows(candidates, index, params.max_images, run.run_id, run.group)
+    logger().info("%d image URL(s), %d to download", len(candidates), len(todo))
+    own = found["rows"] + skipped
+    result = _Found(pages=found["pages"], candidates=len(candidates), labels={run.group})
+    result.counts.update(r["status"] for r in own)
+    if own:
+        path = write_table(
+            "scrape_manifest", own, run_id=run.run_id, data_dir=run.data_dir,
+            run_date=run.run_date, part=part_name(run.group, 0),
+        )  # fmt: skip
+        result.files.append(path.as_posix())
+    size = params.shard_size  # few enough tasks, big enough to keep a worker's threads busy
+    batches = ((todo[i : i + size], []) for i in range(0, len(todo), size))
+    result.shards = _download(params, config, run, batches)
+    return result
+
+
+def _from_list(
+    params: ScrapeParams, config: ScrapeSettings, run: _Run, index: StoredIndex
+) -> _Found:
+    """Stream the URL list a shard at a time: each batch's settled rows and downloads go to
+    one shard's part, so the flow holds a few batches whatever the list's length."""
+    triage = ListTriage(index, run.run_id, params.label, params.url_list, params.max_images)
+    rows = read_list(params.url_list, params.url_column, _label_column(params), params.shard_size)
+    result = _Found()
+    result.shards = _download(params, config, run, map(triage.split, rows))
+    result.candidates, result.labels = triage.listed, triage.labels
+    logger().info("URL list %s: %d row(s) with a URL and label", params.url_list, triage.listed)
     return result
 
 
 def _download(
-    params: ScrapeParams, todo: list[dict], run_id: str, raw_dir: Path, run_date, data_dir: str
-) -> list:
-    """Download shards on the chosen runner, in page order; each writes its own part.
+    params: ScrapeParams,
+    config: ScrapeSettings,
+    run: _Run,
+    batches: Iterable[tuple[list[dict], list[dict]]],
+) -> list[ShardOutcome]:
+    """Download (candidates, settled rows) batches as shards on the chosen runner, in order;
+    each writes its own part. At most `in_flight` shards are submitted and not yet done, so
+    a list of any length is read only as fast as it is downloaded.
 
     threads: one shard at a time, as each already downloads `concurrency` URLs at once with
     its own per-host slots. processes/dask: shards in parallel, `concurrency` each. On every
     runner a shard holds its hosts' Prefect global concurrency limits while it runs, so
     per_host holds across workers and across runs scraping the same host.
     """
-    create_host_limits([c["url"] for c in todo], params.per_host)
-    config = fetch_config(params)
-    size = params.shard_size  # few enough tasks, big enough to keep a worker's threads busy
-    batches = [todo[i : i + size] for i in range(0, len(todo), size)]
+    limited: set[str] = set()
+    in_flight = 2 if params.runner == "threads" else 2 * machine_cores()
     with task_runner_for(params.runner, params.dask_address, threads=1) as runner:
-        futures = [
-            runner.submit(
-                download_shard,
-                {
-                    "candidates": batch, "run_id": run_id, "label": params.label,
-                    "raw_dir": str(raw_dir), "config": config, "min_size": params.min_size,
-                    "part": f"{params.label}-{n:04d}", "run_date": run_date, "data_dir": data_dir,
-                    "lease_s": params.host_lease_s,
-                },
-            )
-            for n, batch in enumerate(batches, start=1)
-        ]  # fmt: skip
-        return [future.result() for future in futures]
+        pending: deque = deque()
+        done: list[ShardOutcome] = []
+        for n, (todo, decided) in enumerate(batches, start=1):
+            new = [c["url"] for c in todo if not limited.issuperset(limit_names([c["url"]]))]
+            if new:  # each host's limit once per run, before its first shard
+                limited.update(create_host_limits(new, params.per_host))
+            pending.append(
+                runner.submit(
+                    download_shard,
+                    {
+                        "candidates": todo, "run_id": run.run_id,
+                        "label": params.label, "raw_dir": str(run.raw_dir), "config": config,
+                        "min_size": params.min_size, "part": part_name(run.group, n),
+                        "run_date": run.run_date, "data_dir": run.data_dir,
+                        "lease_s": params.host_lease_s, "decided": decided,
+                    },
+                )
+            )  # fmt: skip
+            while len(pending) >= in_flight:
+                done.append(pending.popleft().result())
+        return done + [future.result() for future in pending]

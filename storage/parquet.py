@@ -6,7 +6,7 @@ import logging
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime
 from functools import partial
 from pathlib import Path
@@ -260,6 +260,28 @@ def _listed(
         f"{table}: parts kept vanishing while reading ({READ_ATTEMPTS} listings); try again"
         " when the re-runs writing it have finished"
     )
+
+
+def scan_table(
+    table: str,
+    *,
+    where: ds.Expression | None = None,
+    columns: list[str] | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    on_damaged: OnDamaged = "raise",
+) -> Iterator[pa.Table]:
+    """A table's rows part by part, filtered by `where` (Arrow expression): a reader of any
+    size of history holds one part at a time. A part a re-run removes while it is listed is
+    passed over; a damaged part raises or is skipped as in read_table."""
+    schema = schema_of(table).append(pa.field(PARTITION, pa.string()))
+    folder = Layout.at(data_dir).table_dir(table)
+    for path in sorted(folder.glob(f"{PARTITION}=*/*.parquet")) if folder.is_dir() else []:
+        try:
+            part = _read_part(path, schema, folder, columns, where, on_damaged)
+        except FileNotFoundError:
+            continue
+        if part is not None and part.num_rows:
+            yield part
 
 
 def _read_part(

@@ -36,6 +36,7 @@ SCRAPE_STATUSES = (
     "robots_disallowed",
     "page_error",
     "skipped",
+    "bad_row",  # a URL list's row with no URL or an unusable label
 )
 DATASET_STATUSES = (
     "ok",

@@ -8,7 +8,6 @@ Keep it free of heavy imports: the CLI imports it to build `--help`.
 
 from flows.params.base import (
     DASK_INSTALL,
-    DEFAULT_USER_AGENT,
     OPENVINO_INSTALL,
     DatasetName,
     Label,
@@ -39,7 +38,6 @@ from flows.params.train import AugmentPreviewParams, TrainParams
 
 __all__ = [
     "DASK_INSTALL",
-    "DEFAULT_USER_AGENT",
     "OPENVINO_INSTALL",
     "AugmentPreviewParams",
     "CurateOptions",

@@ -20,8 +20,6 @@ Runner = Literal["threads", "processes", "dask"]
 DASK_INSTALL = 'pip install -e ".[dask]"'  # the `dask` extra: prefect-dask, dask, distributed
 OPENVINO_INSTALL = 'pip install -e ".[openvino]"'  # the `openvino` extra: openvino, nncf
 
-DEFAULT_USER_AGENT = "pixelpipe/0.1 (+image dataset builder; respects robots.txt)"
-
 
 def _name(what: str) -> Any:
     """A run id, label or dataset name: it becomes a folder or file name, so it is checked

@@ -141,14 +141,19 @@ class PipelineParams(Params):
     @model_validator(mode="after")
     def _inputs(self) -> PipelineParams:
         given = [n for n in ("sources", "source_dir", "dataset_dir") if getattr(self, n)]
+        given += ["url_list"] if self.scrape.url_list else []
         if len(given) > 1:
-            raise ValueError(f"give only one of sources, source_dir, dataset_dir (got {given})")
+            raise ValueError(
+                f"give only one of sources, url_list, source_dir, dataset_dir (got {given})"
+            )
         if not given and not (self.model_path and self.predict.inputs):
             raise ValueError(
-                "nothing to start from: give sources (LABEL=URL), source_dir or dataset_dir,"
-                " or model_path with predict inputs"
+                "nothing to start from: give sources (LABEL=URL), url_list, source_dir or"
+                " dataset_dir, or model_path with predict inputs"
             )
         # The stage models' own cross-field checks, before any stage runs.
+        if self.scrape.url_list:
+            ScrapeParams(**self.scrape.model_dump())
         for label, pages in self.source_pages().items():  # also checks LABEL=URL
             ScrapeParams(**self.scrape.model_dump(), pages=pages, label=label)
         PrepareParams(**self.prepare.model_dump())

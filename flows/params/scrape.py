@@ -1,84 +1,56 @@
-"""scrape_images' parameters."""
+"""scrape_images' parameters: what to scrape, then the stage's settings (tasks.scrape.settings)."""
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from flows.params.base import (
-    DEFAULT_USER_AGENT,
     Label,
+    LocalPath,
     Runner,
     StageParams,
     check_runner,
     dask_address_field,
     runner_field,
 )
-from storage.files import MAX_PIXELS
+from tasks.scrape.settings import ScrapeSettings
 
 
-class ScrapeParams(StageParams):
-    pages: list[str] = Field(min_length=1, description="Page URLs to find images on")
-    label: Label = Field(description="Label (class name) for every image found, e.g. 'banana'")
-    max_images: int | None = Field(None, ge=1, description="Stop after this many candidates")
-    concurrency: int = Field(16, ge=1, le=256, description="Downloads in flight at once")
-    per_host: int = Field(4, ge=1, le=64, description="Downloads in flight per host")
-    min_size: int = Field(32, ge=1, description="Smallest accepted short side, in pixels")
-    max_bytes: int = Field(20_000_000, ge=1024, description="Largest accepted download")
-    timeout: float = Field(15.0, gt=0, le=600, description="Connect and read timeout, seconds")
-    retries: int = Field(3, ge=0, le=10, description="Retries on connection errors, 429, 5xx")
-    backoff: float = Field(
-        0.5, ge=0, le=60, description="First retry waits about this long, then doubling (jitter)"
+class ScrapeInputs(StageParams):
+    """What to scrape; a base of its own so these fields come first in the form and --help."""
+
+    pages: list[str] = Field(
+        default_factory=list, description="Page URLs to find images on (or give url_list)"
     )
-    follow_pages: int = Field(0, ge=0, le=1000, description="Follow rel=next links this far")
-    respect_robots: bool = Field(True, description="Obey robots.txt")
-    allow_private_networks: bool = Field(
-        False, description="Allow loopback/private/link-local addresses (tests, intranets)"
+    url_list: LocalPath | None = Field(
+        None,
+        description="Instead of pages: a CSV, TSV, Parquet or JSON Lines file with a URL column"
+        " (and a label column unless label is given), read as a stream",
     )
-    user_agent: str = Field(DEFAULT_USER_AGENT, min_length=1, description="User-Agent header")
-    shard_size: int = Field(500, ge=1, le=100_000, description="URLs per download task (shard)")
-    host_lease_s: float = Field(
-        60.0,
-        ge=1,
-        le=3600,
-        description="Lease on a host's download slots, renewed while a shard runs: a worker that"
-        " dies blocks its hosts at most this long",
+    url_column: str = Field("url", min_length=1, description="url_list: the column of URLs")
+    label_column: str = Field(
+        "label", min_length=1, description="url_list: the column of labels (unless label is given)"
     )
+    label: Label | None = Field(
+        None,
+        description="Label (class name) for every image found, e.g. 'banana'; with url_list,"
+        " for every row instead of the label column",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ScrapeInputs:
+        if bool(self.pages) == bool(self.url_list):
+            raise ValueError("give pages or url_list (one of them)")
+        if self.pages and self.label is None:
+            raise ValueError("pages need a label for their images")
+        return self
+
+
+class ScrapeParams(ScrapeSettings, ScrapeInputs):
     runner: Runner = runner_field("threads", "downloads wait on the network")
     dask_address: str | None = dask_address_field()
-    deadline: float | None = Field(
-        None, gt=0, le=3600, description="Total seconds per URL (connect, headers, body, its"
-        " redirects and retries); past it the URL is `timeout`. Default: 4 x timeout",
-    )  # fmt: skip
-    max_pixels: int = Field(
-        MAX_PIXELS, ge=1024, le=1_000_000_000,
-        description="Largest image in pixels (width x height); larger is `too_large`, undecoded",
-    )  # fmt: skip
-    max_candidates: int = Field(
-        5000, ge=1, le=1_000_000, description="Image URLs kept per page; the rest are dropped"
-    )
-    proxy: str | None = Field(
-        None, description="Send requests through this http(s) proxy; it must itself pass the"
-        " address guard (a private proxy needs allow_private_networks)",
-    )  # fmt: skip
-    trust_env: bool = Field(
-        False, description="Use the proxies of HTTP_PROXY/HTTPS_PROXY (off: they are ignored)"
-    )
-    respect_x_robots_tag: bool = Field(
-        True, description="Skip images whose X-Robots-Tag says noai/noimageai/noindex/noimageindex"
-    )
 
     @model_validator(mode="after")
     def runner_field(self) -> ScrapeParams:
         check_runner(self.runner, self.dask_address)
         return self
-
-    @field_validator("proxy")
-    @classmethod
-    def _proxy_url(cls, value: str | None) -> str | None:
-        if value is not None:
-            parts = urlsplit(value)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"proxy {value!r}: give http://host:port or https://host:port")
-        return value

@@ -5,7 +5,8 @@
 - `css.py`, `srcset.py`, `jsonld.py`  linear scanners of CSS, srcset and JSON-LD
 - `budget.py`      the work meter of those parsers: counts their steps, stops at a deadline
 - `fetch.py`       the HTTP client: redirects hop by hop, retries, deadlines, robots.txt
-- `session.py`     its settings and its one pooled requests session (proxies only on request)
+- `settings.py`    the stage's settings, declared once (the flow's parameters extend them)
+- `session.py`     the one pooled requests session (proxies only on request), retry waits
 - `deadline.py`    a total deadline per request: a watchdog shuts sockets that trickle
 - `netguard.py`    which addresses may be contacted (the SSRF guard), proxies included
 - `hosts.py`       the canonical host key every per-host rule uses; URLs with user info

@@ -32,17 +32,17 @@ from tasks.scrape.robots import (
     x_robots_refusal,
 )
 from tasks.scrape.session import (
-    FetchConfig,
     configured_proxies,
     make_session,
     next_retry,
     proxy_refusal,
     retry_policy,
 )
+from tasks.scrape.settings import ScrapeSettings
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 CHUNK = 64 * 1024
-__all__ = ["AddressPolicy", "FetchConfig", "Fetched", "Fetcher"]  # what the tasks import here
+__all__ = ["AddressPolicy", "Fetched", "Fetcher", "ScrapeSettings"]  # what the tasks import here
 
 
 @dataclass
@@ -127,14 +127,14 @@ def _http_error(response: requests.Response) -> str:
 # --- the client --------------------------------------------------------------------------------
 
 
-def policy_for(config: FetchConfig, policy: AddressPolicy | None = None) -> AddressPolicy | None:
+def policy_for(config: ScrapeSettings, policy: AddressPolicy | None = None) -> AddressPolicy | None:
     """The address policy in force: `policy`, else the private-address guard unless off."""
     if policy is not None:
         return policy
     return None if config.allow_private_networks else private_address_refusal
 
 
-def check_proxy(config: FetchConfig, policy: AddressPolicy | None = None) -> None:
+def check_proxy(config: ScrapeSettings, policy: AddressPolicy | None = None) -> None:
     """ConfigError when the proxy may not be used; the flow calls it before any work."""
     if reason := proxy_refusal(config, policy_for(config, policy)):
         raise ConfigError(reason)
@@ -144,7 +144,7 @@ class Fetcher:
     """GETs with a per-host limit, retries, robots.txt, a deadline and address checks on
     every hop. Thread-safe: the worker threads of one batch share it (and its pool)."""
 
-    def __init__(self, config: FetchConfig, policy: AddressPolicy | None = None) -> None:
+    def __init__(self, config: ScrapeSettings, policy: AddressPolicy | None = None) -> None:
         self.config = config
         self.policy = policy_for(config, policy)
         check_proxy(config, self.policy)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 
 from storage.schemas import SCRAPE_MANIFEST
 from tasks.scrape.hosts import HostKey, host_key, without_user_info
@@ -41,7 +41,9 @@ def mark_duplicates(rows: list[dict], known: Iterable[str] = ()) -> list[dict]:
     ]
 
 
-def duplicates(rows: Iterable[tuple[str, str, str | None]], first: dict[str, str]) -> dict:
+def duplicates(
+    rows: Iterable[tuple[str, str, str | None]], first: MutableMapping[str, str]
+) -> dict:
     """The duplicate rule, once: {index: reason} of the (url, status, sha256) rows in page order
     whose bytes were stored before. `first` maps sha256 -> the URL that stored it ("" for an
     earlier run) and grows, so shards decided one after another share it."""

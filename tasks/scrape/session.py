@@ -1,4 +1,4 @@
-"""The scraper's HTTP settings, retry policy and one requests session (guarded, proxies opt-in)."""
+"""The scraper's retry policy and one requests session (guarded, proxies opt-in)."""
 
 from __future__ import annotations
 
@@ -6,56 +6,18 @@ import contextlib
 from urllib.request import getproxies
 
 import requests
-from pydantic import BaseModel, ConfigDict, Field
 from urllib3.exceptions import InvalidHeader, MaxRetryError
 from urllib3.response import BaseHTTPResponse
 from urllib3.util import Retry
 
-from storage.files import MAX_PIXELS
 from tasks.scrape.hosts import host_key, without_user_info
 from tasks.scrape.netguard import AddressPolicy, GuardedAdapter, address_refusal
+from tasks.scrape.settings import ScrapeSettings
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
-class FetchConfig(BaseModel):
-    """Everything the HTTP client needs; plain values so a task can take it as an argument."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    user_agent: str = "pixelpipe"
-    timeout: float = Field(15.0, gt=0, description="Connect and read timeout, seconds")
-    retries: int = Field(3, ge=0)
-    backoff: float = Field(
-        0.5, ge=0, description="Backoff factor: retries wait 0, 2x, 4x ... this, plus jitter"
-    )
-    backoff_max: float = Field(30.0, ge=0, description="Cap of the exponential backoff")
-    max_retry_after: float = Field(
-        120.0, ge=0, description="Give up rather than wait a longer Retry-After"
-    )
-    max_bytes: int = Field(20_000_000, ge=1)
-    concurrency: int = Field(16, ge=1)
-    per_host: int = Field(4, ge=1)
-    respect_robots: bool = True
-    allow_private_networks: bool = False
-    max_redirects: int = Field(10, ge=0)
-    deadline: float | None = Field(
-        None,
-        gt=0,
-        description="Seconds per URL, redirects and retries included; 4 x timeout",
-    )
-    proxy: str | None = Field(None, description="Send every request through this HTTP proxy")
-    trust_env: bool = Field(False, description="Use HTTP(S)_PROXY and .netrc from the environment")
-    respect_x_robots_tag: bool = True
-    max_pixels: int = Field(MAX_PIXELS, ge=1, description="Larger images are too_large")
-
-    @property
-    def deadline_s(self) -> float:
-        """Time one request may take in all, so a server dripping bytes cannot stall a worker."""
-        return self.deadline if self.deadline is not None else self.timeout * 4
-
-
-def make_session(config: FetchConfig, policy: AddressPolicy | None) -> requests.Session:
+def make_session(config: ScrapeSettings, policy: AddressPolicy | None) -> requests.Session:
     """One session for all workers: its pool holds a connection per worker for each host.
 
     The environment's proxies are not used unless asked for (`trust_env`): an HTTP_PROXY
@@ -73,7 +35,7 @@ def make_session(config: FetchConfig, policy: AddressPolicy | None) -> requests.
     return session
 
 
-def configured_proxies(config: FetchConfig) -> list[str]:
+def configured_proxies(config: ScrapeSettings) -> list[str]:
     """The proxies requests may go through: `proxy`, else the environment's with trust_env."""
     if config.proxy:
         return [config.proxy]
@@ -83,7 +45,7 @@ def configured_proxies(config: FetchConfig) -> list[str]:
     return []
 
 
-def proxy_refusal(config: FetchConfig, policy: AddressPolicy | None) -> str | None:
+def proxy_refusal(config: ScrapeSettings, policy: AddressPolicy | None) -> str | None:
     """Why a configured proxy may not be used (not http(s), or on a refused address), or None.
     A proxy is a host we connect to like any other: a private one is an SSRF way in."""
     for proxy in configured_proxies(config):
@@ -100,7 +62,7 @@ def proxy_refusal(config: FetchConfig, policy: AddressPolicy | None) -> str | No
 # --- retries: urllib3's Retry, used a step at a time (the fetch waits outside its host slot) ---
 
 
-def retry_policy(config: FetchConfig) -> Retry:
+def retry_policy(config: ScrapeSettings) -> Retry:
     """One URL hop's retries: `retries` more tries after a connection error, a 429 or a 5xx
     (and a 413 or 503 that says Retry-After), waiting urllib3's exponential backoff (the first
     retry at once, then 2x, 4x ... `backoff`, plus up to `backoff` of jitter so workers do not
@@ -117,7 +79,7 @@ def retry_policy(config: FetchConfig) -> Retry:
 
 
 def next_retry(
-    retry: Retry, config: FetchConfig, response: BaseHTTPResponse | None = None
+    retry: Retry, config: ScrapeSettings, response: BaseHTTPResponse | None = None
 ) -> tuple[Retry, float] | None:
     """The retry state after one more failure (`response`: the answer that failed, None for a
     connection error) and the seconds to wait, or None to give up: no retries left, or a

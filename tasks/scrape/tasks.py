@@ -24,7 +24,7 @@ from storage.parquet import replace_parts, write_table
 from tasks.runtime import Progress, logger
 from tasks.scrape.budget import Meter
 from tasks.scrape.extract import parse_page
-from tasks.scrape.fetch import AddressPolicy, FetchConfig, Fetcher
+from tasks.scrape.fetch import AddressPolicy, Fetcher
 from tasks.scrape.images import check_image, decode_data_uri, sha256_hex, store_image
 from tasks.scrape.manifest import (
     REFUSALS_KEPT_FOR_PAGES,
@@ -34,6 +34,8 @@ from tasks.scrape.manifest import (
     mark_duplicates,
 )
 from tasks.scrape.politeness import LEASE_S, host_lease
+from tasks.scrape.settings import ScrapeSettings
+from tasks.scrape.stored import StoredIndex
 
 HTML_TYPES = ("text/html", "application/xhtml+xml", "application/xml", "text/xml")
 
@@ -112,7 +114,7 @@ def find_image_urls(
     pages: list[str],
     run_id: str,
     label: str,
-    config: FetchConfig,
+    config: ScrapeSettings,
     follow_pages: int = 0,
     max_images: int | None = None,
     policy: AddressPolicy | None = None,
@@ -202,35 +204,39 @@ def download_one(
 def download_images(
     candidates: list[dict],
     run_id: str,
-    label: str,
+    label: str | None,
     raw_dir: str,
-    config: FetchConfig,
+    config: ScrapeSettings,
     min_size: int = 32,
     policy: AddressPolicy | None = None,
 ) -> list[dict]:
     """Download a batch of candidates concurrently (`config.concurrency` workers, at most
     `config.per_host` per host) and return their manifest rows in the batch's order.
 
-    Not retried as a task: retries happen per request, where Retry-After can be honoured,
-    and a re-run batch would find its own files and call them duplicates.
+    `label` None: each candidate carries its own (a URL list's rows) and its image goes to
+    `raw_dir/<label>/`; else every image goes to `raw_dir`. Not retried as a task: retries
+    happen per request, where Retry-After can be honoured, and a re-run batch would find its
+    own files and call them duplicates.
     """
-    folder = Path(raw_dir).resolve()
+    root = Path(raw_dir).resolve()
+    labels = [label or c["label"] for c in candidates]
+    folders = [root if label else root / own for own in labels]
     urls = [c["url"] for c in candidates]
     outcomes: list[dict[str, Any] | None] = [None] * len(urls)
     workers = max(1, min(config.concurrency, len(urls)))
 
     def work(i: int) -> None:
-        outcomes[i] = download_one(fetcher, urls[i], folder, min_size, config.max_bytes)
+        outcomes[i] = download_one(fetcher, urls[i], folders[i], min_size, config.max_bytes)
 
-    progress = Progress(len(urls), f"Downloading {len(urls)} image(s) for {label!r}")
+    progress = Progress(len(urls), f"Downloading {len(urls)} image(s) for {label or 'the list'!r}")
     # Every image advances the terminal bar; Progress itself spaces the artifact's API calls.
     with Fetcher(config, policy) as fetcher, ThreadPoolExecutor(workers) as pool:
         for future in as_completed([pool.submit(work, i) for i in interleave_by_host(urls)]):
             future.result()  # re-raises what is not a bad item (a full disk, say)
             progress.advance()
     rows = [
-        manifest_row(run_id, label, c["page_url"], c["url"], found_in=c.get("found_in"), **o)
-        for c, o in zip(candidates, outcomes, strict=True)
+        manifest_row(run_id, own, c["page_url"], c["url"], found_in=c.get("found_in"), **o)
+        for c, own, o in zip(candidates, labels, outcomes, strict=True)
     ]
     return mark_duplicates(rows)
 
@@ -250,15 +256,16 @@ class ShardOutcome(BaseModel):
 def download_shard(
     candidates: list[dict],
     run_id: str,
-    label: str,
+    label: str | None,
     raw_dir: str,
-    config: FetchConfig,
+    config: ScrapeSettings,
     min_size: int,
     *,
     part: str,
     run_date: date,
     data_dir: str,
     lease_s: float = LEASE_S,
+    decided: list[dict] | None = None,
 ) -> ShardOutcome:
     """download_images over one shard, its rows written as scrape_manifest part `part` by the
     worker that fetched them. A shard redone after its worker died rewrites the same part (and
@@ -266,12 +273,15 @@ def download_shard(
 
     While downloading it holds its hosts' global concurrency limits (tasks.scrape.politeness),
     so shards of other workers and runs keep to `per_host` too; a dead holder's slots come
-    back after `lease_s`.
+    back after `lease_s`. `decided`: rows settled without a download (a URL list's bad,
+    repeated or already stored rows), written first in the same part.
     """
     claims = Layout.at(data_dir).root / ".leases"
     urls = [c["url"] for c in candidates]
-    with host_lease(urls, config.per_host, claims, lease_s):
-        rows = download_images.fn(candidates, run_id, label, raw_dir, config, min_size)
+    rows = list(decided or [])
+    if candidates:
+        with host_lease(urls, config.per_host, claims, lease_s):
+            rows += download_images.fn(candidates, run_id, label, raw_dir, config, min_size)
     path = write_table(
         "scrape_manifest", rows, run_id=run_id, data_dir=data_dir, run_date=run_date, part=part
     )
@@ -281,21 +291,23 @@ def download_shard(
 
 @task(name="dedupe-shards", cache_policy=NO_CACHE)
 def dedupe_shards(
-    shards: list[ShardOutcome], known: set[str], *, run_id: str, run_date: date, data_dir: str
+    shards: list[ShardOutcome], index_path: str, *, run_id: str, run_date: date, data_dir: str
 ) -> dict[str, int]:
-    """Across shards, in page order: an `ok` row whose bytes an earlier shard (or an earlier
-    run, `known`) stored becomes `duplicate`, as mark_duplicates decides within a shard. Reads
-    three columns per shard and rewrites only the shards that change; returns the counts."""
-    first: dict[str, str] = dict.fromkeys(known, "")
+    """Across shards, in order: an `ok` row whose bytes an earlier shard (or an earlier run,
+    the sha256s of the StoredIndex at `index_path`) stored becomes `duplicate`, as
+    mark_duplicates decides within a shard. Reads three columns per shard and rewrites only
+    the shards that change; the sha256s seen grow in the index's file, not in memory."""
     counts: Counter[str] = Counter()
-    for shard in shards:
-        table = pq.read_table(shard.path, columns=["url", "status", "sha256"]).to_pydict()
-        changed = duplicates(zip(*table.values(), strict=True), first)
-        if changed:
-            _mark(shard, changed, run_id=run_id, run_date=run_date, data_dir=data_dir)
-        counts.update(table["status"])
-        counts.subtract({"ok": len(changed)})
-        counts.update({"duplicate": len(changed)})
+    with StoredIndex(index_path) as index:
+        first = index.shas()
+        for shard in shards:
+            table = pq.read_table(shard.path, columns=["url", "status", "sha256"]).to_pydict()
+            changed = duplicates(zip(*table.values(), strict=True), first)
+            if changed:
+                _mark(shard, changed, run_id=run_id, run_date=run_date, data_dir=data_dir)
+            counts.update(table["status"])
+            counts.subtract({"ok": len(changed)})
+            counts.update({"duplicate": len(changed)})
     return {status: n for status, n in counts.items() if n}
 
 

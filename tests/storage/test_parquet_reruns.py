@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from flows.scrape_images import stored_before
 from storage.errors import ConfigError, DamagedFileError
 from storage.parquet import (
     read_table,
@@ -18,6 +17,7 @@ from storage.parquet import (
     table_counts,
     write_table,
 )
+from tasks.scrape.stored import StoredIndex
 from tasks.scrape.tasks import clear_parts
 from tests.storage.test_parquet import sample_rows
 
@@ -147,7 +147,7 @@ def test_readers_that_can_go_on_skip_a_damaged_part_with_a_warning(data_dir, cap
     assert len(lines) == 2 and all(str(bad) in line and "\n" not in line for line in lines)
 
 
-def test_stored_before_goes_on_past_a_damaged_part(data_dir):
+def test_the_stored_index_goes_on_past_a_damaged_part(data_dir, tmp_path):
     image = data_dir / "raw" / "cats" / "a.jpg"
     image.parent.mkdir(parents=True)
     image.write_bytes(b"x")
@@ -156,4 +156,6 @@ def test_stored_before_goes_on_past_a_damaged_part(data_dir):
     bad = data_dir / "warehouse" / "scrape_manifest" / "run_date=2026-11-01" / "bad.parquet"
     bad.parent.mkdir(parents=True, exist_ok=True)
     bad.touch()
-    assert list(stored_before(data_dir, "cats", "new")) == [row["url"]]
+    with StoredIndex.build(tmp_path / "index.sqlite", data_dir, "new", "cats") as index:
+        found = index.stored([("cats", row["url"]), ("cats", "http://elsewhere/")])
+    assert list(found) == [("cats", row["url"])] and found[("cats", row["url"])]["run_id"] == "old"

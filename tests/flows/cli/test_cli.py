@@ -150,6 +150,7 @@ def test_pixelpipe_errors_become_one_line_and_exit_1(monkeypatch):
 
 
 def test_required_fields_are_reported():
-    result = runner.invoke(cli.app, ["scrape"])
-    assert result.exit_code == 2
-    assert "--pages: Field required" in result.output and "--label: Field required" in result.output
+    result = runner.invoke(cli.app, ["report"])
+    assert result.exit_code == 2 and "--run-id: Field required" in result.output
+    result = runner.invoke(cli.app, ["scrape"])  # pages or a URL list: one is needed
+    assert result.exit_code == 2 and "give pages or url_list (one of them)" in result.output

@@ -12,8 +12,8 @@ from urllib3 import HTTPResponse
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ReadTimeoutError
 
 from tasks.scrape.fetch import (
-    FetchConfig,
     Fetcher,
+    ScrapeSettings,
     _is_timeout,
     make_session,
 )
@@ -25,9 +25,9 @@ from tests.http_server import SiteServer
 UA = "pixelpipe-tests/1.0 (+https://example.invalid/bot)"
 
 
-def config(**overrides) -> FetchConfig:
+def config(**overrides) -> ScrapeSettings:
     base = dict(user_agent=UA, timeout=2.0, backoff=0.01, allow_private_networks=True)
-    return FetchConfig(**{**base, **overrides})
+    return ScrapeSettings(**{**base, **overrides})
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def answer(status: int, retry_after: str | None = None) -> HTTPResponse:
     return HTTPResponse(status=status, headers={"Retry-After": retry_after} if retry_after else {})
 
 
-def waits(cfg: FetchConfig, response: HTTPResponse | None = None) -> list[float]:
+def waits(cfg: ScrapeSettings, response: HTTPResponse | None = None) -> list[float]:
     """The waits before each retry until next_retry gives up."""
     retry, found = retry_policy(cfg), []
     while (following := next_retry(retry, cfg, response)) is not None:
@@ -54,7 +54,7 @@ def waits(cfg: FetchConfig, response: HTTPResponse | None = None) -> list[float]
 
 
 def test_retries_back_off_exponentially_with_jitter_and_a_cap():
-    cfg = FetchConfig(retries=5, backoff=1.0, backoff_max=5.0)
+    cfg = ScrapeSettings(retries=5, backoff=1.0, backoff_max=5.0)
     runs = [waits(cfg, answer(503)) for _ in range(20)]
     assert {len(run) for run in runs} == {5}  # then it gives up
     for run in runs:
@@ -63,20 +63,20 @@ def test_retries_back_off_exponentially_with_jitter_and_a_cap():
         for n, wait in enumerate(rest, start=1):
             assert 2.0**n <= wait <= min(2.0**n + 1.0, 5.0) or wait == 5.0
     assert len({run[1] for run in runs}) > 1  # jittered, not lockstep
-    assert waits(FetchConfig(retries=0)) == []
+    assert waits(ScrapeSettings(retries=0)) == []
 
 
 def test_retry_after_is_a_floor_and_too_long_a_wait_gives_up():
-    cfg = FetchConfig(retries=2, backoff=0.01, max_retry_after=30)
+    cfg = ScrapeSettings(retries=2, backoff=0.01, max_retry_after=30)
     assert waits(cfg, answer(429, "1")) == [1.0, 1.0]
     assert waits(cfg, answer(503, "30")) == [30.0, 30.0]
     assert waits(cfg, answer(503, "31")) == []
     # A Retry-After shorter than the backoff does not shorten it.
-    assert waits(FetchConfig(retries=3, backoff=1.0), answer(503, "0"))[2] >= 4.0
+    assert waits(ScrapeSettings(retries=3, backoff=1.0), answer(503, "0"))[2] >= 4.0
 
 
 def test_retry_after_as_an_http_date_and_unreadable_ones_ignored():
-    cfg = FetchConfig(retries=1, backoff=0.0)
+    cfg = ScrapeSettings(retries=1, backoff=0.0)
     later = format_datetime(datetime.now(UTC) + timedelta(seconds=60), usegmt=True)
     (wait,) = waits(cfg, answer(503, later))
     assert 50 <= wait <= 60
@@ -210,10 +210,10 @@ def test_robots_txt_errors_follow_rfc_9309(code, allowed):
 
 
 def test_the_user_agent_names_pixelpipe_and_one_connection_is_reused(site):
-    with Fetcher(FetchConfig(allow_private_networks=True)) as fetcher:
+    with Fetcher(ScrapeSettings(allow_private_networks=True)) as fetcher:
         for _ in range(5):
             assert fetcher.get(site.url("img/plain.jpg")).ok
-    assert {h.headers["User-Agent"] for h in site.stats.hits} == {FetchConfig().user_agent}
+    assert {h.headers["User-Agent"] for h in site.stats.hits} == {ScrapeSettings().user_agent}
     assert site.stats.connections == 1  # robots.txt and five images over one pooled connection
     with Fetcher(config(retries=1)) as fetcher:  # error pages, retries and redirects too
         fetcher.get(site.url("img/missing.jpg"))

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 import requests
+from pydantic import ValidationError
 
 from storage.errors import ConfigError
-from tasks.scrape.fetch import FetchConfig, Fetcher, check_proxy, make_session
+from tasks.scrape.fetch import Fetcher, ScrapeSettings, check_proxy, make_session
 from tasks.scrape.fetch import _blocked_in as blocked_in
 from tasks.scrape.images import check_image
 from tasks.scrape.netguard import private_address_refusal
@@ -26,9 +27,9 @@ from tests.image_attacks import hostile_jpeg, lying_ico, lying_webp, pillow_deco
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def config(**overrides) -> FetchConfig:
+def config(**overrides) -> ScrapeSettings:
     base = dict(user_agent="pixelpipe-tests/1.0", timeout=0.5, backoff=0.01, retries=0)
-    return FetchConfig(**{**base, "allow_private_networks": True, **overrides})
+    return ScrapeSettings(**{**base, "allow_private_networks": True, **overrides})
 
 
 # --- a total deadline per request ------------------------------------------------------------
@@ -91,8 +92,8 @@ def test_redirects_share_one_deadline_per_url():
 
 
 def test_the_deadline_defaults_to_four_timeouts_and_can_be_set():
-    assert FetchConfig(timeout=2).deadline_s == 8.0
-    assert FetchConfig(timeout=2, deadline=30).deadline_s == 30.0
+    assert ScrapeSettings(timeout=2).deadline_s == 8.0
+    assert ScrapeSettings(timeout=2, deadline=30).deadline_s == 30.0
 
 
 # --- proxies and the address guard -------------------------------------------------------------
@@ -131,8 +132,8 @@ def test_a_proxy_on_a_refused_address_fails_before_any_request(proxy):
             check_proxy(cfg)
         with pytest.raises(ConfigError, match="proxy"):
             Fetcher(cfg)
-    with pytest.raises(ConfigError, match="http"):
-        check_proxy(config(proxy="socks5://127.0.0.1:1080"))
+    with pytest.raises(ValidationError, match="http"):  # the settings refuse it on arrival
+        config(proxy="socks5://127.0.0.1:1080")
     assert proxy.stats.hits == []
 
 
@@ -184,7 +185,7 @@ RSS_SCRIPT = textwrap.dedent(
     """
     import json, sys
     from collections import Counter
-    from tasks.scrape.fetch import FetchConfig
+    from tasks.scrape.fetch import ScrapeSettings
     from tasks.scrape.tasks import download_images
     from tests.http_server import SiteServer, bilevel_png
 
@@ -192,7 +193,7 @@ RSS_SCRIPT = textwrap.dedent(
     files = {f"huge/{i}.png": png for i in range(16)}
     with SiteServer(root=None, files=files) as site:
         candidates = [{"url": site.url(p), "page_url": "p", "found_in": "img[src]"} for p in files]
-        cfg = FetchConfig(concurrency=16, per_host=16, allow_private_networks=True)
+        cfg = ScrapeSettings(concurrency=16, per_host=16, allow_private_networks=True)
         rows = download_images.fn(candidates, "r", "t", sys.argv[1], cfg)
     # VmHWM: this process's own peak. ru_maxrss would carry over the parent's (pytest's, with
     # TensorFlow loaded by earlier tests) through fork and exec.

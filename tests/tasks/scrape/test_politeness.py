@@ -12,7 +12,7 @@ from prefect.client.orchestration import get_client
 
 from storage.errors import ConfigError
 from tasks.scrape import politeness
-from tasks.scrape.fetch import FetchConfig, Fetcher, check_proxy
+from tasks.scrape.fetch import Fetcher, check_proxy
 from tasks.scrape.hosts import host_key
 from tasks.scrape.politeness import (
     HOST_LIMIT_PREFIX,
@@ -21,6 +21,7 @@ from tasks.scrape.politeness import (
     limit_name,
     prune_idle_limits,
 )
+from tasks.scrape.settings import ScrapeSettings
 from tasks.scrape.tasks import download_images, download_shard, find_image_urls
 from tests.http_server import SiteServer, picture
 
@@ -45,12 +46,12 @@ def gallery(links: list[str]) -> dict[str, bytes]:
     return files
 
 
-def config(**overrides) -> FetchConfig:
+def config(**overrides) -> ScrapeSettings:
     base = dict(concurrency=IMAGES, per_host=1, allow_private_networks=True, timeout=5.0)
-    return FetchConfig(**{**base, **overrides})
+    return ScrapeSettings(**{**base, **overrides})
 
 
-def download_page(site: SiteServer, cfg: FetchConfig, tmp_path, links: list[str]) -> list[dict]:
+def download_page(site: SiteServer, cfg: ScrapeSettings, tmp_path, links: list[str]) -> list[dict]:
     site.files.update(gallery(links))
     found = find_image_urls.fn([site.url("page.html")], "r", "t", cfg)
     assert len(found["candidates"]) == len(links)

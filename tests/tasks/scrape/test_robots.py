@@ -6,7 +6,7 @@ import logging
 import pytest
 
 import tasks.scrape.fetch as fetch_module
-from tasks.scrape.fetch import FetchConfig, Fetcher
+from tasks.scrape.fetch import Fetcher, ScrapeSettings
 from tasks.scrape.robots import product_token, rules_from, x_robots_refusal
 from tasks.scrape.tasks import download_images
 from tests.http_server import SiteServer, picture
@@ -14,9 +14,9 @@ from tests.http_server import SiteServer, picture
 UA = "pixelpipe-tests/1.0 (+https://example.invalid/bot)"
 
 
-def config(**overrides) -> FetchConfig:
+def config(**overrides) -> ScrapeSettings:
     base = dict(user_agent=UA, timeout=2.0, backoff=0.01, retries=0, allow_private_networks=True)
-    return FetchConfig(**{**base, **overrides})
+    return ScrapeSettings(**{**base, **overrides})
 
 
 def fetch_all(robots: bytes | None, paths: list[str], **server) -> dict[str, str | None]:

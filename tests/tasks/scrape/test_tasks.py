@@ -13,9 +13,9 @@ import pytest
 
 import tasks.scrape.extract as extract_module
 from storage.parquet import to_arrow
-from tasks.scrape.fetch import FetchConfig
 from tasks.scrape.hosts import host_key
 from tasks.scrape.politeness import HostLease, limit_name
+from tasks.scrape.settings import ScrapeSettings
 from tasks.scrape.tasks import download_images, find_image_urls
 from tests.http_server import DATA_PNG, SiteServer, picture
 
@@ -85,7 +85,7 @@ def site():
 
 @pytest.fixture(scope="module")
 def cfg():
-    return FetchConfig(
+    return ScrapeSettings(
         user_agent="pixelpipe-tests/1.0",
         timeout=0.5,
         backoff=0.01,
@@ -197,7 +197,7 @@ def test_per_host_limit_holds_and_concurrency_overlaps_requests(tmp_path):
             c["url"] = site.url(name)
         for per_host, lowest, highest in [(2, 2, 2), (8, 3, 8)]:
             site.reset_stats()
-            cfg = FetchConfig(concurrency=8, per_host=per_host, allow_private_networks=True)
+            cfg = ScrapeSettings(concurrency=8, per_host=per_host, allow_private_networks=True)
             rows = download_images.fn(candidates, "r", "t", str(tmp_path / str(per_host)), cfg)
             assert {r["status"] for r in rows} == {"ok"}
             assert lowest <= site.stats.max_in_flight <= highest, (per_host, site.stats)
