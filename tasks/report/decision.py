@@ -7,8 +7,16 @@ from typing import Any
 
 import pandas as pd
 
-from tasks.registry.decide import percent
 from tasks.report.document import Facts, Section, Table, Text
+
+
+def percent(value: Any) -> str:
+    """0.9305 -> "93.1%", as the registry writes it (tasks.registry.decide.percent)."""
+    # deferred: tasks.registry.decide imports its evaluator and so TensorFlow, which the CLI's
+    # checks (they import the report flow) must not load
+    from tasks.registry.decide import percent as registry_percent
+
+    return registry_percent(value)
 
 
 def _num(value: Any) -> str:

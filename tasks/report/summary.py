@@ -9,9 +9,9 @@ from typing import Any
 
 import pandas as pd
 
-from tasks.registry.decide import percent
 from tasks.report import stats as S
 from tasks.report.curation import FLAGS
+from tasks.report.decision import percent
 from tasks.report.document import Facts, Section, Text
 from tasks.report.health import IMBALANCE, balance
 from tasks.report.sections import RunData
