@@ -93,6 +93,10 @@ def test_report_has_every_section_with_the_right_numbers(full_report):
     # Per-class table rows: class, images, precision, recall.
     assert "mountain | 2 | 1.000 | 0.500" in body and "forest | 2 | 0.667 | 1.000" in body
     assert "cannot identify image file" in body and "Model resnet50" in body
+    # The duplicate URL is skipped by a rule, listed with its outcome, not among the failures.
+    assert "duplicate | skipped | 1" in body and "http_error | failed | 1" in body
+    assert "1 of 1 failed URLs" in body
+    assert "evaluated_val_accuracy | 0.750 |" in body  # rounded; the card file keeps the digits
 
 
 def test_the_summary_card_leads_both_reports_and_the_artifact(full_report):
