@@ -156,7 +156,7 @@ code { font: .9em ui-monospace, "SFMono-Regular", Menlo, monospace; background: 
   padding: 0 3px; border-radius: 3px; overflow-wrap: anywhere; }
 p.small { font-size: .85rem; color: #55607a; margin: 4px 0; }
 section.card { border-left: 4px solid #3b6fd4; padding-top: 8px; }
-section.card h2 { display: none; }
+section.card h2 { font-size: 1rem; margin: 0 0 4px; padding: 0; border: 0; color: #3b6fd4; }
 section.card dl.facts { grid-template-columns: repeat(auto-fill, minmax(210px, 1fr)); }
 section.card dl.facts dd { font-size: 1rem; }
 @media (max-width: 600px) { main { padding: 8px; } section { padding: 2px 10px 10px; }
