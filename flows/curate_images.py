@@ -72,7 +72,9 @@ def _classifier(params: CurateParams, expect: dict[str, list[str]], labels: set[
         raise ConfigError(
             f"--expect names label(s) {unknown} with no images (labels: {sorted(labels)})"
         )
-    spec = resolve_model(params.classifier, params.classifier_weights)
+    spec = resolve_model(
+        params.classifier, params.classifier_weights, weights_option="--classifier-weights"
+    )
     if len(spec.labels) != 1000:
         raise ConfigError(
             f"the on-topic check needs an ImageNet classifier (1,000 classes); {spec.identity}"

@@ -125,7 +125,8 @@ def _check_model(model: Path) -> list[str]:
 
 
 def _check_imagenet_weights(weights: str) -> None:
-    resolve_model("resnet50", weights)  # names the missing file and --weights when absent
+    # names the missing file, its folder and this command's option when absent
+    resolve_model("resnet50", weights, weights_option="--imagenet-weights")
 
 
 def _scrape(params: PipelineParams, result: PipelineResult) -> str | None:

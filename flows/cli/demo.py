@@ -42,8 +42,9 @@ class DemoResult(BaseModel):
 def imagenet_choice(weights: str | None) -> tuple[str | None, str | None]:
     """(weights for the ImageNet stage or None, the line saying why it is skipped)."""
     # deferred: CLI start-up (flows.cli imports DemoOptions from this module)
+    from tasks.demo.imagenet import skipped_line
     from tasks.predict.spec import BACKBONES
-    from tasks.weights import cached_weights, keras_cache_dirs
+    from tasks.weights import cached_weights
 
     if weights:
         from tasks.predict.spec import resolve_model  # deferred: CLI start-up, as above
@@ -53,12 +54,7 @@ def imagenet_choice(weights: str | None) -> tuple[str | None, str | None]:
     expected = BACKBONES["resnet50"].file
     if cached_weights(expected, BACKBONES["resnet50"].md5) is not None:
         return "imagenet", None
-    where = keras_cache_dirs()[0] / "models"
-    return None, (
-        f"ResNet50 ImageNet stage skipped: {expected} is not in the Keras cache ({where}) and"
-        " the demo never downloads. To enable it, copy the file there or run"
-        " `pixelpipe demo --weights /path/to/" + expected + "`."
-    )
+    return None, skipped_line(expected)
 
 
 def pipeline_params(

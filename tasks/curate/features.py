@@ -57,7 +57,7 @@ def feature_spec(backbone: Backbone, weights: str | None, alpha: float, size: in
     """Check the weights before any work (WeightsNotFoundError names the missing file)."""
     if backbone == "pixels":
         return FeatureSpec("pixels", None, alpha, THUMB * 4)
-    resolved = resolve_weights(_TRAIN_NAME[backbone], weights, alpha, size)
+    resolved = resolve_weights(_TRAIN_NAME[backbone], weights, alpha, size, "--feature-weights")
     return FeatureSpec(backbone, resolved, alpha, size)
 
 

@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 
 from storage.champions import champion_model
-from storage.errors import ConfigError, WeightsNotFoundError
+from storage.errors import ConfigError
 from storage.layout import Layout
 from storage.model_card import ModelCard, model_file
 from tasks import weights as keras_weights
@@ -131,20 +131,22 @@ def resolve_model(
     resize_mode: str | None = None,
     interpolation: str | None = None,
     crop_fraction: float | None = None,
+    weights_option: str = "--weights",
 ) -> ModelSpec:
     """Check a model choice against the disk and return its spec; raise before any work.
 
     `model`: a backbone name, a `.keras` file (or its folder, or a train run id under
     models/), a `.tflite` file, or a dataset's champion (`champion:<dataset>`, or `champion`
     when one dataset has one). The resize overrides replace the model's own choice.
+    `weights_option`: the caller's option for `weights`, named when the weights are missing.
     """
-    spec = _resolve(model, weights, data_dir, mixed_precision)
+    spec = _resolve(model, weights, data_dir, mixed_precision, weights_option)
     prep = spec.preprocessing.with_overrides(resize_mode, interpolation, crop_fraction)
     return replace(spec, preprocessing=prep)
 
 
 def _resolve(
-    model: str, weights: str | None, data_dir: str | None, mixed_precision: bool
+    model: str, weights: str | None, data_dir: str | None, mixed_precision: bool, option: str
 ) -> ModelSpec:
     champion = champion_model(model, data_dir)
     if champion is not None:
@@ -155,7 +157,7 @@ def _resolve(
             )
         model = champion.model_path
     if model in BACKBONES:
-        return _backbone_spec(model, weights, mixed_precision)
+        return _backbone_spec(model, weights, mixed_precision, option)
     path = model_location(model, data_dir) or Path(model).expanduser()
     if path.is_dir():
         path = model_file(path)
@@ -189,22 +191,19 @@ def model_location(model: str, data_dir: str | None = None) -> Path | None:
     return run_dir if run_dir.is_dir() else None
 
 
-def _backbone_spec(name: str, weights: str | None, mixed_precision: bool) -> ModelSpec:
+def _backbone_spec(name: str, weights: str | None, mixed_precision: bool, option: str) -> ModelSpec:
     b = BACKBONES[name]
     choice = (weights or "none").strip()
     if choice.lower() in {"none", "null", "random", ""}:
         path, identity = None, f"{name}@random(seed={RANDOM_SEED})"
     elif choice == "imagenet":
-        weights_file = imagenet_weights(name)
+        weights_file = imagenet_weights(name, option)
         path = str(weights_file)
         identity = f"{name}@imagenet:md5={b.md5 or file_digest(weights_file, 'md5')}"
     else:
         local = Path(choice).expanduser().resolve()
         if not local.is_file():
-            raise WeightsNotFoundError(
-                f"weights file {local} does not exist: pass an existing file with --weights"
-                " PATH, --weights imagenet (the Keras cache) or --weights none (random)"
-            )
+            raise keras_weights.missing_weights_file(local, option)
         path, identity = str(local), f"{name}@{local.as_posix()}:sha256={file_digest(local)[:12]}"
     return ModelSpec(
         kind="backbone",
@@ -218,10 +217,10 @@ def _backbone_spec(name: str, weights: str | None, mixed_precision: bool) -> Mod
     )
 
 
-def imagenet_weights(name: str) -> Path:
+def imagenet_weights(name: str, option: str = "--weights") -> Path:
     """The cached ImageNet weights file of a backbone, downloaded by Keras if missing."""
     b = BACKBONES[name]
-    return keras_weights.imagenet_weights(name, b.file, b.origin + b.file, b.md5)
+    return keras_weights.imagenet_weights(name, b.file, b.origin + b.file, b.md5, option)
 
 
 def _trained_spec(path: Path) -> ModelSpec:

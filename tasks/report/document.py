@@ -5,11 +5,14 @@ from __future__ import annotations
 import base64
 import html
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
 # Everything scraped (URLs, labels, error messages) is untrusted text: HTML output escapes every
 # string, and Markdown output escapes the characters that would change a table or inject markup.
+# Paragraphs (Text, the intro) may use three marks of inline Markdown, rendered in both
+# outputs: `code`, *emphasis* and **strong**; everything else in them is text.
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,10 @@ Cell = str | int | float | Thumb | None
 
 @dataclass(frozen=True)
 class Text:
+    """A paragraph, with inline `code`, *emphasis* and **strong** (see inline_tokens)."""
+
     text: str
+    small: bool = False  # a legend or footnote
 
 
 @dataclass(frozen=True)
@@ -81,6 +87,29 @@ def short(path: str, keep: int = 12) -> str:
     return f"{p.parent.name}/{stem}{p.suffix}" if p.parent.name else f"{stem}{p.suffix}"
 
 
+_INLINE = re.compile(
+    r"`(?P<code>[^`]+)`"
+    r"|(?<![\w*])\*\*(?P<strong>[^\s*](?:[^*]*[^\s*])?)\*\*(?![\w*])"
+    r"|(?<![\w*])\*(?P<em>[^\s*](?:[^*]*[^\s*])?)\*(?![\w*])"
+)
+
+
+def inline_tokens(text: str) -> list[tuple[str, str]]:
+    """A paragraph as (kind, text) runs, kind one of text, code, em, strong; whitespace runs
+    collapse to one space (a paragraph is one line in Markdown)."""
+    text = " ".join(str(text).split())
+    tokens, at = [], 0
+    for match in _INLINE.finditer(text):
+        if match.start() > at:
+            tokens.append(("text", text[at : match.start()]))
+        kind = match.lastgroup or "text"
+        tokens.append((kind, match.group(kind)))
+        at = match.end()
+    if at < len(text):
+        tokens.append(("text", text[at:]))
+    return tokens
+
+
 def fmt(value: object, digits: int = 3) -> str:
     """Numbers as people read them: ints plainly, floats rounded, missing values as a dash."""
     if value is None or (isinstance(value, float) and value != value):
@@ -123,6 +152,13 @@ td img { width: 64px; height: 64px; object-fit: cover; border-radius: 4px; displ
 figure { margin: 12px 0; }
 figure img { max-width: 100%; height: auto; display: block; }
 figcaption { font-size: .85rem; color: #55607a; }
+code { font: .9em ui-monospace, "SFMono-Regular", Menlo, monospace; background: #eef0f3;
+  padding: 0 3px; border-radius: 3px; overflow-wrap: anywhere; }
+p.small { font-size: .85rem; color: #55607a; margin: 4px 0; }
+section.card { border-left: 4px solid #3b6fd4; padding-top: 8px; }
+section.card h2 { font-size: 1rem; margin: 0 0 4px; padding: 0; border: 0; color: #3b6fd4; }
+section.card dl.facts { grid-template-columns: repeat(auto-fill, minmax(210px, 1fr)); }
+section.card dl.facts dd { font-size: 1rem; }
 @media (max-width: 600px) { main { padding: 8px; } section { padding: 2px 10px 10px; }
   h1 { font-size: 1.3rem; } table { font-size: .8rem; } th, td { padding: 3px 4px; }
   td img { width: 44px; height: 44px; } td.long { min-width: 6.5rem; } }
@@ -137,8 +173,20 @@ def data_uri(path: Path) -> str:
     return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
 
 
-def render_html(title: str, intro: list[str], sections: list[Section]) -> str:
-    """One self-contained page: inline CSS, every image a base64 data URI, no scripts."""
+def inline_html(text: str) -> str:
+    """A paragraph's inline marks as HTML elements; every run of text escaped."""
+    tags = {"code": "code", "em": "em", "strong": "strong"}
+    return "".join(
+        html.escape(run) if kind == "text" else f"<{tags[kind]}>{html.escape(run)}</{tags[kind]}>"
+        for kind, run in inline_tokens(text)
+    )
+
+
+def render_html(
+    title: str, intro: list[str], sections: list[Section], card: Section | None = None
+) -> str:
+    """One self-contained page: inline CSS, every image a base64 data URI, no scripts.
+    `card`, the summary, comes first, right under the title."""
     e = html.escape
     parts = [
         "<!doctype html>",
@@ -146,23 +194,30 @@ def render_html(title: str, intro: list[str], sections: list[Section]) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{e(title)}</title><style>{CSS}</style></head><body><main>",
         f"<h1>{e(title)}</h1>",
-        *(f"<p>{e(line)}</p>" for line in intro),
     ]
+    if card is not None:
+        parts.append(_html_section(card, "card"))
+    parts += [f"<p>{inline_html(line)}</p>" for line in intro]
     if sections:
         links = " ".join(f'<a href="#{e(s.key)}">{e(s.title)}</a>' for s in sections)
         parts.append(f"<nav>{links}</nav>")
-    for section in sections:
-        parts.append(f'<section id="{e(section.key)}"><h2>{e(section.title)}</h2>')
-        parts += [_html_block(block) for block in section.blocks]
-        parts.append("</section>")
+    parts += [_html_section(section) for section in sections]
     parts.append("</main></body></html>")
     return "\n".join(parts)
+
+
+def _html_section(section: Section, css: str = "") -> str:
+    e = html.escape
+    attrs = f' id="{e(section.key)}"' + (f' class="{css}"' if css else "")
+    blocks = "".join(_html_block(block) for block in section.blocks)
+    return f"<section{attrs}><h2>{e(section.title)}</h2>{blocks}</section>"
 
 
 def _html_block(block: Block) -> str:
     e = html.escape
     if isinstance(block, Text):
-        return f"<p>{e(block.text)}</p>"
+        css = ' class="small"' if block.small else ""
+        return f"<p{css}>{inline_html(block.text)}</p>"
     if isinstance(block, Heading):
         return f"<h3>{e(block.text)}</h3>"
     if isinstance(block, Facts):
@@ -201,19 +256,49 @@ def md_escape(text: str) -> str:
     return text
 
 
-def render_markdown(title: str, intro: list[str], sections: list[Section], folder: Path) -> str:
-    """Markdown that refers to images by paths relative to `folder` (where report.md lives)."""
-    lines = [f"# {md_escape(title)}", "", *(f"{md_escape(line)}\n" for line in intro)]
+def inline_md(text: str) -> str:
+    """A paragraph's inline marks kept as Markdown; every run of text escaped."""
+    marks = {"code": "`", "em": "*", "strong": "**"}
+    out = []
+    for kind, run in inline_tokens(text):
+        if kind == "code":
+            out.append(f"`{run}`")
+            continue
+        body = md_escape(run)  # which drops the spaces that separate a run from a mark: put back
+        if kind == "text":
+            body = " " * (run[:1] == " ") + body + " " * (run[-1:] == " " and body != "")
+        out.append(body if kind == "text" else marks[kind] + body + marks[kind])
+    return "".join(out)
+
+
+def render_markdown(
+    title: str,
+    intro: list[str],
+    sections: list[Section],
+    folder: Path,
+    card: Section | None = None,
+) -> str:
+    """Markdown that refers to images by paths relative to `folder` (where report.md lives);
+    `card`, the summary, first."""
+    lines = [f"# {md_escape(title)}", ""]
+    if card is not None:
+        lines += markdown_section(card, folder)
+    lines += [f"{inline_md(line)}\n" for line in intro]
     for section in sections:
-        lines += [f"## {md_escape(section.title)}", ""]
-        for block in section.blocks:
-            lines += [*_md_block(block, folder), ""]
+        lines += markdown_section(section, folder)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def markdown_section(section: Section, folder: Path) -> list[str]:
+    lines = [f"## {md_escape(section.title)}", ""]
+    for block in section.blocks:
+        lines += [*_md_block(block, folder), ""]
+    return lines
 
 
 def _md_block(block: Block, folder: Path) -> list[str]:
     if isinstance(block, Text):
-        return [md_escape(block.text)]
+        return [inline_md(block.text)]
     if isinstance(block, Heading):
         return [f"### {md_escape(block.text)}"]
     if isinstance(block, Facts):

@@ -94,16 +94,17 @@ def scrape_section(scrape: pd.DataFrame, folder: Path, sample: int) -> Section |
     if scrape.empty:
         return None
     counts = S.status_counts(scrape)
-    failed = scrape[~scrape["status"].isin(["ok", "duplicate", "skipped"])]
+    outcomes = S.outcome_counts(scrape)
+    failed = scrape[scrape["status"].map(S.outcome) == "failed"]
     section = Section("scrape", "Scrape")
     section.blocks.append(
         Facts(
             [
                 ("pages", str(scrape["page_url"].nunique())),
                 ("candidate URLs", str(len(scrape))),
-                ("downloaded", str(counts.get("ok", 0))),
-                ("duplicates", str(counts.get("duplicate", 0))),
-                ("failed", str(len(failed))),
+                ("downloaded", str(outcomes["ok"])),
+                ("skipped (expected)", str(outcomes["skipped"])),
+                ("failed", str(outcomes["failed"])),
                 ("labels", ", ".join(sorted(scrape["label"].astype(str).unique()))),
             ]
         )
@@ -124,9 +125,12 @@ def scrape_section(scrape: pd.DataFrame, folder: Path, sample: int) -> Section |
 
 
 def _status_table(counts: dict[str, int], unit: str, caption: str) -> Table:
+    """Counts per status, each with its outcome: ok, skipped (by a rule) or failed."""
     total = max(sum(counts.values()), 1)
-    rows = [[status, n, f"{100 * n / total:.0f}%"] for status, n in counts.items()]
-    return Table(["status", unit, "share"], rows, caption)
+    rows = [
+        [status, S.outcome(status), n, f"{100 * n / total:.0f}%"] for status, n in counts.items()
+    ]
+    return Table(["status", "outcome", unit, "share"], rows, caption)
 
 
 def dataset_section(
@@ -139,10 +143,11 @@ def dataset_section(
     splits = S.split_order(counts)
     per_split = {s: sum(c.get(s, 0) for c in counts.values()) for s in splits}
     skipped = dataset[dataset["status"] != "ok"]
+    outcomes = S.outcome_counts(dataset)
     facts = [("dataset", ", ".join(sorted(dataset["dataset"].astype(str).unique())))]
     facts += [("images", str(sum(per_split.values()))), ("classes", str(len(counts)))]
     facts += [(f"{s} images", str(n)) for s, n in per_split.items()]
-    facts.append(("skipped files", str(len(skipped))))
+    facts += [("skipped (expected)", str(outcomes["skipped"])), ("failed", str(outcomes["failed"]))]
     section.blocks.append(Facts(facts))
     if counts:
         rows = [
@@ -157,12 +162,16 @@ def dataset_section(
         )
         section.blocks.append(Figure(chart, "Images per class, one bar per split."))
     if not skipped.empty:
-        section.blocks.append(_status_table(S.status_counts(skipped), "files", "Skipped files"))
+        section.blocks.append(
+            _status_table(S.status_counts(skipped), "files", "Files left out, by status")
+        )
         rows = [
             [r.source_path, r.status, S.none_if_na(r.error)]
             for r in skipped.head(FAILED_EXAMPLES).itertuples()
         ]
-        section.blocks.append(Table(["file", "reason", "error"], rows, "Examples of skipped files"))
+        section.blocks.append(
+            Table(["file", "reason", "error"], rows, "Examples of files left out")
+        )
     if augment_grid:
         section.blocks.append(Figure(augment_grid, "Augmented training samples."))
     elif note:
@@ -174,7 +183,7 @@ def _card_table(card: dict[str, Any]) -> Table:
     rows: list[list[Any]] = []
     for key in CARD_KEYS:
         if card.get(key) is not None:
-            rows.append([key, _plain(card[key])])
+            rows.append([key, _metric(key, card[key])])
     if card.get("class_names"):
         rows.append(["class_names", ", ".join(map(str, card["class_names"]))])
     for key, value in _flatten(card.get("params") or {}, "params."):
@@ -182,6 +191,12 @@ def _card_table(card: dict[str, Any]) -> Table:
     for key, value in _flatten(card.get("versions") or {}, "versions."):
         rows.append([key, value])
     return Table(["setting", "value"], rows, "Model card")
+
+
+def _metric(key: str, value: Any) -> str:
+    """Metrics rounded for reading (the model card keeps every digit); settings as they are."""
+    metric = "accuracy" in key or "loss" in key
+    return fmt(value) if metric and isinstance(value, float) else _plain(value)
 
 
 def _plain(value: Any) -> str:
@@ -328,7 +343,7 @@ def _model_predictions(
     identity = str(predictions["model"].iloc[0])
     facts = [("model", model_name(identity))]
     facts += [("images", str(predictions["image"].nunique())), ("predicted", str(total))]
-    facts.append(("failed", str(sum(n for s, n in counts.items() if s != "ok"))))
+    facts.append(("failed", str(sum(n for s, n in counts.items() if S.outcome(s) == "failed"))))
     facts.append(("top-k", str(int(ok["rank"].max())) if not ok.empty else "–"))
     facts.append(("target hits", f"{hits} of {total}"))
     # Which resize protocol made the pixels (predictions written before the column: unknown).

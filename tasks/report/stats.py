@@ -10,6 +10,29 @@ import pandas as pd
 from tasks.runtime import evenly_spaced
 
 SPLITS = ("train", "val", "test")
+# What a status means to a reader, for every status of storage/schemas.py's vocabularies:
+# `skipped` is an item left out on purpose by a rule, as expected (a duplicate, a thumbnail
+# under min_size, a page robots.txt keeps out); `failed` is an item where something went wrong
+# (an HTTP error, a timeout, bytes that do not decode). A status missing from both (a newer
+# one) counts as failed until it is placed here; tests/tasks/report/test_stats.py checks that
+# every status in the vocabularies is placed.
+SKIPPED = frozenset(
+    {
+        "duplicate",
+        "too_small",
+        "too_large",
+        "unsupported_scheme",
+        "blocked",
+        "robots_disallowed",
+        "skipped",
+        "conflict",
+        "capped",
+        "unsupported",
+        "excluded_by_curation",
+    }
+)
+FAILED = frozenset({"http_error", "timeout", "not_image", "corrupt", "page_error", "missing"})
+OUTCOMES = ("ok", "skipped", "failed")
 
 
 def status_counts(frame: pd.DataFrame) -> dict[str, int]:
@@ -19,6 +42,21 @@ def status_counts(frame: pd.DataFrame) -> dict[str, int]:
     counts = frame["status"].astype(str).value_counts()
     ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     return {status: int(n) for status, n in ordered}
+
+
+def outcome(status: str) -> str:
+    """`ok`, `skipped` (left out by a rule, expected) or `failed` (went wrong)."""
+    if status == "ok":
+        return "ok"
+    return "skipped" if status in SKIPPED else "failed"
+
+
+def outcome_counts(frame: pd.DataFrame) -> dict[str, int]:
+    """`{ok, skipped, failed: rows}` of a table with a status column."""
+    found = {name: 0 for name in OUTCOMES}
+    for status, n in status_counts(frame).items():
+        found[outcome(status)] += n
+    return found
 
 
 def split_counts(dataset: pd.DataFrame) -> dict[str, dict[str, int]]:
@@ -80,15 +118,18 @@ def top1(predictions: pd.DataFrame) -> pd.DataFrame:
 
 
 def validation_pairs(
-    predictions: pd.DataFrame, dataset: pd.DataFrame, class_names: list[str] | None = None
+    predictions: pd.DataFrame,
+    dataset: pd.DataFrame,
+    class_names: list[str] | None = None,
+    split: str = "val",
 ) -> tuple[str | None, pd.DataFrame]:
-    """(model, rows of image/true/predicted) for the val images with a rank-1 prediction.
+    """(model, rows of image/true/predicted) for the `split` images with a rank-1 prediction.
 
     A pipeline run may hold predictions of several models (the trained one, ResNet50 on
     ImageNet); the confusion matrix is the trained model's: the model whose predicted labels
     are most often the dataset's classes, then the one with the most validation images.
     """
-    val = dataset[(dataset["status"] == "ok") & (dataset["split"] == "val")]
+    val = dataset[(dataset["status"] == "ok") & (dataset["split"] == split)]
     val = val[["path", "label"]].dropna().drop_duplicates("path")
     val = val.rename(columns={"path": "image", "label": "true"})
     classes = set(class_names or val["true"])

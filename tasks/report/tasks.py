@@ -18,7 +18,14 @@ from tasks.report import plots
 from tasks.report import stats as S
 from tasks.report.curation import curation_section
 from tasks.report.decision import decision_section
-from tasks.report.document import Section, md_escape, render_html, render_markdown
+from tasks.report.document import (
+    Section,
+    inline_md,
+    markdown_section,
+    md_escape,
+    render_html,
+    render_markdown,
+)
 from tasks.report.filters import filters_section
 from tasks.report.health import health_rows, health_section
 from tasks.report.sections import (
@@ -30,6 +37,7 @@ from tasks.report.sections import (
     scrape_section,
     training_section,
 )
+from tasks.report.summary import summary_card
 from tasks.runtime import artifact_key, logger
 
 STAGES = ("scrape", "dataset", "train", "predict")
@@ -64,6 +72,9 @@ class BuiltReport(BaseModel):
     prediction_rows: list[dict[str, Any]]
     notes: list[str]
     health_rows: list[dict[str, Any]] = []
+    # The summary card: its facts, the one thing to look at next, and its Markdown.
+    summary: list[tuple[str, str]] = []
+    card_markdown: str = ""
 
 
 def load_run(runs: dict[str, str], data_dir: str | None) -> RunData:
@@ -217,9 +228,10 @@ def build_report(
             " training history, model card or predictions were found in the warehouse."
         )
     intro += missing
+    card = summary_card(data)
     html_path, md_path = folder / "report.html", folder / "report.md"
-    files.write_text(html_path, render_html(title, intro, sections))
-    files.write_text(md_path, render_markdown(title, intro, sections, folder))
+    files.write_text(html_path, render_html(title, intro, sections, card))
+    files.write_text(md_path, render_markdown(title, intro, sections, folder, card))
     plots = [str(p) for s in sections for p in s.figures]
     logger().info("report of run %s: %s (%d sections)", run_id, html_path, len(sections))
     return BuiltReport(
@@ -236,14 +248,18 @@ def build_report(
         health_rows=health_rows(data.dataset, training_size(data))
         if not data.dataset.empty
         else [],
+        summary=card.facts if card else [],
+        card_markdown="\n".join(markdown_section(card, folder)) if card else "",
     )
 
 
 def summary_markdown(built: BuiltReport) -> str:
-    """The markdown artifact: key numbers per section and where the files are."""
+    """The markdown artifact: the report's summary card, where the files are, and the key
+    numbers per section."""
     lines = [f"# {md_escape(built.title)}", ""]
+    lines += [built.card_markdown.rstrip(), ""] if built.card_markdown else []
     lines += [f"- HTML report: `{built.html_path}`", f"- Markdown: `{built.markdown_path}`", ""]
-    lines += [md_escape(note) + "\n" for note in built.notes]
+    lines += [inline_md(note) + "\n" for note in built.notes]
     for title, facts in built.facts.items():
         lines += [f"## {md_escape(title)}", ""]
         lines += [f"- **{md_escape(k)}**: {md_escape(v)}" for k, v in facts] + [""]

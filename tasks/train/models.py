@@ -10,9 +10,9 @@ import keras
 import numpy as np
 from keras import layers
 
-from storage.errors import ConfigError, WeightsNotFoundError
+from storage.errors import ConfigError
 from tasks.train.settings import MODELS, TRANSFER_MODELS, check_image_size
-from tasks.weights import imagenet_weights
+from tasks.weights import imagenet_weights, missing_weights_file
 
 DEFAULT_OPTIMIZER = {
     "cifar_cnn": ("adam", 1e-3),
@@ -27,14 +27,16 @@ _RESNET_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 _RESNET_MD5 = "4d473c1dd8becc155b73f8504c6f6626"
 
 
-def imagenet_weights_file(model: str, alpha: float = 0.25, image_size: int = 224) -> tuple:
+def imagenet_weights_file(
+    model: str, alpha: float = 0.25, image_size: int = 224, option: str = "--weights"
+) -> tuple:
     """(file name, URL, md5 or None) of the no-top ImageNet weights Keras would fetch."""
     if model == "resnet50_transfer":
         return _RESNET_FILE, _RESNET_URL + _RESNET_FILE, _RESNET_MD5
     if alpha not in _ALPHA_TEXT:
         raise ConfigError(
             f"MobileNet ImageNet weights exist for alpha 0.25, 0.5, 0.75 or 1.0, not {alpha}:"
-            " change --alpha or use --weights none"
+            f" change --alpha or use {option} none"
         )
     rows = image_size if image_size in (128, 160, 192, 224) else 224
     name = f"mobilenet_{_ALPHA_TEXT[alpha]}_{rows}_tf_no_top.h5"
@@ -42,22 +44,25 @@ def imagenet_weights_file(model: str, alpha: float = 0.25, image_size: int = 224
 
 
 def resolve_weights(
-    model: str, weights: str | None, alpha: float = 0.25, image_size: int = 224
+    model: str,
+    weights: str | None,
+    alpha: float = 0.25,
+    image_size: int = 224,
+    option: str = "--weights",
 ) -> str | None:
     """What to hand the Keras application: None (random), "imagenet" (cache checked, or
-    downloaded now) or an existing local file. Raises WeightsNotFoundError before training."""
+    downloaded now) or an existing local file. Raises WeightsNotFoundError before training,
+    naming `option` (the command's weights option) as the way to point elsewhere."""
     if model not in TRANSFER_MODELS or weights is None or weights.lower() in ("", "none"):
         return None
     if weights != "imagenet":
         path = Path(weights).expanduser()
         if not path.is_file():
-            raise WeightsNotFoundError(
-                f"weights file {path} does not exist: pass --weights with an existing .h5 file,"
-                " --weights imagenet, or --weights none for random weights"
-            )
+            raise missing_weights_file(path, option)
         return str(path.resolve())
-    name, url, md5 = imagenet_weights_file(model, alpha, image_size)
-    imagenet_weights(model, name, url, md5)  # cached, or fetched by Keras now, or one clear error
+    name, url, md5 = imagenet_weights_file(model, alpha, image_size, option)
+    # cached, or fetched by Keras now, or one clear error
+    imagenet_weights(model, name, url, md5, option)
     return "imagenet"
 
 

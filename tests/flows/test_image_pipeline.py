@@ -194,7 +194,7 @@ def test_start_from_a_source_folder_with_a_model_skips_scraping_and_training(
         (
             {"sources": ["mountain=http://127.0.0.1:9/a"], "imagenet_weights": "/no/such.h5"},
             WeightsNotFoundError,
-            "--weights",
+            "--imagenet-weights PATH",  # run's own option, not predict's --weights
         ),
     ],
 )

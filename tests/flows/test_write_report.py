@@ -42,6 +42,10 @@ def test_flow_writes_the_report_and_publishes_artifacts(prefect_harness, data_di
 
     [markdown] = artifacts_of(flow_run_id, key)
     assert markdown.type == "markdown"
+    # The artifact starts with the report's summary card: the headline first.
+    card = f"# pixelpipe run {RUN}\n\n## Summary\n\n- **accuracy (val/)**: 75.0% of 4 images\n"
+    assert markdown.data.startswith(card)
+    assert "**Next:** 1 of 6 URLs failed" in markdown.data
     assert result.report_path in markdown.data
     assert (
         "**downloaded**: 4" in markdown.data and "**validation accuracy**: 0.750" in markdown.data

@@ -72,11 +72,14 @@ def full_report(tmp_path_factory):
 def test_report_has_every_section_with_the_right_numbers(full_report):
     _, built, page = full_report
     assert built.sections == ["scrape", "dataset", "health", "training", "predictions", "filters"]
-    assert page.h2 == ["Scrape", "Dataset", "Dataset health", "Training", "Predictions", "Filters"]
+    assert page.h2 == [
+        "Summary", "Scrape", "Dataset", "Dataset health", "Training", "Predictions", "Filters"
+    ]  # fmt: skip
     facts = built.facts
     assert ("pages", "2") in facts["Scrape"] and ("candidate URLs", "6") in facts["Scrape"]
     assert ("downloaded", "4") in facts["Scrape"] and ("failed", "1") in facts["Scrape"]
-    assert ("images", "10") in facts["Dataset"] and ("skipped files", "1") in facts["Dataset"]
+    assert ("images", "10") in facts["Dataset"] and ("failed", "1") in facts["Dataset"]
+    assert ("skipped (expected)", "1") in facts["Scrape"]  # the duplicate: not a failure
     assert ("val images", "4") in facts["Dataset"] and ("train images", "6") in facts["Dataset"]
     assert ("best epoch", "2") in facts["Training"]
     assert ("best val accuracy", "0.750") in facts["Training"]
@@ -90,6 +93,30 @@ def test_report_has_every_section_with_the_right_numbers(full_report):
     # Per-class table rows: class, images, precision, recall.
     assert "mountain | 2 | 1.000 | 0.500" in body and "forest | 2 | 0.667 | 1.000" in body
     assert "cannot identify image file" in body and "Model resnet50" in body
+    # The duplicate URL is skipped by a rule, listed with its outcome, not among the failures.
+    assert "duplicate | skipped | 1" in body and "http_error | failed | 1" in body
+    assert "1 of 1 failed URLs" in body
+    assert "evaluated_val_accuracy | 0.750 |" in body  # rounded; the card file keeps the digits
+
+
+def test_the_summary_card_leads_both_reports_and_the_artifact(full_report):
+    _, built, _ = full_report
+    html_text = Path(built.html_path).read_text()
+    card_at = html_text.index('<section id="summary" class="card">')
+    assert html_text.index("<h1>") < card_at < html_text.index('<section id="scrape">')
+    assert card_at < html_text.index(f"<p>Run {RUN}.</p>")  # before the intro, too
+    summary = dict(built.summary)
+    # The fake dataset has no test/: the held-out split is val/, 3 of 4 right.
+    assert summary["accuracy (val/)"] == "75.0% of 4 images"
+    assert summary["scraped URLs"] == "4 stored · 1 skipped · 1 failed"
+    assert summary["prepared"] == "6 train · 4 val · 1 failed"
+    assert summary["predicted"] == "4 images · 1 failed"
+    next_step = "<strong>Next:</strong> 1 of 6 URLs failed (http_error 1): see Scrape</p>"
+    assert next_step in html_text
+    markdown = Path(built.markdown_path).read_text()
+    assert markdown.startswith("# Fake run\n\n## Summary\n\n- **accuracy (val/)**: 75.0% of 4")
+    assert "**Next:** 1 of 6 URLs failed" in markdown
+    assert summary_markdown(built).startswith(markdown[: markdown.index("\nRun ")])
 
 
 def test_untrusted_text_is_escaped_and_the_page_is_self_contained(full_report):
