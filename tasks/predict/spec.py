@@ -20,6 +20,7 @@ from storage.errors import ConfigError
 from storage.layout import Layout
 from storage.model_card import ModelCard, model_file
 from tasks import weights as keras_weights
+from tasks.keras_compat import BACKBONES
 from tasks.predict.engines import tflite
 from tasks.predict.labels import Labels, imagenet_labels
 from tasks.predict.preprocess import Preprocessing, imagenet_standard
@@ -27,77 +28,6 @@ from tasks.weights import file_digest
 
 Kind = Literal["backbone", "keras", "tflite"]
 RANDOM_SEED = 0  # weights=None is seeded, so "random weights" are the same in every run
-_GCS = "https://storage.googleapis.com/tensorflow/keras-applications/"
-
-
-@dataclass(frozen=True)
-class Backbone:
-    """A keras.applications ImageNet classifier and the weights file Keras caches for it."""
-
-    constructor: str  # attribute of keras.applications
-    module: str  # keras.applications.<module>.preprocess_input
-    file: str  # name in $KERAS_HOME/models
-    origin: str
-    md5: str | None  # Keras checks it when it has one
-    size: int = 224
-
-
-# File names and hashes as keras/src/applications/*.py spell them (Keras 3.15).
-BACKBONES: dict[str, Backbone] = {
-    "resnet50": Backbone(
-        "ResNet50",
-        "resnet50",
-        "resnet50_weights_tf_dim_ordering_tf_kernels.h5",
-        _GCS + "resnet/",
-        "2cb95161c43110f7111970584f804107",
-    ),
-    "resnet101": Backbone(
-        "ResNet101",
-        "resnet",
-        "resnet101_weights_tf_dim_ordering_tf_kernels.h5",
-        _GCS + "resnet/",
-        "f1aeb4b969a6efcfb50fad2f0c20cfc5",
-    ),
-    "mobilenet": Backbone(
-        "MobileNet", "mobilenet", "mobilenet_1_0_224_tf.h5", _GCS + "mobilenet/", None
-    ),
-    "mobilenet_v2": Backbone(
-        "MobileNetV2",
-        "mobilenet_v2",
-        "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224.h5",
-        _GCS + "mobilenet_v2/",
-        None,
-    ),
-    "vgg16": Backbone(
-        "VGG16",
-        "vgg16",
-        "vgg16_weights_tf_dim_ordering_tf_kernels.h5",
-        _GCS + "vgg16/",
-        "64373286793e3c8b2b4e3219cbf3544b",
-    ),
-    "densenet121": Backbone(
-        "DenseNet121",
-        "densenet",
-        "densenet121_weights_tf_dim_ordering_tf_kernels.h5",
-        _GCS + "densenet/",
-        "9d60b8095a5708f2dcce2bca79d332c7",
-    ),
-    "inception_v3": Backbone(
-        "InceptionV3",
-        "inception_v3",
-        "inception_v3_weights_tf_dim_ordering_tf_kernels.h5",
-        _GCS + "inception_v3/",
-        "9a0d58056eeedaa3f26cb7ebd46da564",
-        299,
-    ),
-    "efficientnet_b0": Backbone(
-        "EfficientNetB0",
-        "efficientnet",
-        "efficientnetb0.h5",
-        "https://storage.googleapis.com/keras-applications/",
-        "902e53a9f72be733fc0bcb005b3ebbac",
-    ),
-}
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import numpy as np
 from keras import layers
 
 from storage.errors import ConfigError
+from tasks.keras_compat import MOBILENET_ORIGIN, RESNET50_NOTOP
 from tasks.train.settings import MODELS, TRANSFER_MODELS, check_image_size
 from tasks.weights import imagenet_weights, missing_weights_file
 
@@ -21,10 +22,6 @@ DEFAULT_OPTIMIZER = {
     "mobilenet_transfer": ("adam", 1e-3),
 }
 _ALPHA_TEXT = {0.25: "2_5", 0.5: "5_0", 0.75: "7_5", 1.0: "1_0"}
-_RESNET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/"
-_MOBILENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet/"
-_RESNET_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
-_RESNET_MD5 = "4d473c1dd8becc155b73f8504c6f6626"
 
 
 def imagenet_weights_file(
@@ -32,7 +29,8 @@ def imagenet_weights_file(
 ) -> tuple:
     """(file name, URL, md5 or None) of the no-top ImageNet weights Keras would fetch."""
     if model == "resnet50_transfer":
-        return _RESNET_FILE, _RESNET_URL + _RESNET_FILE, _RESNET_MD5
+        notop = RESNET50_NOTOP
+        return notop.file, notop.origin + notop.file, notop.md5
     if alpha not in _ALPHA_TEXT:
         raise ConfigError(
             f"MobileNet ImageNet weights exist for alpha 0.25, 0.5, 0.75 or 1.0, not {alpha}:"
@@ -40,7 +38,7 @@ def imagenet_weights_file(
         )
     rows = image_size if image_size in (128, 160, 192, 224) else 224
     name = f"mobilenet_{_ALPHA_TEXT[alpha]}_{rows}_tf_no_top.h5"
-    return name, _MOBILENET_URL + name, None
+    return name, MOBILENET_ORIGIN + name, None
 
 
 def resolve_weights(
