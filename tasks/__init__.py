@@ -12,6 +12,6 @@ tasks over batches:
 
 Shared by all: `runtime.py` (logging and progress in and out of a Prefect run, the Keras dtype
 policy, artifact keys), `weights.py` (ImageNet weights files in the Keras cache) and
-`keras_compat.py` (the files keras.applications downloads: names, origins, md5s). Atomic writes, image file
-names and the one gate that opens untrusted images are in `storage/`.
+`keras_compat.py` (the files keras.applications downloads: names, origins, md5s). Atomic
+writes, image file names and the one gate that opens untrusted images are in `storage/`.
 """
