@@ -29,9 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from uuid import UUID
 
-import httpx
 from prefect.client.orchestration import get_client
-from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, PrefectHTTPStatusError
 
 from storage.files import write_text
 from tasks.runtime import logger
@@ -209,7 +208,7 @@ def release_stale(client, claims: Path, names: list[str], lease_s: float) -> int
             continue  # not ours, half-gone, or being written: look again next time
         if not set(held) & set(names):
             continue
-        with contextlib.suppress(httpx.HTTPStatusError):  # already released or repossessed
+        with contextlib.suppress(PrefectHTTPStatusError):  # already released or repossessed
             client.release_concurrency_slots_with_lease(lease)
         (claims / f"{lease}.lease").unlink(missing_ok=True)
         logger().warning("released lease %s of %s: its holder stopped renewing it", lease, held)

@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
-import httpx
 from prefect.client.schemas.responses import ConcurrencyLimitWithLeaseResponse
+from prefect.exceptions import PrefectHTTPStatusError
 
 # The answer of /v2/concurrency_limits/increment-with-lease when the slots are taken.
 SLOTS_TAKEN = 423
@@ -40,7 +40,7 @@ def try_acquire(client, names: list[str], slots: int, lease_s: float) -> Acquire
         response = client.increment_concurrency_slots_with_lease(
             names, slots, "concurrency", lease_s
         )
-    except httpx.HTTPStatusError as e:
+    except PrefectHTTPStatusError as e:
         if e.response.status_code != SLOTS_TAKEN:
             raise
         wait = e.response.headers.get("Retry-After")
