@@ -18,7 +18,7 @@ from flows.params import PredictParams
 from storage.layout import Layout, new_run_id
 from storage.parquet import part_name, replace_parts
 from tasks.predict.engines.cache import get_predictor
-from tasks.predict.images import collect_images
+from tasks.predict.inputs import collect_images
 from tasks.predict.labels import check_targets, target_indices
 from tasks.predict.spec import resolve_model
 from tasks.predict.tasks import TOP_ROWS, Decoding, ShardSummary, predict_shard

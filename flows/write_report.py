@@ -8,7 +8,7 @@ from pydantic import BaseModel
 from flows.gate.policy import enforce_policy
 from flows.params import ReportParams
 from storage.errors import ConfigError
-from storage.layout import resolve_data_dir, safe_name
+from storage.layout import resolve_data_dir
 from tasks.report.tasks import build_report, publish_artifacts
 
 
@@ -21,25 +21,11 @@ class ReportResult(BaseModel):
     artifact_keys: list[str]
 
 
-def stage_runs(params: ReportParams) -> dict[str, str]:
-    """The run id each stage's rows are read from (all the report's own id unless given)."""
-    runs = {
-        "report": params.run_id,
-        "scrape": params.scrape_run or params.run_id,
-        "dataset": params.dataset_run or params.run_id,
-        "train": params.train_run or params.run_id,
-        "predict": params.predict_run or params.run_id,
-    }
-    for stage, run in runs.items():
-        safe_name(run, f"{stage} run id")
-    return runs
-
-
 @flow(name="write-report", description="Write the HTML/Markdown report of a run.")
 def write_report(params: ReportParams) -> ReportResult:
     """Read a run back from the warehouse and write reports/<run>/report.html and report.md."""
     enforce_policy(params)  # a served run: only what the operator allows, before any work
-    runs = stage_runs(params)
+    runs = params.stage_runs()
     root = resolve_data_dir(params.data_dir)
     if not root.is_dir():
         raise ConfigError(

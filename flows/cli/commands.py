@@ -29,6 +29,18 @@ def options(verbose: bool = typer.Option(False, "--verbose", help="Show tracebac
     _verbose["on"] = verbose
 
 
+def checked(command: str, params: Any) -> Any:
+    """`latest` resolved, and the command's checks that need no model or server run, before
+    TensorFlow or Prefect are imported (flows.cli.checks)."""
+    from flows.cli import checks
+
+    params = checks.resolve_latest(command, params)
+    check = checks.CHECKS.get(command)
+    if check is not None:
+        check(params)
+    return params
+
+
 def flow_session() -> AbstractContextManager[None]:
     """Around a flow call: the Prefect API to use, the terminal bar, one-line errors."""
     # deferred: CLI start-up (Prefect takes ~1 s to import, like the flows)
@@ -63,6 +75,7 @@ def curate(params: P.CurateParams) -> None:
 
 @params_command("prepare", P.PrepareParams, "Clean, resize and split images into train/val.")
 def prepare(params: P.PrepareParams) -> None:
+    params = checked("prepare", params)
     # deferred: CLI start-up (the flow loads Prefect, pandas and maybe TensorFlow)
     from flows.prepare_dataset import prepare_dataset
 
@@ -78,6 +91,7 @@ def prepare(params: P.PrepareParams) -> None:
 
 @params_command("train", P.TrainParams, "Train a classifier on a prepared dataset.")
 def train(params: P.TrainParams) -> None:
+    params = checked("train", params)
     # deferred: CLI start-up (the flow loads Prefect, pandas and maybe TensorFlow)
     from flows.train_classifier import train_classifier
 
@@ -106,10 +120,7 @@ def augment_preview(params: P.AugmentPreviewParams) -> None:
 
 @params_command("predict", P.PredictParams, "Classify many images; write Parquet predictions.")
 def predict(params: P.PredictParams) -> None:
-    # deferred: CLI start-up (the checks and the flow load Prefect, pandas, TensorFlow)
-    from flows.cli.checks import check_model
-
-    check_model(params)  # before TensorFlow or a server: a missing file costs < 2 s, one line
+    params = checked("predict", params)
     # deferred: CLI start-up (the flow loads TensorFlow)
     from flows.predict_batch import predict_batch
 
@@ -120,11 +131,10 @@ def predict(params: P.PredictParams) -> None:
 
 @params_command("report", P.ReportParams, "Write the HTML/Markdown report of a run.")
 def report(params: P.ReportParams) -> None:
+    params = checked("report", params)  # an unknown run id fails here, not as an empty report
     # deferred: CLI start-up (the flow loads Prefect, pandas and maybe TensorFlow)
-    from flows.cli.checks import check_run_recorded
     from flows.write_report import write_report
 
-    check_run_recorded(params)  # an unknown run id fails here instead of an empty report
     with flow_session():
         result = write_report(params=params)
     typer.echo(result.report_path)
@@ -134,10 +144,10 @@ def report(params: P.ReportParams) -> None:
     "run", P.PipelineParams, "Run the whole pipeline: scrape, prepare, train, predict, report."
 )
 def run(params: P.PipelineParams) -> None:
-    # deferred: CLI start-up (the flow loads Prefect, pandas and maybe TensorFlow)
-    from flows.image_pipeline import check_inputs, image_pipeline
+    params = checked("run", params)  # the flow checks again; here a mistake costs no flow run
+    # deferred: CLI start-up (the flow loads Prefect, pandas and TensorFlow)
+    from flows.image_pipeline import image_pipeline
 
-    check_inputs(params)  # the flow checks again; here a mistake costs no failed flow run
     with flow_session():
         result = image_pipeline(params=params)
     typer.echo("\n".join(output.pipeline_summary(result)))
@@ -243,7 +253,7 @@ def _guard(action: Callable[[], Any]) -> Any:
         fail(str(e))
 
 
-register_registry_commands(params_command)  # promote, models, rollback
+register_registry_commands(params_command, flow_session, checked)  # promote, models, rollback
 
 
 def main() -> None:

@@ -17,7 +17,8 @@ from pydantic import BaseModel
 
 from storage.errors import ConfigError
 from tasks.predict.engines.cache import get_predictor
-from tasks.predict.images import OK, image_batches, images_in
+from tasks.predict.images import OK, image_batches
+from tasks.predict.inputs import images_in
 from tasks.predict.spec import resolve_model
 from tasks.runtime import logger
 from tasks.weights import file_digest
