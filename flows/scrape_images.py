@@ -18,7 +18,7 @@ from storage.parquet import read_table, write_table
 from storage.schemas import SCRAPE_STATUSES
 from tasks.runtime import logger
 from tasks.scrape.fetch import FetchConfig, check_proxy
-from tasks.scrape.manifest import manifest_row
+from tasks.scrape.manifest import manifest_row, status_reasons
 from tasks.scrape.politeness import create_host_limits
 from tasks.scrape.tasks import clear_parts, dedupe_shards, download_shard, find_image_urls
 
@@ -38,6 +38,10 @@ class ScrapeResult(BaseModel):
     candidates: int = Field(description="Distinct image URLs found on the pages")
     stored: int = Field(description="Images kept by this run (rows with status ok)")
     counts: dict[str, int] = Field(description="Manifest rows per status")
+    reasons: dict[str, list[tuple[str, int]]] = Field(
+        default_factory=dict,
+        description="Status other than ok -> its most common errors with their row counts",
+    )
 
 
 def fetch_config(params: ScrapeParams) -> FetchConfig:
@@ -145,9 +149,19 @@ def scrape_images(params: ScrapeParams) -> ScrapeResult:
         candidates=len(found["candidates"]),
         stored=counts["ok"],
         counts={s: counts[s] for s in SCRAPE_STATUSES if counts[s]},
+        reasons=_reasons(data_dir, run_id, params.label),
     )
     log.info("scrape %s [%s]: %s", run_id, params.label, result.counts)
     return result
+
+
+def _reasons(data_dir: str, run_id: str, label: str) -> dict[str, list[tuple[str, int]]]:
+    """Why this run's rows for the label are not ok, read back from what it wrote."""
+    rows = read_table(
+        "scrape_manifest", data_dir=data_dir, run_id=run_id, columns=["label", "status", "error"]
+    )
+    rows = rows[rows["label"] == label]
+    return status_reasons(zip(rows["status"], rows["error"], strict=True))
 
 
 def _download(

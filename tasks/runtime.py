@@ -20,6 +20,9 @@ T = TypeVar("T")
 MIN_UPDATE_S = 1.0
 # Without a terminal sink (CI, serve, a pipe) progress is a plain log line at most this often.
 LOG_EVERY_S = 5.0
+# Set on those plain progress lines (a LogRecord attribute), so a console that hides INFO
+# lines can still show them.
+PROGRESS_EXTRA = "pixelpipe_progress"
 
 
 class ProgressSink(Protocol):
@@ -91,7 +94,10 @@ class Progress:
                     self._sink.close(self._handle)
         elif time.monotonic() - self._logged >= LOG_EVERY_S:
             self._logged = time.monotonic()
-            logger().info("%s: %d/%d (%.0f%%)", self.description, self.done, self.total, percent)
+            logger().info(
+                "%s: %d/%d (%.0f%%)", self.description, self.done, self.total, percent,
+                extra={PROGRESS_EXTRA: True},
+            )  # fmt: skip
 
     def finish(self) -> None:
         """The loop ended before `total` (the total was an upper bound): show it done."""

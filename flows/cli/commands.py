@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import typing
 from collections.abc import Callable
@@ -21,12 +22,28 @@ from flows.cli.server import prefect_api, server_app
 from storage.errors import PixelpipeError
 
 app.add_typer(server_app, name="server")
-_verbose = {"on": False}  # set by --verbose, read when a flow runs
+_verbosity = {"verbose": False, "quiet": False}  # set by -v / -q, read when a flow runs
 
 
 @app.callback()
-def options(verbose: bool = typer.Option(False, "--verbose", help="Show tracebacks too")) -> None:
-    _verbose["on"] = verbose
+def options(
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Show every log line, TensorFlow's too, and tracebacks"
+    ),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print the summary and errors only"),
+) -> None:
+    _verbosity.update(verbose=verbose, quiet=quiet and not verbose)
+    if not verbose:
+        quiet_libraries()
+
+
+def quiet_libraries() -> None:
+    """TensorFlow's start-up lines (oneDNN, CUDA probing on a CPU machine) and Keras's
+    "Found N files" off the console; before TensorFlow is imported, as its C++ logging reads
+    the environment once. A user's own setting wins."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # errors stay
+    for name in ("tensorflow", "absl", "h5py"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def checked(command: str, params: Any) -> Any:
@@ -46,7 +63,7 @@ def flow_session() -> AbstractContextManager[None]:
     # deferred: CLI start-up (Prefect takes ~1 s to import, like the flows)
     from flows.cli.session import flow_session as session
 
-    return session(echo=typer.echo, verbose=_verbose["on"])
+    return session(echo=typer.echo, verbose=_verbosity["verbose"], quiet=_verbosity["quiet"])
 
 
 @params_command("scrape", P.ScrapeParams, "Find and download every image on some pages.")

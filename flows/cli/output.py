@@ -12,12 +12,53 @@ if TYPE_CHECKING:
     from flows.scrape_images import ScrapeResult
 
 
+# (status, words in the reason) -> what fixes it, when a flag or a step does.
+SCRAPE_FIXES = [
+    ("blocked", ("loopback", "private", "link-local", "not a public", "reserved"),
+     "pass --allow-private-networks to allow it"),
+    ("too_small", (), "--min-size sets the smallest side kept"),
+    ("too_large", (), "--max-bytes raises the limit"),
+    ("timeout", (), "--timeout (per request) or --deadline (per image) give more time"),
+    ("skipped", ("max_images",), "--max-images raises the cap"),
+    ("http_error", ("429", "503"), "the site is throttling: lower --per-host or --concurrency"),
+]  # fmt: skip
+
+
+def fix_for(status: str, reason: str, fixes: list[tuple[str, tuple[str, ...], str]]) -> str:
+    for fixed, words, fix in fixes:
+        if fixed == status and (not words or any(w in reason for w in words)):
+            return fix
+    return ""
+
+
+def status_lines(
+    counts: dict[str, int],
+    reasons: dict[str, list[tuple[str, int]]],
+    fixes: list[tuple[str, tuple[str, ...], str]] = (),
+) -> list[str]:
+    """One line per status other than ok: its count, its most common reasons and, where a flag
+    or a step fixes it, which: `blocked 1: 127.0.0.1 is a loopback address — pass ...`."""
+    lines = []
+    for status, n in counts.items():
+        if status == "ok" or not n:
+            continue
+        found = reasons.get(status, [])
+        why = "; ".join(
+            reason + (f" ({count})" if len(found) > 1 else "") for reason, count in found if reason
+        )
+        fix = next((f for reason, _ in found if (f := fix_for(status, reason, fixes))), "")
+        fix = fix or fix_for(status, "", fixes)
+        lines.append(f"  {status} {n}" + (f": {why}" if why else "") + (f" — {fix}" if fix else ""))
+    return lines
+
+
 def scrape_summary(result: ScrapeResult) -> str:
     shown = ", ".join(f"{status} {n}" for status, n in result.counts.items() if n)
-    return (
+    head = (
         f"scrape {result.run_id} [{result.label}]: {result.pages} page(s), "
         f"{result.candidates} URL(s) -> {shown or 'nothing'}; images in {result.raw_dir}"
     )
+    return "\n".join([head, *status_lines(result.counts, result.reasons, SCRAPE_FIXES)])
 
 
 def curate_summary(result: CurateResult) -> str:
