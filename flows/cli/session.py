@@ -92,5 +92,6 @@ def flow_session(
     """Around a flow called from the CLI: choose the Prefect API (server.prefect_api), show a
     live bar when stdout is a terminal (not when `quiet`), keep the console to what matters
     (console_filters), and print a PixelpipeError once (the caller does)."""
-    with prefect_api(echo), console_filters(verbose, quiet), terminal_progress(False if quiet else None):
+    bars = False if quiet else None  # None: on a terminal
+    with prefect_api(echo), console_filters(verbose, quiet), terminal_progress(bars):
         yield
