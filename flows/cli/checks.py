@@ -52,7 +52,7 @@ def latest_run(stage: str, data_dir: str | None = None) -> str:
             return max(cards, key=lambda p: p.stat().st_mtime).parent.name
     else:
         files = [
-            f for table in STAGE_TABLES[stage]
+            f for table in STAGE_TABLES.get(stage, [stage])
             for f in Layout.at(root).table_dir(table).glob("run_date=*/*.parquet")
         ]  # fmt: skip
         if files:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 import typing
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from pydantic import ValidationError
 
 from flows import params as P
 from flows.cli import output
+from flows.cli import tables as _tables  # noqa: F401  (registers tables, show, runs)
 from flows.cli.demo import DemoOptions
 from flows.cli.options import _load_params_file, app, explain, fail, params_command
 from flows.cli.registry import register as register_registry_commands
@@ -28,9 +30,15 @@ _verbosity = {"verbose": False, "quiet": False}  # set by -v / -q, read when a f
 @app.callback()
 def options(
     verbose: bool = typer.Option(
-        False, "--verbose", "-v", help="Show every log line, TensorFlow's too, and tracebacks"
+        False,
+        "--verbose",
+        "-v",
+        show_default=False,
+        help="Show every log line, TensorFlow's too, and tracebacks",
     ),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print the summary and errors only"),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", show_default=False, help="Print the summary and errors only"
+    ),
 ) -> None:
     _verbosity.update(verbose=verbose, quiet=quiet and not verbose)
     if not verbose:
@@ -46,7 +54,25 @@ def quiet_libraries() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def checked(command: str, params: Any) -> Any:
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with fd 2 on /dev/null unless -v: its shared libraries write their
+    start-up lines (oneDNN, CUDA probing) before its logging reads TF_CPP_MIN_LOG_LEVEL. A
+    failed import is left to the flow's own import, which raises it again, visibly."""
+    if _verbosity["verbose"] or "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            with contextlib.suppress(ImportError):
+                import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def checked(command: str, params: Any, tensorflow: bool = True) -> Any:
     """`latest` resolved, and the command's checks that need no model or server run, before
     TensorFlow or Prefect are imported (flows.cli.checks)."""
     from flows.cli import checks
@@ -55,6 +81,8 @@ def checked(command: str, params: Any) -> Any:
     check = checks.CHECKS.get(command)
     if check is not None:
         check(params)
+    if tensorflow:  # after the checks: a mistake costs no TensorFlow start-up
+        import_tensorflow_quietly()
     return params
 
 
@@ -79,6 +107,7 @@ def scrape(params: P.ScrapeParams) -> None:
 
 @params_command("curate", P.CurateParams, "Flag off-topic and mislabeled images (moves nothing).")
 def curate(params: P.CurateParams) -> None:
+    params = checked("curate", params)
     # deferred: CLI start-up (the flow loads Prefect, pandas and TensorFlow)
     from flows.curate_images import curate_images
 
@@ -92,7 +121,7 @@ def curate(params: P.CurateParams) -> None:
 
 @params_command("prepare", P.PrepareParams, "Clean, resize and split images into train/val.")
 def prepare(params: P.PrepareParams) -> None:
-    params = checked("prepare", params)
+    params = checked("prepare", params, tensorflow=False)
     # deferred: CLI start-up (the flow loads Prefect, pandas and maybe TensorFlow)
     from flows.prepare_dataset import prepare_dataset
 
@@ -125,6 +154,7 @@ def train(params: P.TrainParams) -> None:
     "augment-preview", P.AugmentPreviewParams, "Write a PNG grid of augmented training images."
 )
 def augment_preview(params: P.AugmentPreviewParams) -> None:
+    import_tensorflow_quietly()
     # deferred: TensorFlow, for CLI start-up
     from tasks.train.augment import augment_preview as preview
 
@@ -172,6 +202,7 @@ def run(params: P.PipelineParams) -> None:
 
 @params_command("demo", DemoOptions, "Run the whole pipeline offline on generated pictures.")
 def demo(options: DemoOptions) -> None:
+    import_tensorflow_quietly()
     # deferred: CLI start-up (the flow loads Prefect, pandas and maybe TensorFlow)
     from flows.cli.demo import run_demo
 
@@ -190,8 +221,15 @@ def serve(
         "--params",
         help="YAML/JSON defaults of the pipeline deployment (activates the schedule)",
     ),
-    cron: str = typer.Option("0 3 * * *", "--cron", help="The pipeline's cron schedule"),
-    timezone: str = typer.Option("UTC", "--timezone", help="Time zone of the cron schedule"),
+    cron: str = typer.Option(
+        "0 3 * * *",
+        "--cron",
+        show_default=False,
+        help="The pipeline's cron schedule (default: 0 3 * * *)",
+    ),
+    timezone: str = typer.Option(
+        "UTC", "--timezone", show_default=False, help="Time zone of the cron (default: UTC)"
+    ),
     data_dir: str | None = typer.Option(
         None, "--data-dir", help="Data root of served runs (default $PIXELPIPE_DATA_DIR, ./data)"
     ),
@@ -223,49 +261,6 @@ def serve(
             entry.serve(defaults, cron, timezone, policy, echo=typer.echo)
     except ValidationError as e:
         fail(f"{params_file}: " + explain(e), code=2)
-    except PixelpipeError as e:
-        fail(str(e))
-
-
-@app.command("tables", help="List the warehouse tables with their row and run counts.")
-def tables(
-    data_dir: str | None = typer.Option(None, "--data-dir", help="Data root"),
-) -> None:
-    # deferred: CLI start-up (pandas and pyarrow)
-    from storage.parquet import table_counts
-
-    counts = _guard(lambda: table_counts(data_dir))
-    typer.echo(f"{'table':<18} {'rows':>10} {'runs':>6}")
-    for name, (rows, runs) in counts.items():
-        typer.echo(f"{name:<18} {rows:>10} {runs:>6}")
-
-
-@app.command("show", help="Print rows of a warehouse table.")
-def show(
-    table: str = typer.Argument(..., help="Table name (see `pixelpipe tables`)"),
-    run: str | None = typer.Option(None, "--run", help="Only this run id"),
-    limit: int = typer.Option(20, "--limit", min=1, help="Rows to print"),
-    data_dir: str | None = typer.Option(None, "--data-dir", help="Data root"),
-) -> None:
-    import pandas as pd
-
-    # deferred: CLI start-up (pandas and pyarrow)
-    from storage.parquet import read_table
-
-    frame = _guard(lambda: read_table(table, data_dir=data_dir, run_id=run))
-    if frame.empty:
-        typer.echo(f"{table}: no rows" + (f" for run {run}" if run else ""))
-        return
-    with pd.option_context(
-        "display.width", 200, "display.max_columns", 20, "display.max_colwidth", 60
-    ):
-        typer.echo(frame.head(limit).to_string(index=False))
-    typer.echo(f"({min(limit, len(frame))} of {len(frame)} rows)")
-
-
-def _guard(action: Callable[[], Any]) -> Any:
-    try:
-        return action()
     except PixelpipeError as e:
         fail(str(e))
 
