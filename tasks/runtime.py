@@ -33,6 +33,8 @@ class ProgressSink(Protocol):
     def update(self, handle: Any, done: int) -> None: ...
     def close(self, handle: Any) -> None: ...
 
+    # Optional: `describe(handle, description)` shows a new description (live metrics).
+
 
 # (pid, sink): process-wide, set by the CLI in its own process only. The pid keeps a sink out of
 # forked pool workers, which have no terminal; spawned and Dask workers never see it at all.
@@ -98,6 +100,14 @@ class Progress:
                 "%s: %d/%d (%.0f%%)", self.description, self.done, self.total, percent,
                 extra={PROGRESS_EXTRA: True},
             )  # fmt: skip
+
+    def describe(self, description: str) -> None:
+        """A new description, e.g. the live loss and accuracy Keras shows beside its bar: on
+        the terminal bar when its sink can show it, and in the plain progress lines."""
+        self.description = description
+        describe = getattr(self._sink, "describe", None)
+        if describe is not None and not self._closed:
+            describe(self._handle, description)
 
     def finish(self) -> None:
         """The loop ended before `total` (the total was an upper bound): show it done."""

@@ -143,11 +143,7 @@ def train(params: P.TrainParams) -> None:
 
     with flow_session():
         r = train_classifier(params=params)
-    typer.echo(
-        f"run {r.run_id}: {r.model}, {r.epochs_run} epochs, best epoch {r.best_epoch} "
-        f"val_accuracy {r.best_val_accuracy} (evaluated {r.evaluated_val_accuracy})"
-    )
-    typer.echo(f"model {r.model_path}\ncard  {r.model_card_path}\nhistory {r.history_path}")
+    typer.echo("\n".join(output.train_summary(r)))
 
 
 @params_command(

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from flows.image_pipeline import PipelineResult
     from flows.predict_batch import PredictResult
     from flows.scrape_images import ScrapeResult
+    from flows.train_classifier import TrainResult
 
 
 # (status, words in the reason) -> what fixes it, when a flag or a step does.
@@ -71,19 +72,24 @@ def curate_summary(result: CurateResult) -> str:
 
 def predict_table(result: PredictResult, rows: int = 10) -> str:
     """The short text summary `pixelpipe predict` prints."""
+    targets = (
+        f"; {result.target_hits} with a target ({', '.join(result.targets)})"
+        if result.targets
+        else ""
+    )
     lines = [
         f"run {result.run_id}  model {result.model}",
         f"preprocessing {result.preprocessing}",
         f"{result.images} images: {result.ok} ok, {result.corrupt} corrupt, {result.missing}"
-        f" missing; {result.target_hits} with a target ({', '.join(result.targets) or 'none'})"
-        f"; {result.images_per_second} img/s",
-        f"{'image':<40} {'top-1 label':<24} {'prob':>6}  target",
+        f" missing{targets}; {result.images_per_second} img/s",
+        *failed_lines(result.failed, result.corrupt + result.missing),
+        f"{'image':<40} {'top-1 label':<24} {'prob':>6}" + ("  target" if targets else ""),
     ]
     for r in result.top[:rows]:
         name = Path(r["image"]).name
         name = name if len(name) <= 40 else "..." + name[-37:]
-        target = "yes" if r["is_target"] else ""
-        lines.append(f"{name:<40} {r['label'][:24]:<24} {r['probability']:>6.3f}  {target}")
+        target = ("  yes" if r["is_target"] else "") if targets else ""
+        lines.append(f"{name:<40} {r['label'][:24]:<24} {r['probability']:>6.3f}{target}")
     if result.engine:  # backend=openvino: the IR used and int8's accuracy against fp32
         # deferred: OpenVINO is an optional extra (pip install -e ".[openvino]")
         from tasks.predict.engines.openvino import OpenVinoInfo, describe
@@ -93,6 +99,33 @@ def predict_table(result: PredictResult, rows: int = 10) -> str:
         )
     lines.append(f"predictions: {result.predictions_path}")
     return "\n".join(lines)
+
+
+def failed_lines(failed: list[dict], total: int, shown: int = 3) -> list[str]:
+    """The first few images that were not ok, by name and why, then how many more."""
+    lines = [
+        f"  {row['status']}: {Path(row['image']).name}"
+        + (f" ({row['error']})" if row["error"] else "")
+        for row in failed[:shown]
+    ]
+    if total > len(lines) and lines:
+        lines.append(f"  and {total - len(lines)} more (pixelpipe show predictions --run-id ...)")
+    return lines
+
+
+def num(value: float | None, digits: int = 3) -> str:
+    """A metric for the eye (the tables keep full precision): 0.9305555820465088 -> 0.931."""
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def train_summary(r: TrainResult) -> list[str]:
+    return [
+        f"run {r.run_id}: {r.model}, {r.epochs_run} epochs, best epoch {r.best_epoch} "
+        f"val_accuracy {num(r.best_val_accuracy)} (evaluated {num(r.evaluated_val_accuracy)})",
+        f"model {r.model_path}",
+        f"card  {r.model_card_path}",
+        f"history {r.history_path}",
+    ]
 
 
 def pipeline_summary(result: PipelineResult) -> list[str]:
