@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from flows import params as P
 from flows.cli import output
-from flows.cli import tables as _tables  # noqa: F401  (registers tables, show, runs)
+from flows.cli import tables as table_commands
 from flows.cli.demo import DemoOptions
 from flows.cli.options import _load_params_file, app, explain, fail, params_command
 from flows.cli.registry import register as register_registry_commands
@@ -119,7 +119,7 @@ def curate(params: P.CurateParams) -> None:
     typer.echo(f"curation {result.curation_path}")
 
 
-@params_command("prepare", P.PrepareParams, "Clean, resize and split images into train/val.")
+@params_command("prepare", P.PrepareParams, "Clean, resize and split images into train/val/test.")
 def prepare(params: P.PrepareParams) -> None:
     params = checked("prepare", params, tensorflow=False)
     # deferred: CLI start-up (the flow loads Prefect, pandas and maybe TensorFlow)
@@ -144,6 +144,10 @@ def train(params: P.TrainParams) -> None:
     with flow_session():
         r = train_classifier(params=params)
     typer.echo("\n".join(output.train_summary(r)))
+
+
+# Here, so the help lists the commands in the pipeline's order: promote comes after train.
+register_registry_commands(params_command, flow_session, checked)  # promote, models, rollback
 
 
 @params_command(
@@ -183,9 +187,26 @@ def report(params: P.ReportParams) -> None:
     typer.echo(result.report_path)
 
 
-@params_command(
-    "run", P.PipelineParams, "Run the whole pipeline: scrape, prepare, train, predict, report."
+# What `run --help` lists of each stage; every other stage option works too (see the epilog).
+RUN_SHOWN = {
+    "scrape__max_images", "scrape__allow_private_networks", "curation__expect",
+    "prepare__image_size", "prepare__val_fraction", "prepare__test_fraction", "train__model",
+    "train__epochs", "predict__top_k", "promotion__min_improvement",
+}  # fmt: skip
+RUN_EPILOG = (
+    "Each stage takes all its own options here too (e.g. --rotation-range, --timeout): see"
+    " `pixelpipe scrape --help`, `curate`, `prepare`, `train`, `promote` and `predict --help`"
+    " for them, or put them in a --params FILE (YAML: train: {epochs: 5})."
 )
+
+
+@params_command(
+    "run", P.PipelineParams,
+    "Run the whole pipeline: scrape -> curate -> prepare (train/val/test) -> train -> promote"
+    " -> predict -> report. Give a later stage's input (--source-dir, --dataset-dir,"
+    " --model-path) to start there.",
+    shown=RUN_SHOWN, epilog=RUN_EPILOG,
+)  # fmt: skip
 def run(params: P.PipelineParams) -> None:
     params = checked("run", params)  # the flow checks again; here a mistake costs no flow run
     # deferred: CLI start-up (the flow loads Prefect, pandas and TensorFlow)
@@ -261,7 +282,7 @@ def serve(
         fail(str(e))
 
 
-register_registry_commands(params_command, flow_session, checked)  # promote, models, rollback
+table_commands.register()  # tables, show, runs
 
 
 def main() -> None:

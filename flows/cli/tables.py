@@ -45,7 +45,6 @@ class Format(enum.StrEnum):
     json = "json"
 
 
-@app.command("tables", help="List the warehouse tables with their row and run counts.")
 def tables(data_dir: str | None = typer.Option(None, "--data-dir", help="Data root")) -> None:
     # deferred: CLI start-up (pandas and pyarrow)
     from storage.parquet import table_counts
@@ -56,7 +55,6 @@ def tables(data_dir: str | None = typer.Option(None, "--data-dir", help="Data ro
         typer.echo(f"{name:<18} {rows:>10} {runs:>6}")
 
 
-@app.command("show", help="Print rows of a warehouse table (a table, CSV or JSON).")
 def show(
     table: str = typer.Argument(..., help="Table name (see `pixelpipe tables`)"),
     run_id: str | None = typer.Option(
@@ -67,7 +65,8 @@ def show(
         typer.Option("--columns", help="Columns to print, comma-separated or repeated"),
     ] = None,
     fmt: typing.Annotated[
-        Format, typer.Option("--format", help="table, csv or json (default: table)")
+        Format,
+        typer.Option("--format", show_default=False, help="table, csv or json (default: table)"),
     ] = Format.table,
     limit: int = typer.Option(
         20, "--limit", min=1, show_default=False, help="Rows to print (default: 20)"
@@ -122,7 +121,6 @@ def _cut(value: Any, width: int, left: bool) -> Any:
     return "…" + value[-(width - 1) :] if left else value[: width - 1] + "…"
 
 
-@app.command("runs", help="List recent runs: stage, state, duration and their page in the UI.")
 def runs(
     limit: int = typer.Option(
         10, "--limit", min=1, show_default=False, help="Runs to list (default: 10)"
@@ -184,6 +182,13 @@ def warehouse_runs(data_dir: str | None, limit: int) -> list[str]:
         order = [s for s in WAREHOUSE_STAGES.values() if s in stages]
         lines.append(f"{run:<26} {day:<10}  {', '.join(dict.fromkeys(order))}")
     return lines
+
+
+def register() -> None:
+    """Add `tables`, `show` and `runs` to the app (after the stages: the help lists them so)."""
+    app.command("tables", help="List the warehouse tables with their row and run counts.")(tables)
+    app.command("show", help="Print rows of a warehouse table (a table, CSV or JSON).")(show)
+    app.command("runs", help="List recent runs: stage, state, duration, link in the UI.")(runs)
 
 
 def _guard(action: Callable[[], Any]) -> Any:
