@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import sys
@@ -75,6 +76,7 @@ def import_tensorflow_quietly() -> None:
 def checked(command: str, params: Any, tensorflow: bool = True) -> Any:
     """`latest` resolved, and the command's checks that need no model or server run, before
     TensorFlow or Prefect are imported (flows.cli.checks)."""
+    # deferred: CLI start-up (pandas and pyarrow, which `--help` does not need)
     from flows.cli import checks
 
     params = checks.resolve_latest(command, params)
@@ -291,4 +293,10 @@ def main() -> None:
     # telemetry only logs failures on an offline machine. A user's own settings still win.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    app()
+    try:
+        app()
+    finally:
+        # Python's last garbage collection at exit walks every object the imports made
+        # (Prefect, pandas, TensorFlow): seconds on a busy 2-core machine between the summary
+        # and the prompt. Frozen objects are left out of it (and still freed).
+        gc.freeze()

@@ -165,6 +165,7 @@ def prefect_runs(api_url: str, limit: int) -> list[str]:
 
 def warehouse_runs(data_dir: str | None, limit: int) -> list[str]:
     """Without a server: each run id's stages as the warehouse recorded them, newest first."""
+    # deferred: CLI start-up (pandas and pyarrow)
     from storage.parquet import read_table
 
     found: dict[str, tuple[str, set[str]]] = {}
