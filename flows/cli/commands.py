@@ -129,12 +129,7 @@ def prepare(params: P.PrepareParams) -> None:
 
     with flow_session():
         result = prepare_dataset(params=params)
-    typer.echo(f"dataset {result.dataset_dir} ({', '.join(result.class_names)})")
-    for split, per_class in result.counts.items():
-        typer.echo(f"  {split:<5} " + "  ".join(f"{c}={n}" for c, n in per_class.items()))
-    skipped = ", ".join(f"{k}={v}" for k, v in result.skipped.items()) or "none"
-    typer.echo(f"rendered {result.rendered}, reused {result.reused}, skipped: {skipped}")
-    typer.echo(f"manifest {result.manifest_path} (run {result.run_id})")
+    typer.echo("\n".join(output.prepare_summary(result)))
 
 
 @params_command("train", P.TrainParams, "Train a classifier on a prepared dataset.")

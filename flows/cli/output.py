@@ -9,6 +9,7 @@ if TYPE_CHECKING:
     from flows.curate_images import CurateResult
     from flows.image_pipeline import PipelineResult
     from flows.predict_batch import PredictResult
+    from flows.prepare_dataset import PrepareResult
     from flows.scrape_images import ScrapeResult
     from flows.train_classifier import TrainResult
 
@@ -22,6 +23,15 @@ SCRAPE_FIXES = [
     ("timeout", (), "--timeout (per request) or --deadline (per image) give more time"),
     ("skipped", ("max_images",), "--max-images raises the cap"),
     ("http_error", ("429", "503"), "the site is throttling: lower --per-host or --concurrency"),
+]  # fmt: skip
+
+
+PREPARE_FIXES = [
+    ("capped", (), "--max-per-class raises the cap"),
+    ("duplicate", (), "copies of an image kept (near ones: --near-duplicate-distance)"),
+    ("excluded_by_curation", (), "flagged by the run given to --exclude-curation"),
+    ("corrupt", (), "pixelpipe show dataset_manifest --columns path,status,error"),
+    ("conflict", (), "the same image under two classes: see the warning above"),
 ]  # fmt: skip
 
 
@@ -60,6 +70,17 @@ def scrape_summary(result: ScrapeResult) -> str:
         f"{result.candidates} URL(s) -> {shown or 'nothing'}; images in {result.raw_dir}"
     )
     return "\n".join([head, *status_lines(result.counts, result.reasons, SCRAPE_FIXES)])
+
+
+def prepare_summary(result: PrepareResult) -> list[str]:
+    lines = [f"dataset {result.dataset_dir} ({', '.join(result.class_names)})"]
+    for split, per_class in result.counts.items():
+        lines.append(f"  {split:<5} " + "  ".join(f"{c}={n}" for c, n in per_class.items()))
+    left_out = sum(result.skipped.values())
+    lines.append(f"rendered {result.rendered}, reused {result.reused}, left out {left_out}")
+    lines += status_lines(result.skipped, {}, PREPARE_FIXES)
+    lines.append(f"manifest {result.manifest_path} (run {result.run_id})")
+    return lines
 
 
 def curate_summary(result: CurateResult) -> str:

@@ -62,3 +62,18 @@ def test_reasons_are_grouped_most_common_first():
         "  too_small 3: 10x10 < 32 (2); 8x8 < 32 (1) — --min-size sets the smallest side kept",
         "  timeout 1 — --timeout (per request) or --deadline (per image) give more time",
     ]
+
+
+def test_prepare_says_what_it_left_out_and_which_option_decides(prefect_harness, data_dir):
+    from typer.testing import CliRunner
+
+    from flows.cli.commands import app
+    from tests.flows.test_prepare_dataset import solid_images
+
+    solid_images(data_dir / "raw" / "apple", 5)
+    solid_images(data_dir / "raw" / "pear", 5, start=5)
+    args = ["prepare", "--dataset", "fruit", "--image-size", "16", "--workers", "1"]
+    outcome = CliRunner().invoke(app, [*args, "--max-per-class", "3"])
+    assert outcome.exit_code == 0, outcome.output
+    assert "rendered 6, reused 0, left out 4" in outcome.output
+    assert "  capped 4 — --max-per-class raises the cap" in outcome.output.splitlines()
