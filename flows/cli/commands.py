@@ -47,10 +47,12 @@ def options(
 
 
 def quiet_libraries() -> None:
-    """TensorFlow's start-up lines (oneDNN, CUDA probing on a CPU machine) and Keras's
-    "Found N files" off the console; before TensorFlow is imported, as its C++ logging reads
-    the environment once. A user's own setting wins."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # errors stay
+    """TensorFlow's log lines (CUDA probing on a CPU machine, its Python warnings) off the
+    console; set before TensorFlow is imported, as its C++ logging reads the environment once.
+    A user's own setting wins."""
+    # 3, not 2: "failed call to cuInit" on a CPU-only machine is an error-level line. What
+    # goes wrong in TensorFlow still raises a Python exception, printed as one line (or -v).
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     for name in ("tensorflow", "absl", "h5py"):
         logging.getLogger(name).setLevel(logging.ERROR)
 

@@ -22,6 +22,7 @@ def pixelpipe(prefect_harness, data_dir):
     from prefect.settings import PREFECT_API_URL
 
     env = {**os.environ, "PYTHONPATH": str(REPO), "PREFECT_API_URL": PREFECT_API_URL.value()}
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # as a user has it (conftest sets it for the tests)
 
     def run(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(
@@ -77,3 +78,17 @@ def test_prepare_says_what_it_left_out_and_which_option_decides(prefect_harness,
     assert outcome.exit_code == 0, outcome.output
     assert "rendered 6, reused 0, left out 4" in outcome.output
     assert "  capped 4 — --max-per-class raises the cap" in outcome.output.splitlines()
+
+
+def test_the_demo_prints_a_handful_of_lines(pixelpipe, tmp_path):
+    """92 lines before (a line per task, TensorFlow's start-up, Keras's "Found N files")."""
+    done = pixelpipe(
+        "demo", "--per-class", "12", "--epochs", "1", "--image-size", "32",
+        "--data-dir", str(tmp_path / "demo"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = (done.stdout + done.stderr).splitlines()
+    assert len(lines) <= 16, "\n".join(lines)
+    for noise in ("Finished in state", "oneDNN", "cuInit", "cuda", "Found ", "absl"):
+        assert noise not in done.stdout + done.stderr, noise
+    assert "validation accuracy:" in done.stdout and "report:" in done.stdout
