@@ -145,7 +145,10 @@ def prefect_runs(api_url: str, limit: int) -> list[str]:
     from prefect.client.schemas.sorting import FlowRunSort
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with temporary_settings(updates={PREFECT_API_URL: api_url}), get_client(True) as client:
+    with (
+        temporary_settings(updates={PREFECT_API_URL: api_url}),
+        get_client(sync_client=True) as client,
+    ):
         found = client.read_flow_runs(limit=limit, sort=FlowRunSort.START_TIME_DESC)
         flows = {f.id: f.name for f in client.read_flows(limit=200)}
     if not found:

@@ -79,3 +79,20 @@ def test_runs_without_a_server_lists_the_warehouse(data_dir, tmp_path, monkeypat
     assert lines.pop(0) == "no Prefect server running: runs recorded in the warehouse"
     assert lines[1].split()[0] == "20261202-000000-bbbbbb" and lines[1].endswith("train")
     assert lines[2].split()[0] == "20261201-000000-aaaaaa" and lines[2].endswith("scrape")
+
+
+def test_runs_with_a_server_lists_flow_runs_with_their_link(prefect_harness, monkeypatch):
+    from prefect import flow
+    from prefect.settings import PREFECT_API_URL
+
+    @flow(name="pixelpipe-runs-probe")
+    def probe() -> int:
+        return 1
+
+    probe()
+    api = PREFECT_API_URL.value()
+    monkeypatch.setenv("PREFECT_API_URL", api)
+    lines = invoke("runs", "--limit", "1").splitlines()
+    assert lines[0].split() == ["stage", "state", "started", "took", "link"]
+    assert lines[1].startswith("pixelpipe-runs-probe") and " Completed " in lines[1]
+    assert f"{api.removesuffix('/api')}/runs/flow-run/" in lines[1]
