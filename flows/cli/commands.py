@@ -95,7 +95,8 @@ def flow_session() -> AbstractContextManager[None]:
     # deferred: CLI start-up (Prefect takes ~1 s to import, like the flows)
     from flows.cli.session import flow_session as session
 
-    return session(echo=typer.echo, verbose=_verbosity["verbose"], quiet=_verbosity["quiet"])
+    echo = (lambda _: None) if _verbosity["quiet"] else typer.echo  # -q: no server hint either
+    return session(echo=echo, verbose=_verbosity["verbose"], quiet=_verbosity["quiet"])
 
 
 @params_command("scrape", P.ScrapeParams, "Find and download every image on some pages.")
@@ -293,6 +294,11 @@ def main() -> None:
     try:
         app()
     finally:
+        if "prefect" in sys.modules and not _verbosity["verbose"]:
+            # deferred: loaded only when a command used Prefect (its console handlers)
+            from flows.cli.session import quiet_after_session
+
+            quiet_after_session()  # e.g. Prefect's "Stopping temporary server" at exit
         # Python's last garbage collection at exit walks every object the imports made
         # (Prefect, pandas, TensorFlow): seconds on a busy 2-core machine between the summary
         # and the prompt. Frozen objects are left out of it (and still freed).

@@ -85,6 +85,12 @@ def console_filters(verbose: bool = False, quiet: bool = False) -> Iterator[None
                 handler.removeFilter(f)
 
 
+def quiet_after_session() -> None:
+    """What Prefect logs after the command (at exit) obeys the same console rules."""
+    for handler in prefect_console_handlers():
+        handler.addFilter(ConsoleLevelFilter())
+
+
 @contextlib.contextmanager
 def flow_session(
     echo: Callable[[str], None] = print, verbose: bool = False, quiet: bool = False
@@ -93,5 +99,5 @@ def flow_session(
     live bar when stdout is a terminal (not when `quiet`), keep the console to what matters
     (console_filters), and print a PixelpipeError once (the caller does)."""
     bars = False if quiet else None  # None: on a terminal
-    with prefect_api(echo), console_filters(verbose, quiet), terminal_progress(bars):
+    with console_filters(verbose, quiet), prefect_api(echo), terminal_progress(bars):
         yield
