@@ -295,7 +295,7 @@ def main() -> None:
         app()
     finally:
         if "prefect" in sys.modules and not _verbosity["verbose"]:
-            # deferred: loaded only when a command used Prefect (its console handlers)
+            # deferred: CLI start-up (Prefect, loaded only when a command used it)
             from flows.cli.session import quiet_after_session
 
             quiet_after_session()  # e.g. Prefect's "Stopping temporary server" at exit
