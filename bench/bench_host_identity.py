@@ -28,7 +28,10 @@ import json, sys, tempfile
 from collections import Counter
 from prefect.client.orchestration import get_client
 from prefect.testing.utilities import prefect_test_harness
-from tasks.scrape.fetch import FetchConfig
+try:  # the scrape settings model; a baseline checkout from before issue 24 has FetchConfig
+    from tasks.scrape.settings import ScrapeSettings as FetchConfig
+except ImportError:
+    from tasks.scrape.fetch import FetchConfig
 from tasks.scrape.politeness import create_host_limits
 from tasks.scrape.tasks import download_images, find_image_urls
 from tests.http_server import SiteServer, picture

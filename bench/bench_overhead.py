@@ -136,7 +136,7 @@ def prepare_direct(data_dir: Path, run_id: str) -> int:
 def predict_direct(model: str, data_dir: Path, run_id: str) -> int:
     from flows import predict_batch as pb
     from tasks.predict.engines.cache import get_predictor
-    from tasks.predict.images import collect_images
+    from tasks.predict.inputs import collect_images
     from tasks.predict.spec import resolve_model
     from tasks.predict.tasks import predict_shard
 
@@ -325,7 +325,7 @@ def main() -> None:
 
 def _warm(page: str, model: str) -> None:
     """Import TensorFlow, trace the model and start the server's caches outside the timing."""
-    from tasks.predict.images import collect_images
+    from tasks.predict.inputs import collect_images
     from tasks.predict.spec import resolve_model
     from tasks.predict.tasks import predict_images
 

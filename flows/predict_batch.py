@@ -17,10 +17,10 @@ from flows.params import PredictParams
 from storage.layout import Layout, new_run_id
 from storage.parquet import part_name, replace_parts
 from tasks.predict.engines.cache import get_predictor
-from tasks.predict.images import collect_images
+from tasks.predict.inputs import collect_images
 from tasks.predict.labels import check_targets, target_indices
 from tasks.predict.spec import resolve_model
-from tasks.predict.tasks import TOP_ROWS, Decoding, ShardSummary, predict_shard
+from tasks.predict.tasks import FAILED_ROWS, TOP_ROWS, Decoding, ShardSummary, predict_shard
 from tasks.runtime import logger
 
 
@@ -41,6 +41,7 @@ class PredictResult(BaseModel):
     seconds: float
     images_per_second: float
     top: list[dict]  # rank-1 rows, targets first (also the Prefect table artifact)
+    failed: list[dict] = []  # the first images not ok (image, status, error)
     engine: dict | None = None  # backend=openvino: IR path, reused or converted, int8 accuracy
 
 
@@ -54,6 +55,14 @@ def decoding_for(params: PredictParams, labels) -> Decoding:
     # A target "somewhere among all classes" is always true: cap the rank below the count.
     within = min(params.target_rank or params.top_k, max(len(labels) - 1, 1))
     return Decoding(params.top_k, tuple(target_idx), within, params.threshold)
+
+
+def targets_of(params: PredictParams, labels) -> list[str]:
+    """The targets worth naming: those given, else the defaults this model has classes for
+    (a forest/mountain model never looks for the default "banana")."""
+    if "targets" in params.model_fields_set:
+        return list(params.targets)
+    return [t for t, found in target_indices(labels, params.targets).items() if found]
 
 
 def model_key(identity: str) -> str:
@@ -156,12 +165,13 @@ def predict_batch(params: PredictParams) -> PredictResult:
         corrupt=sum(s.corrupt for s in summaries),
         missing=sum(s.missing for s in summaries),
         target_hits=sum(s.target_hits for s in summaries),
-        targets=params.targets,
+        targets=targets_of(params, spec.labels),
         counts=dict(counts.most_common()),
         shards=len(shards),
         seconds=round(seconds, 3),
         images_per_second=round(len(images) / seconds, 2),
         top=top,
+        failed=[row for s in summaries for row in s.failed][:FAILED_ROWS],
         engine=engine.model_dump() if engine else None,
     )
     log.info(
@@ -171,7 +181,7 @@ def predict_batch(params: PredictParams) -> PredictResult:
         result.corrupt,
         result.missing,
         result.target_hits,
-        ", ".join(params.targets),
+        ", ".join(result.targets) or "none given",
         result.images_per_second,
     )
     return result

@@ -18,9 +18,10 @@ from flows.params.registry import PromoteParams, RollbackParams
 from storage.champions import Champion, read_champion
 from storage.errors import ConfigError, PixelpipeError
 from storage.layout import Layout
+from tasks.registry.candidate import Candidate, candidate
 from tasks.registry.decide import Rule, Verdict, decide
 from tasks.registry.evaluate import EvalSet, Scores, eval_set, evaluate_model
-from tasks.registry.record import Candidate, candidate, crown, model_row, publish, write_row
+from tasks.registry.record import crown, model_row, publish, write_row
 from tasks.runtime import logger
 
 

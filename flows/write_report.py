@@ -7,7 +7,7 @@ from pydantic import BaseModel
 from flows.gate.entry import gated_flow
 from flows.params import ReportParams
 from storage.errors import ConfigError
-from storage.layout import resolve_data_dir, safe_name
+from storage.layout import resolve_data_dir
 from tasks.report.tasks import build_report, publish_artifacts
 
 
@@ -20,20 +20,6 @@ class ReportResult(BaseModel):
     artifact_keys: list[str]
 
 
-def stage_runs(params: ReportParams) -> dict[str, str]:
-    """The run id each stage's rows are read from (all the report's own id unless given)."""
-    runs = {
-        "report": params.run_id,
-        "scrape": params.scrape_run or params.run_id,
-        "dataset": params.dataset_run or params.run_id,
-        "train": params.train_run or params.run_id,
-        "predict": params.predict_run or params.run_id,
-    }
-    for stage, run in runs.items():
-        safe_name(run, f"{stage} run id")
-    return runs
-
-
 # creates_root=False: the body refuses a missing data root; the claim must not create it.
 @gated_flow(
     name="write-report",
@@ -42,7 +28,7 @@ def stage_runs(params: ReportParams) -> dict[str, str]:
 )
 def write_report(params: ReportParams) -> ReportResult:
     """Read a run back from the warehouse and write reports/<run>/report.html and report.md."""
-    runs = stage_runs(params)
+    runs = params.stage_runs()
     root = resolve_data_dir(params.data_dir)
     if not root.is_dir():
         raise ConfigError(

@@ -23,6 +23,9 @@ T = TypeVar("T")
 MIN_UPDATE_S = 1.0
 # Without a terminal sink (CI, serve, a pipe) progress is a plain log line at most this often.
 LOG_EVERY_S = 5.0
+# Set on those plain progress lines (a LogRecord attribute), so a console that hides INFO
+# lines can still show them.
+PROGRESS_EXTRA = "pixelpipe_progress"
 
 
 class ProgressSink(Protocol):
@@ -32,6 +35,8 @@ class ProgressSink(Protocol):
     def open(self, description: str, total: int) -> Any: ...
     def update(self, handle: Any, done: int) -> None: ...
     def close(self, handle: Any) -> None: ...
+
+    # Optional: `describe(handle, description)` shows a new description (live metrics).
 
 
 # (pid, sink): process-wide, set by the CLI in its own process only. The pid keeps a sink out of
@@ -94,7 +99,18 @@ class Progress:
                     self._sink.close(self._handle)
         elif time.monotonic() - self._logged >= LOG_EVERY_S:
             self._logged = time.monotonic()
-            logger().info("%s: %d/%d (%.0f%%)", self.description, self.done, self.total, percent)
+            logger().info(
+                "%s: %d/%d (%.0f%%)", self.description, self.done, self.total, percent,
+                extra={PROGRESS_EXTRA: True},
+            )  # fmt: skip
+
+    def describe(self, description: str) -> None:
+        """A new description, e.g. the live loss and accuracy Keras shows beside its bar: on
+        the terminal bar when its sink can show it, and in the plain progress lines."""
+        self.description = description
+        describe = getattr(self._sink, "describe", None)
+        if describe is not None and not self._closed:
+            describe(self._handle, description)
 
     def finish(self) -> None:
         """The loop ended before `total` (the total was an upper bound): show it done."""

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import logging
 import os
+import sys
 import typing
-from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,7 @@ from pydantic import ValidationError
 
 from flows import params as P
 from flows.cli import output
+from flows.cli import tables as table_commands
 from flows.cli.demo import DemoOptions
 from flows.cli.options import _load_params_file, app, explain, fail, params_command
 from flows.cli.registry import register as register_registry_commands
@@ -21,12 +25,69 @@ from flows.cli.server import loopback_bypasses_proxies, prefect_api, server_app
 from storage.errors import PixelpipeError
 
 app.add_typer(server_app, name="server")
-_verbose = {"on": False}  # set by --verbose, read when a flow runs
+_verbosity = {"verbose": False, "quiet": False}  # set by -v / -q, read when a flow runs
 
 
 @app.callback()
-def options(verbose: bool = typer.Option(False, "--verbose", help="Show tracebacks too")) -> None:
-    _verbose["on"] = verbose
+def options(
+    verbose: bool = typer.Option(
+        False,
+        "--verbose",
+        "-v",
+        show_default=False,
+        help="Show every log line, TensorFlow's too, and tracebacks",
+    ),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", show_default=False, help="Print the summary and errors only"
+    ),
+) -> None:
+    _verbosity.update(verbose=verbose, quiet=quiet and not verbose)
+    if not verbose:
+        quiet_libraries()
+
+
+def quiet_libraries() -> None:
+    """TensorFlow's log lines (CUDA probing on a CPU machine, its Python warnings) off the
+    console; set before TensorFlow is imported, as its C++ logging reads the environment once.
+    A user's own setting wins."""
+    # 3, not 2: "failed call to cuInit" on a CPU-only machine is an error-level line. What
+    # goes wrong in TensorFlow still raises a Python exception, printed as one line (or -v).
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    for name in ("tensorflow", "absl", "h5py"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with fd 2 on /dev/null unless -v: its shared libraries write their
+    start-up lines (oneDNN, CUDA probing) before its logging reads TF_CPP_MIN_LOG_LEVEL. A
+    failed import is left to the flow's own import, which raises it again, visibly."""
+    if _verbosity["verbose"] or "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            with contextlib.suppress(ImportError):
+                import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def checked(command: str, params: Any, tensorflow: bool = True) -> Any:
+    """`latest` resolved, and the command's checks that need no model or server run, before
+    TensorFlow or Prefect are imported (flows.cli.checks)."""
+    # deferred: CLI start-up (pandas and pyarrow, which `--help` does not need)
+    from flows.cli import checks
+
+    params = checks.resolve_latest(command, params)
+    check = checks.CHECKS.get(command)
+    if check is not None:
+        check(params)
+    if tensorflow:  # after the checks: a mistake costs no TensorFlow start-up
+        import_tensorflow_quietly()
+    return params
 
 
 def flow_session() -> AbstractContextManager[None]:
@@ -34,7 +95,8 @@ def flow_session() -> AbstractContextManager[None]:
     # deferred: CLI start-up (Prefect takes ~1 s to import, like the flows)
     from flows.cli.session import flow_session as session
 
-    return session(echo=typer.echo, verbose=_verbose["on"])
+    echo = (lambda _: None) if _verbosity["quiet"] else typer.echo  # -q: no server hint either
+    return session(echo=echo, verbose=_verbosity["verbose"], quiet=_verbosity["quiet"])
 
 
 @params_command("scrape", P.ScrapeParams, "Find and download every image on some pages.")
@@ -50,6 +112,7 @@ def scrape(params: P.ScrapeParams) -> None:
 
 @params_command("curate", P.CurateParams, "Flag off-topic and mislabeled images (moves nothing).")
 def curate(params: P.CurateParams) -> None:
+    params = checked("curate", params)
     # deferred: CLI start-up (the flow loads Prefect, pandas and TensorFlow)
     from flows.curate_images import curate_images
 
@@ -61,39 +124,37 @@ def curate(params: P.CurateParams) -> None:
     typer.echo(f"curation {result.curation_path}")
 
 
-@params_command("prepare", P.PrepareParams, "Clean, resize and split images into train/val.")
+@params_command("prepare", P.PrepareParams, "Clean, resize and split images into train/val/test.")
 def prepare(params: P.PrepareParams) -> None:
+    params = checked("prepare", params, tensorflow=False)
     # deferred: CLI start-up (the flow loads Prefect, pandas and maybe TensorFlow)
     from flows.prepare_dataset import prepare_dataset
 
     with flow_session():
         result = prepare_dataset(params=params)
-    typer.echo(f"dataset {result.dataset_dir} ({', '.join(result.class_names)})")
-    for split, per_class in result.counts.items():
-        typer.echo(f"  {split:<5} " + "  ".join(f"{c}={n}" for c, n in per_class.items()))
-    skipped = ", ".join(f"{k}={v}" for k, v in result.skipped.items()) or "none"
-    typer.echo(f"rendered {result.rendered}, reused {result.reused}, skipped: {skipped}")
-    typer.echo(f"manifest {result.manifest_path} (run {result.run_id})")
+    typer.echo("\n".join(output.prepare_summary(result)))
 
 
 @params_command("train", P.TrainParams, "Train a classifier on a prepared dataset.")
 def train(params: P.TrainParams) -> None:
+    params = checked("train", params)
     # deferred: CLI start-up (the flow loads Prefect, pandas and maybe TensorFlow)
     from flows.train_classifier import train_classifier
 
     with flow_session():
         r = train_classifier(params=params)
-    typer.echo(
-        f"run {r.run_id}: {r.model}, {r.epochs_run} epochs, best epoch {r.best_epoch} "
-        f"val_accuracy {r.best_val_accuracy} (evaluated {r.evaluated_val_accuracy})"
-    )
-    typer.echo(f"model {r.model_path}\ncard  {r.model_card_path}\nhistory {r.history_path}")
+    typer.echo("\n".join(output.train_summary(r)))
+
+
+# Here, so the help lists the commands in the pipeline's order: promote comes after train.
+register_registry_commands(params_command, flow_session, checked)  # promote, models, rollback
 
 
 @params_command(
     "augment-preview", P.AugmentPreviewParams, "Write a PNG grid of augmented training images."
 )
 def augment_preview(params: P.AugmentPreviewParams) -> None:
+    import_tensorflow_quietly()
     # deferred: TensorFlow, for CLI start-up
     from tasks.train.augment import augment_preview as preview
 
@@ -106,10 +167,7 @@ def augment_preview(params: P.AugmentPreviewParams) -> None:
 
 @params_command("predict", P.PredictParams, "Classify many images; write Parquet predictions.")
 def predict(params: P.PredictParams) -> None:
-    # deferred: CLI start-up (the checks and the flow load Prefect, pandas, TensorFlow)
-    from flows.cli.checks import check_model
-
-    check_model(params)  # before TensorFlow or a server: a missing file costs < 2 s, one line
+    params = checked("predict", params)
     # deferred: CLI start-up (the flow loads TensorFlow)
     from flows.predict_batch import predict_batch
 
@@ -120,24 +178,40 @@ def predict(params: P.PredictParams) -> None:
 
 @params_command("report", P.ReportParams, "Write the HTML/Markdown report of a run.")
 def report(params: P.ReportParams) -> None:
+    params = checked("report", params)  # an unknown run id fails here, not as an empty report
     # deferred: CLI start-up (the flow loads Prefect, pandas and maybe TensorFlow)
-    from flows.cli.checks import check_run_recorded
     from flows.write_report import write_report
 
-    check_run_recorded(params)  # an unknown run id fails here instead of an empty report
     with flow_session():
         result = write_report(params=params)
     typer.echo(result.report_path)
 
 
-@params_command(
-    "run", P.PipelineParams, "Run the whole pipeline: scrape, prepare, train, predict, report."
+# What `run --help` lists of each stage; every other stage option works too (see the epilog).
+RUN_SHOWN = {
+    "scrape__max_images", "scrape__allow_private_networks", "curation__expect",
+    "prepare__image_size", "prepare__val_fraction", "prepare__test_fraction", "train__model",
+    "train__epochs", "predict__top_k", "promotion__min_improvement",
+}  # fmt: skip
+RUN_EPILOG = (
+    "Each stage takes all its own options here too (e.g. --rotation-range, --timeout): see"
+    " `pixelpipe scrape --help`, `curate`, `prepare`, `train`, `promote` and `predict --help`"
+    " for them, or put them in a --params FILE (YAML: train: {epochs: 5})."
 )
-def run(params: P.PipelineParams) -> None:
-    # deferred: CLI start-up (the flow loads Prefect, pandas and maybe TensorFlow)
-    from flows.image_pipeline import check_inputs, image_pipeline
 
-    check_inputs(params)  # the flow checks again; here a mistake costs no failed flow run
+
+@params_command(
+    "run", P.PipelineParams,
+    "Run the whole pipeline: scrape -> curate -> prepare (train/val/test) -> train -> promote"
+    " -> predict -> report. Give a later stage's input (--source-dir, --dataset-dir,"
+    " --model-path) to start there.",
+    shown=RUN_SHOWN, epilog=RUN_EPILOG,
+)  # fmt: skip
+def run(params: P.PipelineParams) -> None:
+    params = checked("run", params)  # the flow checks again; here a mistake costs no flow run
+    # deferred: CLI start-up (the flow loads Prefect, pandas and TensorFlow)
+    from flows.image_pipeline import image_pipeline
+
     with flow_session():
         result = image_pipeline(params=params)
     typer.echo("\n".join(output.pipeline_summary(result)))
@@ -145,6 +219,7 @@ def run(params: P.PipelineParams) -> None:
 
 @params_command("demo", DemoOptions, "Run the whole pipeline offline on generated pictures.")
 def demo(options: DemoOptions) -> None:
+    import_tensorflow_quietly()
     # deferred: CLI start-up (the flow loads Prefect, pandas and maybe TensorFlow)
     from flows.cli.demo import run_demo
 
@@ -163,8 +238,15 @@ def serve(
         "--params",
         help="YAML/JSON defaults of the pipeline deployment (activates the schedule)",
     ),
-    cron: str = typer.Option("0 3 * * *", "--cron", help="The pipeline's cron schedule"),
-    timezone: str = typer.Option("UTC", "--timezone", help="Time zone of the cron schedule"),
+    cron: str = typer.Option(
+        "0 3 * * *",
+        "--cron",
+        show_default=False,
+        help="The pipeline's cron schedule (default: 0 3 * * *)",
+    ),
+    timezone: str = typer.Option(
+        "UTC", "--timezone", show_default=False, help="Time zone of the cron (default: UTC)"
+    ),
     data_dir: str | None = typer.Option(
         None, "--data-dir", help="Data root of served runs (default $PIXELPIPE_DATA_DIR, ./data)"
     ),
@@ -202,50 +284,7 @@ def serve(
         fail(str(e))
 
 
-@app.command("tables", help="List the warehouse tables with their row and run counts.")
-def tables(
-    data_dir: str | None = typer.Option(None, "--data-dir", help="Data root"),
-) -> None:
-    # deferred: CLI start-up (pandas and pyarrow)
-    from storage.parquet import table_counts
-
-    counts = _guard(lambda: table_counts(data_dir))
-    typer.echo(f"{'table':<18} {'rows':>10} {'runs':>6}")
-    for name, (rows, runs) in counts.items():
-        typer.echo(f"{name:<18} {rows:>10} {runs:>6}")
-
-
-@app.command("show", help="Print rows of a warehouse table.")
-def show(
-    table: str = typer.Argument(..., help="Table name (see `pixelpipe tables`)"),
-    run: str | None = typer.Option(None, "--run", help="Only this run id"),
-    limit: int = typer.Option(20, "--limit", min=1, help="Rows to print"),
-    data_dir: str | None = typer.Option(None, "--data-dir", help="Data root"),
-) -> None:
-    import pandas as pd
-
-    # deferred: CLI start-up (pandas and pyarrow)
-    from storage.parquet import read_table
-
-    frame = _guard(lambda: read_table(table, data_dir=data_dir, run_id=run))
-    if frame.empty:
-        typer.echo(f"{table}: no rows" + (f" for run {run}" if run else ""))
-        return
-    with pd.option_context(
-        "display.width", 200, "display.max_columns", 20, "display.max_colwidth", 60
-    ):
-        typer.echo(frame.head(limit).to_string(index=False))
-    typer.echo(f"({min(limit, len(frame))} of {len(frame)} rows)")
-
-
-def _guard(action: Callable[[], Any]) -> Any:
-    try:
-        return action()
-    except PixelpipeError as e:
-        fail(str(e))
-
-
-register_registry_commands(params_command)  # promote, models, rollback
+table_commands.register()  # tables, show, runs
 
 
 def main() -> None:
@@ -255,4 +294,15 @@ def main() -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     loopback_bypasses_proxies()  # before any client exists; the commands' children inherit it
-    app()
+    try:
+        app()
+    finally:
+        if "prefect" in sys.modules and not _verbosity["verbose"]:
+            # deferred: CLI start-up (Prefect, loaded only when a command used it)
+            from flows.cli.session import quiet_after_session
+
+            quiet_after_session()  # e.g. Prefect's "Stopping temporary server" at exit
+        # Python's last garbage collection at exit walks every object the imports made
+        # (Prefect, pandas, TensorFlow): seconds on a busy 2-core machine between the summary
+        # and the prompt. Frozen objects are left out of it (and still freed).
+        gc.freeze()

@@ -13,19 +13,42 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+import click
 import typer
 import yaml
 from pydantic import BaseModel, ValidationError
+from typer.core import TyperCommand
 
 from storage.errors import PixelpipeError
 
 app = typer.Typer(
     name="pixelpipe",
-    help="Web pages full of pictures -> trained image classifiers and batch predictions.",
+    help="Web pages full of pictures -> trained image classifiers and batch predictions.\n\n"
+    "The pipeline (`pixelpipe run`, or each stage alone): scrape -> curate -> prepare"
+    " (train/val/test splits) -> train -> promote -> predict -> report.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Click's plain help: it wraps at the terminal's width (rich's tables left ~17 columns
+    # for descriptions at 80), and GroupedCommand keeps the options grouped by stage.
+    rich_markup_mode=None,
 )
+
+
+class GroupedCommand(TyperCommand):
+    """Plain help with the options in sections by their panel (a pipeline's stages)."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        sections: dict[str, list[tuple[str, str]]] = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is not None:
+                panel = getattr(param, "rich_help_panel", None) or "Options"
+                sections.setdefault(panel, []).append(record)
+        for name, rows in sections.items():
+            with formatter.section(name):
+                formatter.write_dl(rows)
+
 
 # Subcommand name -> handler(params); looked up at call time so tests can swap a handler.
 _HANDLERS: dict[str, Callable[[Any], None]] = {}
@@ -70,9 +93,11 @@ def _flag(flat: str, leaf_counts: Counter[str]) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _parameters(model: type[BaseModel]) -> list[inspect.Parameter]:
+def _parameters(model: type[BaseModel], shown: set[str] | None = None) -> list[inspect.Parameter]:
     """One keyword-only option per leaf field. Every option defaults to None ("not given") so
-    the model, not the CLI, supplies defaults, and a --params file is not overridden by them."""
+    the model, not the CLI, supplies defaults, and a --params file is not overridden by them.
+    A nested model's options form a section of the help named after it; with `shown`, only
+    those nested options are listed (all still work)."""
     leaves = _flatten(model)
     leaf_counts = Counter(flat.split(_SEP)[-1] for flat, _ in leaves)
     parameters = []
@@ -86,7 +111,12 @@ def _parameters(model: type[BaseModel]) -> list[inspect.Parameter]:
         else:
             default = field.get_default(call_default_factory=True)
             note = "" if default is None else f" (default: {_show(default)})"  # [..] is markup
-        option = typer.Option(None, flag, help=(field.description or "") + note, show_default=False)
+        group = flat.split(_SEP)[0] if _SEP in flat else None
+        option = typer.Option(
+            None, flag, help=(field.description or "") + note, show_default=False,
+            rich_help_panel=f"{group.capitalize()} options" if group else None,
+            hidden=bool(group and shown is not None and flat not in shown),
+        )  # fmt: skip
         parameters.append(
             inspect.Parameter(
                 flat, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=py_type | None
@@ -154,7 +184,13 @@ def explain(error: ValidationError, flags: dict[str, str] | None = None) -> str:
     return "invalid parameters:\n  " + "\n  ".join(lines)
 
 
-def params_command(name: str, model: type[BaseModel], help: str) -> Callable:
+def params_command(
+    name: str,
+    model: type[BaseModel],
+    help: str,
+    shown: set[str] | None = None,
+    epilog: str | None = None,
+) -> Callable:
     """Register `handler(params: model)` as a subcommand with one option per model field.
 
     Options given on the command line override values from `--params FILE` (YAML or JSON),
@@ -186,12 +222,12 @@ def params_command(name: str, model: type[BaseModel], help: str) -> Callable:
             annotation=Path | None,
             default=typer.Option(None, "--params", help="YAML or JSON file of parameters"),
         )
-        options = _parameters(model)
+        options = _parameters(model, shown)
         parameters = [params_file, *options]
         command.__signature__ = inspect.Signature(parameters)
         command.__annotations__ = {p.name: p.annotation for p in parameters}
         command.__doc__ = help
-        app.command(name, help=help)(command)
+        app.command(name, help=help, epilog=epilog, cls=GroupedCommand)(command)
         _HANDLERS[name] = handler
         return handler
 

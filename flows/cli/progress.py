@@ -54,6 +54,11 @@ class BarSink:
             if handle in self._open:  # a closed bar is gone from rich's table
                 self.bar.update(handle, completed=done)
 
+    def describe(self, handle: Any, description: str) -> None:
+        with self._lock:
+            if handle in self._open:
+                self.bar.update(handle, description=description)
+
     def close(self, handle: Any) -> None:
         with self._lock:
             if handle not in self._open:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -49,17 +50,25 @@ def models_table(frame: pd.DataFrame, champions: dict[str, str]) -> list[str]:
     return [line.rstrip() for line in lines]
 
 
-def register(params_command: Callable[..., Callable]) -> None:
-    """Add the registry's commands to the `pixelpipe` app through flows.cli's factory."""
+def register(
+    params_command: Callable[..., Callable],
+    flow_session: Callable[[], AbstractContextManager],
+    checked: Callable[[str, Any], Any],
+) -> None:
+    """Add the registry's commands to the `pixelpipe` app through flows.cli's factory; their
+    flows run in the same session as every other command's (the running server, one-line
+    errors)."""
 
     @params_command(
         "promote", PromoteParams, "Challenge a dataset's champion with a trained model."
     )
     def promote(params: PromoteParams) -> None:
+        params = checked("promote", params)  # a run without a model: no TensorFlow, no server
         # deferred: CLI start-up (the flow loads Prefect, pandas and TensorFlow)
         from flows.promote_model import promote_model
 
-        r = promote_model(params=params)
+        with flow_session():
+            r = promote_model(params=params)
         typer.echo(f"{r.run_id}: {r.decision} — {r.reason}")
         typer.echo(f"champion of {r.dataset}: {r.champion_run} ({r.champion_model_path})")
 
@@ -85,8 +94,10 @@ def register(params_command: Callable[..., Callable]) -> None:
 
     @params_command("rollback", RollbackParams, "Bring a dataset's previous champion back.")
     def rollback(params: RollbackParams) -> None:
+        params = checked("rollback", params)
         # deferred: CLI start-up (the flow loads Prefect, pandas and TensorFlow)
         from flows.promote_model import rollback_champion
 
-        r = rollback_champion(params=params)
+        with flow_session():
+            r = rollback_champion(params=params)
         typer.echo(f"champion of {r.dataset}: {r.champion_run} (was {r.previous_champion})")

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from flows.cli.progress import prefect_console_handlers, terminal_progress
 from flows.cli.server import prefect_api
 from storage.errors import PixelpipeError
+from tasks.runtime import PROGRESS_EXTRA
 
 
 def _error_names(kind: type[BaseException] = PixelpipeError) -> set[str]:
@@ -39,25 +40,64 @@ class PixelpipeErrorFilter(logging.Filter):
         return True
 
 
+class ConsoleLevelFilter(logging.Filter):
+    """What a command shows on the console by default: warnings and errors, the plain progress
+    lines (when no bar is drawn), and the first flow run's "Beginning flow run" and "View at"
+    lines (its name and its link in the UI); not each task's "Finished in state Completed()".
+    `quiet` keeps errors only. The API handler is not filtered: the run's logs keep it all."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        super().__init__()
+        self.quiet = quiet
+        self.first_run: object = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= (logging.ERROR if self.quiet else logging.WARNING):
+            return True
+        if self.quiet:
+            return False
+        if getattr(record, PROGRESS_EXTRA, False):
+            return True
+        run = getattr(record, "flow_run_id", None)
+        if self.first_run is None and record.getMessage().startswith("Beginning flow run"):
+            self.first_run = run
+        message = record.getMessage()
+        return run == self.first_run and message.startswith(("Beginning flow run", "View at"))
+
+
 @contextlib.contextmanager
-def quiet_pixelpipe_errors(verbose: bool = False) -> Iterator[None]:
-    """Filter PixelpipeErrors off Prefect's console handlers unless `verbose`."""
+def console_filters(verbose: bool = False, quiet: bool = False) -> Iterator[None]:
+    """Prefect's console handlers: PixelpipeErrors off (the CLI prints them once) and the
+    per-task lines off, unless `verbose`; only errors when `quiet`."""
     if verbose:
         yield
         return
-    handlers, quiet = prefect_console_handlers(), PixelpipeErrorFilter()
+    handlers = prefect_console_handlers()
+    filters = [PixelpipeErrorFilter(), ConsoleLevelFilter(quiet)]
     for handler in handlers:
-        handler.addFilter(quiet)
+        for f in filters:
+            handler.addFilter(f)
     try:
         yield
     finally:
         for handler in handlers:
-            handler.removeFilter(quiet)
+            for f in filters:
+                handler.removeFilter(f)
+
+
+def quiet_after_session() -> None:
+    """What Prefect logs after the command (at exit) obeys the same console rules."""
+    for handler in prefect_console_handlers():
+        handler.addFilter(ConsoleLevelFilter())
 
 
 @contextlib.contextmanager
-def flow_session(echo: Callable[[str], None] = print, verbose: bool = False) -> Iterator[None]:
+def flow_session(
+    echo: Callable[[str], None] = print, verbose: bool = False, quiet: bool = False
+) -> Iterator[None]:
     """Around a flow called from the CLI: choose the Prefect API (server.prefect_api), show a
-    live bar when stdout is a terminal, and print a PixelpipeError once (the caller does)."""
-    with prefect_api(echo), quiet_pixelpipe_errors(verbose), terminal_progress():
+    live bar when stdout is a terminal (not when `quiet`), keep the console to what matters
+    (console_filters), and print a PixelpipeError once (the caller does)."""
+    bars = False if quiet else None  # None: on a terminal
+    with console_filters(verbose, quiet), prefect_api(echo), terminal_progress(bars):
         yield

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from flows.params.base import RunId, StageParams
+from storage.layout import safe_name
 
 
 class ReportParams(StageParams):
@@ -21,3 +22,16 @@ class ReportParams(StageParams):
     notes: list[str] = Field(
         default_factory=list, description="Lines shown under the title (e.g. a skipped stage)"
     )
+
+    def stage_runs(self) -> dict[str, str]:
+        """The run id each stage's rows are read from (all the report's own id unless given)."""
+        runs = {
+            "report": self.run_id,
+            "scrape": self.scrape_run or self.run_id,
+            "dataset": self.dataset_run or self.run_id,
+            "train": self.train_run or self.run_id,
+            "predict": self.predict_run or self.run_id,
+        }
+        for stage, run in runs.items():
+            safe_name(run, f"{stage} run id")
+        return runs

@@ -105,6 +105,9 @@ def predict_images(
 # ---- the task: one shard ------------------------------------------------------------------------
 
 
+FAILED_ROWS = 20  # images not ok a summary names (the table has them all)
+
+
 class ShardSummary(BaseModel):
     """What a shard sends back: its file and counts, never the rows."""
 
@@ -118,6 +121,7 @@ class ShardSummary(BaseModel):
     counts: dict[str, int]  # top-1 label -> images
     top: list[dict]  # rank-1 rows with the highest target probability
     seconds: float
+    failed: list[dict] = []  # the first FAILED_ROWS images not ok: image, status, error
 
 
 def summarize(part: str, path: str, rows: list[dict], seconds: float) -> ShardSummary:
@@ -139,6 +143,11 @@ def summarize(part: str, path: str, rows: list[dict], seconds: float) -> ShardSu
         counts=dict(Counter(r["label"] for r in ok_rows).most_common()),
         top=[{k: r[k] for k in ("image", "label", "probability", "is_target")} for r in top],
         seconds=round(seconds, 3),
+        failed=[
+            {k: r.get(k) for k in ("image", "status", "error")}
+            for r in firsts
+            if r["status"] != "ok"
+        ][:FAILED_ROWS],
     )
 
 

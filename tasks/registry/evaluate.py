@@ -17,7 +17,8 @@ from pydantic import BaseModel
 
 from storage.errors import ConfigError
 from tasks.predict.engines.cache import get_predictor
-from tasks.predict.images import OK, image_batches, images_in
+from tasks.predict.images import OK, image_batches
+from tasks.predict.inputs import images_in
 from tasks.predict.spec import resolve_model
 from tasks.runtime import logger
 from tasks.weights import file_digest
@@ -114,7 +115,16 @@ def summarize(
     )
 
 
-@task(name="evaluate-model", task_run_name="evaluate-{model_path}", cache_policy=NO_CACHE)
+def evaluate_run_name() -> str:
+    """`evaluate-<run id>`: models live in models/<run id>/best.keras, and a whole path made
+    the task's name unreadable in the UI."""
+    from prefect.runtime import task_run
+
+    path = Path(str(task_run.parameters.get("model_path", "model")))
+    return f"evaluate-{path.parent.name or path.stem}"
+
+
+@task(name="evaluate-model", task_run_name=evaluate_run_name, cache_policy=NO_CACHE)
 def evaluate_model(model_path: str, evalset: EvalSet, batch_size: int = 32) -> Scores:
     """Score a trained model on the evaluation set; unreadable images are left out (both
     models see the same ones)."""

@@ -3,52 +3,23 @@ and a Prefect event (`pixelpipe.model.<decision>`, resource `pixelpipe.model.<da
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 
 from storage.champions import Champion, write_champion
-from storage.errors import ConfigError
-from storage.layout import Layout, safe_name
-from storage.model_card import ModelCard, model_file
 from storage.parquet import write_table
+from tasks.registry.candidate import Candidate
 from tasks.registry.decide import Verdict, percent
-from tasks.registry.evaluate import EvalSet, Scores
 from tasks.runtime import artifact_key
-from tasks.weights import file_digest
+
+if TYPE_CHECKING:  # TensorFlow: the CLI checks a run id with this module before loading it
+    from tasks.registry.evaluate import EvalSet, Scores
 
 EVENT_PREFIX = "pixelpipe.model"
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A trained model as the registry knows it: models/<run>/best.keras and its card."""
-
-    run_id: str
-    dataset: str
-    model_path: str
-    sha256: str
-    card: ModelCard
-
-
-def candidate(run_id: str, data_dir: str | None) -> Candidate:
-    """The trained model of a run; ConfigError saying what is missing otherwise."""
-    model_dir = Layout.at(data_dir).model_dir(run_id)
-    path = model_file(model_dir)
-    if not path.is_file():
-        raise ConfigError(f"run {run_id!r} has no trained model: {path} does not exist")
-    card = ModelCard.read(model_dir)
-    if card.status != "trained" or not card.dataset_dir:
-        raise ConfigError(
-            f"run {run_id!r} has not finished training (its model card has status"
-            f" {card.status!r} and dataset_dir {card.dataset_dir!r})"
-        )
-    dataset = safe_name(Path(card.dataset_dir).name, "dataset name")
-    return Candidate(run_id, dataset, str(path), file_digest(path), card)
 
 
 def model_row(

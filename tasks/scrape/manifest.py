@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections import Counter
 from collections.abc import Iterable, MutableMapping
 
 from storage.schemas import SCRAPE_MANIFEST
@@ -27,6 +28,16 @@ def manifest_row(run_id: str, label: str, page_url: str, url: str, status: str, 
     for column in URL_COLUMNS:
         row[column] = without_user_info(row[column])
     return row
+
+
+def status_reasons(rows: Iterable[tuple[str, str | None]], top: int = 3) -> dict:
+    """{status: [(reason, rows), ...]} of the (status, error) pairs whose status is not ok,
+    the most common reasons first (at most `top` each): what a summary says went wrong."""
+    grouped: dict[str, Counter[str]] = {}
+    for status, error in rows:
+        if status != "ok":
+            grouped.setdefault(status, Counter())[error if isinstance(error, str) else ""] += 1
+    return {status: reasons.most_common(top) for status, reasons in grouped.items()}
 
 
 def mark_duplicates(rows: list[dict], known: Iterable[str] = ()) -> list[dict]:

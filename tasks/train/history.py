@@ -87,6 +87,9 @@ class HistoryRecorder(keras.callbacks.Callback):
         logs = logs or {}
         self.batch_rows.append(self._base(self._current) | {"batch": int(batch)} | _metrics(logs))
         if self.epoch_progress is not None:
+            # Keras's bar shows the epoch's running loss and accuracy: so does ours.
+            shown = " ".join(f"{k} {v:.4f}" for k, v in _metrics(logs).items() if v is not None)
+            self.epoch_progress.describe(f"epoch {self._current}/{self.total} {shown}".rstrip())
             self.epoch_progress.advance()
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from tasks.runtime import logger
 from tasks.train.augment import build_augmentation
 from tasks.train.spec import TrainSpec
 
@@ -27,6 +28,7 @@ def make_datasets(spec: TrainSpec, cache: bool | None = None) -> tuple[Any, Any]
         "image_size": tuple(spec.image_size),
         "batch_size": None,
         "seed": spec.seed,
+        "verbose": False,  # its "Found N files" print would bypass the log: logged below
     }
     # TensorFlow decodes here, not the image gate (storage/images.py): a dataset is what
     # prepare wrote, every image re-encoded by pixelpipe at image_size (baseline JPEG or PNG)
@@ -45,6 +47,8 @@ def make_datasets(spec: TrainSpec, cache: bool | None = None) -> tuple[Any, Any]
             **common,
         )
     n_train, n_val = len(train.file_paths), len(val.file_paths)
+    logger().info("%d training and %d validation images of %d classes", n_train, n_val,
+                  len(spec.class_names))  # fmt: skip
     pixels = (n_train + n_val) * spec.image_size[0] * spec.image_size[1] * 3
     cache = pixels <= CACHE_LIMIT_BYTES if cache is None else cache
     augment = build_augmentation(spec.augmentation, spec.seed)

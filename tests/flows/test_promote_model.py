@@ -241,3 +241,22 @@ def test_bad_requests_fail_before_any_decision(trained, data_dir):
     with pytest.raises(ConfigError, match="has not finished training"):
         promote(data_dir, "good")
     assert decisions(data_dir).empty and not (data_dir / "models" / "champions").exists()
+
+
+def test_the_cli_names_evaluation_task_runs_by_run_id(trained, data_dir):
+    """`pixelpipe promote --run-id latest` promotes the newest model; its evaluation task run
+    is `evaluate-<run id>`, not a whole file path."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    install(trained, data_dir, "weak")
+    result = CliRunner().invoke(cli.app, ["promote", "--run-id", "latest"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("weak: first")
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=1)[0]
+        names = [t.name for t in client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id={"any_": [run.id]})  # type: ignore[arg-type]
+        )]  # fmt: skip
+    assert names == ["evaluate-weak"]

@@ -31,7 +31,8 @@ from tasks.predict.engines.openvino import (
     ov_module,
     write_ir,
 )
-from tasks.predict.images import OK, image_batches, images_in
+from tasks.predict.images import OK, image_batches
+from tasks.predict.inputs import images_in
 from tasks.predict.spec import ModelSpec, Predict, resolve_model
 from tasks.runtime import evenly_spaced, logger
 

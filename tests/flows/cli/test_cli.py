@@ -19,9 +19,9 @@ def invoke(*args: str):
 
 
 def commands_in_help(text: str) -> list[str]:
-    """The first word of each row of the help's Commands table (not any other mention)."""
-    rows = text.split("Commands", 1)[1].split("╰", 1)[0].splitlines()[1:]
-    return [row.strip("│ ").split()[0] for row in rows if row.strip("│ ")]
+    """The first word of each row of the help's Commands section (not any other mention)."""
+    rows = text.split("\nCommands:\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    return [row.split()[0] for row in rows if row.startswith("  ") and row.strip()]
 
 
 def test_help_lists_every_subcommand():
@@ -36,9 +36,9 @@ def test_help_lists_every_subcommand():
 
 def test_commands_in_help_reads_only_the_commands_table():
     text = (
-        "Usage: pixelpipe  run scrape, then train\n"
-        "╭─ Options ─╮\n│ --help  Show this message and exit. │\n╰───╯\n"
-        "╭─ Commands ───╮\n│ scrape  Find images. │\n│ run     Run all: train, predict. │\n╰───╯\n"
+        "Usage: pixelpipe  run scrape, then train\n\n"
+        "Options:\n  --help  Show this message and exit.\n\n"
+        "Commands:\n  scrape  Find images.\n  run     Run all: train,\n\n"
     )
     assert commands_in_help(text) == ["scrape", "run"]
 

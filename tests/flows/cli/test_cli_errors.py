@@ -113,3 +113,33 @@ def test_missing_resnet50_weights_fail_before_tensorflow_or_a_server(tmp_path):
     assert "pixelpipe: error: ImageNet weights for resnet50" in done.stderr
     assert "tensorflow imported: False" in done.stdout
     assert "temporary server" not in output and "Flow run" not in output
+
+
+def test_promote_runs_in_the_cli_session_and_fails_in_one_line(prefect_harness, data_dir):
+    """promote's flow runs on the server the session chose (no temporary one) and an error
+    inside it is one line; -v shows the traceback."""
+    import json
+
+    from prefect.settings import PREFECT_API_URL
+
+    model_dir = data_dir / "models" / "r1"
+    model_dir.mkdir(parents=True)
+    (model_dir / "best.keras").write_bytes(b"a model")
+    empty = data_dir / "datasets" / "fruit"  # no test/ or val/ images: the flow refuses
+    empty.mkdir(parents=True)
+    card = {"class_names": ["a", "b"], "status": "trained", "dataset_dir": str(empty)}
+    (model_dir / "model_card.json").write_text(json.dumps(card))
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PREFECT_API_URL": PREFECT_API_URL.value()}
+
+    def promote(*flags: str) -> subprocess.CompletedProcess:
+        args = [sys.executable, "-m", "flows.cli", *flags, "promote", "--run-id", "r1"]
+        return subprocess.run(args, env=env, cwd=REPO, capture_output=True, text=True, timeout=240)
+
+    done = promote()
+    assert done.returncode == 1, done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("pixelpipe: error:")]
+    assert len(errors) == 1 and str(empty) in errors[0], done.stderr
+    assert "Beginning flow run" in done.stderr  # inside the flow, on the session's server
+    assert "Traceback" not in done.stderr and "temporary server" not in done.stderr
+    verbose = promote("-v")
+    assert verbose.returncode == 1 and "Traceback" in verbose.stderr

@@ -16,7 +16,8 @@ from storage.errors import ConfigError, WeightsNotFoundError
 from storage.parquet import write_table
 from storage.schemas import SCRAPE_MANIFEST
 from tasks.predict.engines.cache import get_predictor
-from tasks.predict.images import collect_images, image_batches, load_pixels
+from tasks.predict.images import image_batches, load_pixels
+from tasks.predict.inputs import collect_images
 from tasks.predict.labels import (
     binary_ranking,
     check_targets,
