@@ -75,28 +75,32 @@ def show(
 ) -> None:
     # deferred: CLI start-up (pandas and pyarrow)
     from flows.cli.checks import LATEST, latest_run
-    from storage.parquet import read_table, schema_of
+    from storage.parquet import count_rows, read_table, schema_of
+
+    run = run_id
 
     def read() -> pd.DataFrame:
+        nonlocal run
         known = schema_of(table).names
         wanted = [c for group in columns or [] for c in group.split(",") if c.strip()]
         if unknown := [c for c in wanted if c not in [*known, "run_date"]]:
             raise PixelpipeError(f"{table} has no column {unknown[0]!r}; it has {', '.join(known)}")
         chosen = wanted or [c for c in DEFAULT_COLUMNS.get(table, known) if c in known]
         run = latest_run(TABLE_STAGES.get(table, table), data_dir) if run_id == LATEST else run_id
-        return read_table(table, data_dir=data_dir, run_id=run, columns=chosen)
+        # Only the parts that can hold the rows, and only as many rows as are shown.
+        return read_table(table, data_dir=data_dir, run_id=run, columns=chosen, limit=limit)
 
-    frame = _guard(read)
-    rows = frame.head(limit)
+    rows = _guard(read)
     if fmt is Format.csv:
         typer.echo(rows.to_csv(index=False), nl=False)
     elif fmt is Format.json:
         typer.echo(rows.to_json(orient="records", date_format="iso", indent=1))
-    elif frame.empty:
+    elif rows.empty:
         typer.echo(f"{table}: no rows" + (f" for run {run_id}" if run_id else ""))
     else:
         typer.echo(narrow(rows).to_string(index=False))
-        typer.echo(f"({len(rows)} of {len(frame)} rows)")
+        total = _guard(lambda: count_rows(table, data_dir=data_dir, run_id=run))  # footers only
+        typer.echo(f"({len(rows)} of {total} rows)")
 
 
 def narrow(frame: pd.DataFrame) -> pd.DataFrame:
