@@ -17,9 +17,13 @@ def process_api_url(url: str) -> Iterator[None]:
     `prefect.settings.temporary_settings` changes the calling context only; threads that do
     not copy it (our download pools, Prefect's log and event workers) read the global settings
     context Prefect built from the environment at import, and without this refresh they would
-    start a temporary server of their own."""
+    start a temporary server of their own. On the way out the global context is put back as it
+    was (not rebuilt from the environment), so settings a caller made some other way (a test
+    harness, a profile) survive."""
+    import prefect.context
     from prefect.context import refresh_global_settings_context
 
+    saved = prefect.context.GLOBAL_SETTINGS_CONTEXT
     old = os.environ.get("PREFECT_API_URL")
     os.environ["PREFECT_API_URL"] = url
     refresh_global_settings_context()
@@ -30,4 +34,4 @@ def process_api_url(url: str) -> Iterator[None]:
             os.environ.pop("PREFECT_API_URL", None)
         else:
             os.environ["PREFECT_API_URL"] = old
-        refresh_global_settings_context()
+        prefect.context.GLOBAL_SETTINGS_CONTEXT = saved

@@ -250,7 +250,7 @@ def _too_long(value: str) -> str | None:
 
 def _first_line(error: BaseException) -> str:
     text = str(error).strip().splitlines()
-    return _clip(text[0] if text else type(error).__name__, 400)
+    return _clip(text[0] if text else type(error).__name__, 160)  # its path is quoted already
 
 
 def _shown(value: str) -> str:

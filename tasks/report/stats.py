@@ -31,7 +31,10 @@ SKIPPED = frozenset(
         "excluded_by_curation",
     }
 )
-FAILED = frozenset({"http_error", "timeout", "not_image", "corrupt", "page_error", "missing"})
+# bad_row: a URL list row without a usable URL or label (the list needs fixing).
+FAILED = frozenset(
+    {"http_error", "timeout", "not_image", "corrupt", "page_error", "missing", "bad_row"}
+)
 OUTCOMES = ("ok", "skipped", "failed")
 
 

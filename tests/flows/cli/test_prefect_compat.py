@@ -27,6 +27,9 @@ def test_process_api_url_reaches_threads_that_copy_no_context(monkeypatch):
         "prefect.context.refresh_global_settings_context is gone: process_api_url needs another"
         " way to change Prefect's process-wide settings"
     )
+    assert hasattr(prefect.context, "GLOBAL_SETTINGS_CONTEXT"), (
+        "prefect.context.GLOBAL_SETTINGS_CONTEXT is gone: process_api_url cannot put it back"
+    )
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     before = _in_a_new_thread()
     url = "http://127.0.0.1:9/api"

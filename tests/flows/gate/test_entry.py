@@ -90,10 +90,10 @@ def test_each_served_flow_refuses_a_run_id_another_run_holds(name, data_dir):
 def test_a_dict_is_validated_into_the_model_and_errors_are_one_line(data_dir):
     flow = FLOWS["scrape_images"][0]
     with pytest.raises(ConfigError) as caught:
-        flow.fn({"pages": [], "label": "x", "unknown": 1})
+        flow.fn({"pages": [], "label": "x", "max_bytes": 1, "unknown": 1})
     message = str(caught.value)
     assert message.startswith("ScrapeParams: ") and "\n" not in message
-    assert "pages:" in message and "unknown:" in message
+    assert "max_bytes:" in message and "unknown:" in message
 
 
 def test_a_resumed_training_claims_the_run_it_continues():
