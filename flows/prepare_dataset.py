@@ -246,9 +246,7 @@ def _render(
             for batch in positions
         )
         for batch, done in zip(positions, _in_flight(futures, 2 * threads), strict=True):
-            failed, statuses, errors = columns.failures(done)
-            if statuses:
-                plan.unplan(rows, rows.index[batch[failed]], statuses, errors)
+            plan.record_rendered(rows, batch, done)
             progress.advance(len(batch))
 
 

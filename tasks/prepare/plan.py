@@ -22,6 +22,7 @@ from storage.errors import ConfigError
 from storage.files import IMAGE_EXTENSIONS
 from storage.layout import safe_name
 from tasks.prepare.columns import COLOURS as _COLOURS
+from tasks.prepare.columns import failures
 from tasks.prepare.near_duplicates import MIN_HASH_BITS, image_groups
 from tasks.prepare.render import made_by_us
 
@@ -289,6 +290,14 @@ def apply_known_failures(rows: pd.DataFrame, stamp: dict[str, Any]) -> None:
     if len(hit):
         found = [failed[sha] for sha in rows.loc[hit, "sha256"]]
         unplan(rows, hit, [s for s, _ in found], [e for _, e in found])
+
+
+def record_rendered(rows: pd.DataFrame, positions: np.ndarray, done: pa.Table) -> None:
+    """A rendered batch's outcome (render_batch's table for the rows at `positions`): the
+    rows whose decoding failed take its status and leave the dataset."""
+    failed, statuses, errors = failures(done)
+    if statuses:
+        unplan(rows, rows.index[positions[failed]], statuses, errors)
 
 
 def unplan(rows: pd.DataFrame, where: Any, status: Any, error: Any) -> None:

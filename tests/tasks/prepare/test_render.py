@@ -16,7 +16,7 @@ from storage.errors import ConfigError
 from tasks.prepare import plan
 from tasks.prepare import render as pixels
 from tasks.prepare import tasks as images
-from tasks.prepare.columns import RENDERED, inspection_table
+from tasks.prepare.columns import INSPECTION, RENDERED, inspection_table, manifest_frame
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 SETTINGS = pixels.RenderSettings(image_size=32)
@@ -170,6 +170,31 @@ def test_broken_files_become_statuses_not_crashes(tmp_path):
     assert status == "corrupt" and "truncated" in error
     assert not (tmp_path / "t.jpg").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp left
+
+
+def test_inspect_batch_returns_one_compact_table_a_batch(tmp_path):
+    """Prefect holds a task's result (and links every item of a returned list): a batch is one
+    Arrow table of fixed-width columns, never a dict per file; the manifest writes the hashes
+    back as imagehash's hex."""
+    made = every_mode(tmp_path / "src") | broken_files(tmp_path / "src")
+    paths = [str(p) for _, p in sorted(made.items())]
+    table = images.inspect_batch.fn([(p, 1, 1) for p in paths])
+    assert isinstance(table, pa.Table) and table.schema == INSPECTION
+    assert table.num_rows == len(paths)
+    assert table.schema.field("phash").type == pa.uint64()
+    infos = [pixels.inspect_file(p) for p in paths]
+    assert table.column("sha256").to_pylist() == [i["sha256"] for i in infos]
+    assert table.column("status").to_pylist() == [i.get("status") for i in infos]
+    rows = pd.DataFrame({"phash": table.column("phash").to_pandas(types_mapper=_as_nullable)})
+    written = manifest_frame(rows, run_id="r")["phash"].tolist()
+    assert [w if isinstance(w, str) else None for w in written] == [
+        i.get("phash") for i in infos
+    ]  # fmt: skip
+    assert sum(isinstance(w, str) for w in written) >= len(paths) - 2
+
+
+def _as_nullable(t: pa.DataType):
+    return pd.UInt64Dtype() if t == pa.uint64() else None
 
 
 def test_render_batch_uses_the_process_pool(tmp_path):
