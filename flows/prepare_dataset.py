@@ -26,6 +26,7 @@ from tasks.prepare import render as pixels
 from tasks.prepare import tasks as images
 from tasks.runtime import Progress, logger
 
+PAIR = ["source_path", "path"]  # a render item: where from, where to
 IN_FLIGHT = 8  # inspect batches submitted ahead of the one being collected (4 threads run them)
 
 
@@ -160,10 +161,18 @@ def _pending(
     else:
         plan.apply_known_failures(rows, plan.read_stamp(dataset_dir) or {})
     ok = np.flatnonzero((rows["status"] == "ok").to_numpy())
-    paths = rows["path"].to_numpy()
-    todo = ok[[force or not pixels.made_with(Path(paths[i]), settings) for i in ok]]
-    found = [Path(paths[i]) for i in todo if Path(paths[i]).is_file()]
-    return todo, plan.set_aside(dataset_dir, [p for p in found if not pixels.made_by_us(p)], aside)
+    todo, found = [], []
+    for chunk in np.array_split(ok, max(1, len(ok) // 1000)):  # a Python str per path of one
+        paths = rows["path"].iloc[chunk].tolist()
+        redo = [force or not pixels.made_with(Path(p), settings) for p in paths]
+        todo.append(chunk[redo])
+        found += [Path(p) for p, r in zip(paths, redo, strict=True) if r and _foreign(Path(p))]
+    return np.concatenate(todo), plan.set_aside(dataset_dir, found, aside)
+
+
+def _foreign(path: Path) -> bool:
+    """Whether a file pixelpipe did not write stands at this output path."""
+    return path.is_file() and not pixels.made_by_us(path)
 
 
 def _warn_moved(moved: list[Path], dataset_dir: Path) -> list[str]:
@@ -227,7 +236,6 @@ def _render(
         "rendering %d image(s): runner %s, %d worker(s)", len(todo), params.runner, workers
     )
     progress = Progress(len(todo), f"rendering {len(todo)} images")
-    sources, outputs = rows["source_path"].to_numpy(), rows["path"].to_numpy()
     positions = [todo[i : i + params.batch_size] for i in range(0, len(todo), params.batch_size)]
     threads = 2 if pooled else workers
     runner = task_runner_for(
@@ -238,7 +246,7 @@ def _render(
             runner.submit(
                 images.render_batch,
                 {
-                    "items": list(zip(sources[batch], outputs[batch], strict=True)),
+                    "items": list(zip(*(rows[c].iloc[batch] for c in PAIR), strict=True)),
                     "settings": settings,
                     "workers": workers if pooled else 1,
                 },

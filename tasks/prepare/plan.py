@@ -7,7 +7,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,11 @@ MIN_PER_SPLIT = 5  # below this many images of a class in a split, its metrics a
 STAMP_FILE = "dataset.json"
 ASIDE_DIR = ".set-aside"  # files found in the dataset folders that pixelpipe did not write
 _OUTPUT_NAME = re.compile(r"^[0-9a-f]{64}\.(jpg|png)$")
+_FILES = pa.schema(
+    [("source_path", pa.string()), ("label", pa.string()), ("size", pa.int64()),
+     ("mtime_ns", pa.int64())]
+)  # fmt: skip
+_LIST_CHUNK = 4096  # files listed as Python objects before they become an Arrow chunk
 # Nullable integers stay integers in the plan (a missing width is <NA>, not a float NaN).
 _NULLABLE = {pa.int32(): pd.Int32Dtype(), pa.uint64(): pd.UInt64Dtype()}
 
@@ -77,22 +82,35 @@ def resolve_classes(root: Path, labels: Sequence[str] | None) -> dict[Path, str]
 
 def list_source_files(class_dirs: dict[Path, str]) -> pd.DataFrame:
     """Every non-hidden file below each class folder (recursively, as Keras reads), sorted by
-    (label, path): columns source_path (absolute POSIX), label, size, mtime_ns."""
-    found: dict[str, list[Any]] = {"source_path": [], "label": [], "size": [], "mtime_ns": []}
+    (label, path): columns source_path (absolute POSIX), label, size, mtime_ns. Gathered in
+    Arrow chunks, so a big folder never sits in memory as Python strings."""
+    chunks, found = [], _listing()
     for folder, label in class_dirs.items():
-        for dirpath, dirnames, filenames in os.walk(folder):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-            for name in filenames:
-                if name.startswith("."):
-                    continue  # temporary and system files (.DS_Store, .x.tmp)
-                path = Path(dirpath, name).absolute()
-                stat = path.stat()
-                for column, value in zip(
-                    found, (path.as_posix(), label, stat.st_size, stat.st_mtime_ns), strict=True
-                ):
-                    found[column].append(value)
-    files = pd.DataFrame(found).astype({"size": "int64", "mtime_ns": "int64"})
-    return files.sort_values(["label", "source_path"], ignore_index=True)
+        for path, stat in _walk(folder.absolute()):
+            for column, value in zip(
+                found, (path, label, stat.st_size, stat.st_mtime_ns), strict=True
+            ):
+                found[column].append(value)
+            if len(found["source_path"]) >= _LIST_CHUNK:
+                chunks.append(pa.table(found, schema=_FILES))
+                found = _listing()
+    chunks.append(pa.table(found, schema=_FILES))
+    files = pa.concat_tables(chunks).sort_by([("label", "ascending"), ("source_path", "ascending")])
+    return files.to_pandas()
+
+
+def _listing() -> dict[str, list[Any]]:
+    return {name: [] for name in _FILES.names}
+
+
+def _walk(folder: Path) -> Iterator[tuple[str, os.stat_result]]:
+    """(POSIX path, stat) of every non-hidden file below `folder`, hidden folders skipped."""
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            if not name.startswith("."):  # temporary and system files (.DS_Store, .x.tmp)
+                path = os.path.join(dirpath, name)
+                yield Path(path).as_posix(), os.stat(path)
 
 
 def unit_hash(*parts: object) -> float:
@@ -146,7 +164,6 @@ def _base_rows(
     files: pd.DataFrame, inspected: pa.Table, class_names: Sequence[str]
 ) -> pd.DataFrame:
     info = inspected.to_pandas(types_mapper=_NULLABLE.get)
-    suffixes = files["source_path"].map(lambda p: Path(p).suffix)
     rows = pd.DataFrame(
         {
             "source_path": files["source_path"],
@@ -161,11 +178,15 @@ def _base_rows(
     failed = info["error"].notna()
     rows["status"] = info["status"].where(info["status"].notna(), "corrupt").where(failed, "ok")
     rows["error"] = info["error"]
-    unsupported = ~suffixes.str.lower().isin(IMAGE_EXTENSIONS)
-    rows["status"] = rows["status"].mask(unsupported, "unsupported")
-    rows["error"] = rows["error"].mask(
-        unsupported, suffixes.map(lambda x: f"not an image file extension: {x!r}")
+    paths = files["source_path"]
+    unsupported = ~np.fromiter(
+        (Path(p).suffix.lower() in IMAGE_EXTENSIONS for p in paths), bool, len(paths)
     )
+    if unsupported.any():
+        suffixes = paths[unsupported].map(lambda p: Path(p).suffix)
+        _mark(
+            rows, unsupported, "unsupported", "not an image file extension: " + suffixes.map(repr)
+        )
     rows["split"] = pd.Series(pd.NA, index=rows.index, dtype="str")
     rows["path"] = pd.Series(pd.NA, index=rows.index, dtype="str")
     return rows
@@ -245,10 +266,11 @@ def _cap_and_split(
     # The group's key: near-duplicates land in one split (a lone image's key is its sha256).
     splits = [split_of(key, spec) for key in chosen["near_duplicate_group"]]
     rows.loc[chosen.index, "split"] = splits
-    rows.loc[chosen.index, "path"] = [
-        (dataset_dir / split / label / f"{sha}{suffix}").as_posix()
-        for split, label, sha in zip(splits, chosen["label"], chosen["sha256"], strict=True)
-    ]
+    # Joined in Arrow: no Python string per output path.
+    name = pc.binary_join_element_wise(pa.array(chosen["sha256"], pa.string()), suffix, "")
+    parts = [pa.array(splits, pa.string()), pa.array(chosen["label"], pa.string()), name]
+    path = pc.binary_join_element_wise(dataset_dir.as_posix(), *parts, "/")
+    rows.loc[chosen.index, "path"] = path.to_pandas().set_axis(chosen.index)
 
 
 def read_stamp(dataset_dir: Path) -> dict[str, Any] | None:
