@@ -91,7 +91,7 @@ def prepare_direct(data_dir: Path, run_id: str) -> int:
     from flows.gate.runners import machine_cores
     from flows.params import PrepareParams
     from storage.layout import Layout
-    from tasks.prepare import plan
+    from tasks.prepare import columns, plan
     from tasks.prepare import render as pixels
     from tasks.prepare import tasks as images
 
@@ -107,30 +107,31 @@ def prepare_direct(data_dir: Path, run_id: str) -> int:
     )  # fmt: skip
     names = sorted(set(class_dirs.values()))
     files = plan.list_source_files(class_dirs)
-    keys = [(f.path, f.size, f.mtime_ns) for f in files]
+    keys = list(zip(files["source_path"], files["size"], files["mtime_ns"], strict=True))
     b = params.batch_size
-    infos = [x for i in range(0, len(keys), b) for x in images.inspect_batch.fn(keys[i : i + b])]
-    rows = plan.plan(files, infos, names, dataset_dir, spec, settings.suffix)
+    inspected = columns.concat(
+        [images.inspect_batch.fn(keys[i : i + b]) for i in range(0, len(keys), b)]
+    )
+    rows = plan.plan(files, inspected, names, dataset_dir, spec, settings.suffix)
     aside = dataset_dir / plan.ASIDE_DIR / run_id
     todo, _moved = pf._pending(rows, dataset_dir, settings, params.force, aside)
     workers = machine_cores()
+    sources, outputs = rows["source_path"].to_numpy(), rows["path"].to_numpy()
     try:
         for i in range(0, len(todo), b):
             batch = todo[i : i + b]
-            items = [(r["source_path"], r["path"]) for r in batch]
-            done = images.render_batch.fn(items, settings, workers)
-            for row, (status, error) in zip(batch, done, strict=True):
-                if status != "ok":
-                    row.update(status=status, error=error, split=None, path=None)
+            items = list(zip(sources[batch], outputs[batch], strict=True))
+            plan.record_rendered(rows, batch, images.render_batch.fn(items, settings, workers))
     finally:
         pixels.shutdown_pool()
-    kept = {r["path"] for r in rows if r["status"] == "ok"}
-    plan.sync_folders(dataset_dir, spec.splits, names, kept, aside)
+    ok = rows["status"] == "ok"
+    plan.sync_folders(dataset_dir, spec.splits, names, rows["path"][ok], aside)
     pf._write_manifest(rows, run_id, params.dataset, layout.root)
     counts = pf._counts(rows, spec.splits, names)
     stamp = pf._stamp(run_id, settings, spec, names, counts, rows)
     plan.write_stamp(dataset_dir, stamp)
-    return len(kept)
+    kept = int(ok.sum())
+    return kept
 
 
 def predict_direct(model: str, data_dir: Path, run_id: str) -> int:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from collections import Counter
+import itertools
+from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+from prefect.futures import PrefectFuture
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
@@ -16,10 +21,13 @@ from flows.params import PrepareParams
 from storage.errors import ConfigError, DatasetError
 from storage.layout import Layout, new_run_id
 from storage.parquet import read_table, replace_parts, write_table
-from tasks.prepare import plan
+from tasks.prepare import columns, plan
 from tasks.prepare import render as pixels
 from tasks.prepare import tasks as images
 from tasks.runtime import Progress, logger
+
+PAIR = ["source_path", "path"]  # a render item: where from, where to
+IN_FLIGHT = 8  # inspect batches submitted ahead of the one being collected (4 threads run them)
 
 
 class PrepareResult(BaseModel):
@@ -67,13 +75,14 @@ def prepare_dataset(params: PrepareParams) -> PrepareResult:
     class_names = sorted(set(class_dirs.values()))
     files = plan.list_source_files(class_dirs)
     logger().info("%d source files in %d classes: %s", len(files), len(class_names), class_names)
-    infos = _inspect(files, params.batch_size)
+    inspected = _inspect(files, params.batch_size)
     excluded = _flagged(params.exclude_curation, layout) if params.exclude_curation else None
-    rows = plan.plan(files, infos, class_names, dataset_dir, spec, settings.suffix, excluded)
+    rows = plan.plan(files, inspected, class_names, dataset_dir, spec, settings.suffix, excluded)
+    del files, inspected  # the plan holds what is needed of them
     aside = dataset_dir / plan.ASIDE_DIR / run_id
     todo, moved = _pending(rows, dataset_dir, settings, params.force, aside)
     try:
-        _render(todo, settings, params)
+        _render(rows, todo, settings, params)
     finally:
         pixels.shutdown_pool()
 
@@ -81,12 +90,15 @@ def prepare_dataset(params: PrepareParams) -> PrepareResult:
     if empty := _empty_splits(counts, spec):
         _write_manifest(rows, run_id, params.dataset, layout.root)  # the statuses say why
         raise DatasetError(_empty_message(empty, rows, run_id, dataset_dir))
-    kept = {r["path"] for r in rows if r["status"] == "ok"}
-    rendered = sum(1 for r in todo if r["status"] == "ok")
-    removed, moved_unplanned = plan.sync_folders(dataset_dir, spec.splits, class_names, kept, aside)
+    ok = rows["status"] == "ok"
+    rendered = int(ok.to_numpy()[todo].sum())
+    kept = int(ok.sum())
+    removed, moved_unplanned = plan.sync_folders(
+        dataset_dir, spec.splits, class_names, rows["path"][ok], aside
+    )
     moved += moved_unplanned
     manifest = _write_manifest(rows, run_id, params.dataset, layout.root)
-    skipped = dict(sorted(Counter(r["status"] for r in rows if r["status"] != "ok").items()))
+    skipped = {s: int(n) for s, n in sorted(rows["status"][~ok].value_counts().items())}
     warnings = _warn_moved(moved, dataset_dir) + _report(counts, skipped)
     plan.write_stamp(dataset_dir, _stamp(run_id, settings, spec, class_names, counts, rows))
     return PrepareResult(
@@ -100,7 +112,7 @@ def prepare_dataset(params: PrepareParams) -> PrepareResult:
         skipped=skipped,
         sources=len(rows),
         rendered=rendered,
-        reused=len(kept) - rendered,
+        reused=kept - rendered,
         removed=removed,
         set_aside=[p.as_posix() for p in moved],
         warnings=warnings,
@@ -138,26 +150,29 @@ def _resolve(params: PrepareParams, layout: Layout) -> tuple[Path, dict[Path, st
 
 
 def _pending(
-    rows: list[dict[str, Any]],
-    dataset_dir: Path,
-    settings: pixels.RenderSettings,
-    force: bool,
+    rows: pd.DataFrame, dataset_dir: Path, settings: pixels.RenderSettings, force: bool,
     aside: Path,
-) -> tuple[list[dict[str, Any]], list[Path]]:
-    """The kept rows whose output must be (re)made: missing, or not tagged as rendered by
-    pixelpipe with these settings. A file at an output path that pixelpipe did not write is
-    moved to `aside` first. Returns the rows and where the moved files went."""
+) -> tuple[np.ndarray, list[Path]]:  # fmt: skip
+    """The positions of the kept rows whose output must be (re)made: missing, or not tagged as
+    rendered by pixelpipe with these settings. A file at an output path that pixelpipe did not
+    write is moved to `aside` first. Returns the positions and where the moved files went."""
     if force or not plan.stamp_matches(dataset_dir, asdict(settings)):
         plan.clear_stamp(dataset_dir)  # a run stopped half-way must not look finished
     else:
         plan.apply_known_failures(rows, plan.read_stamp(dataset_dir) or {})
-    todo = [
-        r
-        for r in rows
-        if r["status"] == "ok" and (force or not pixels.made_with(Path(r["path"]), settings))
-    ]
-    found = [Path(r["path"]) for r in todo if Path(r["path"]).is_file()]
-    return todo, plan.set_aside(dataset_dir, [p for p in found if not pixels.made_by_us(p)], aside)
+    ok = np.flatnonzero((rows["status"] == "ok").to_numpy())
+    todo, found = [], []
+    for chunk in np.array_split(ok, max(1, len(ok) // 1000)):  # a Python str per path of one
+        paths = rows["path"].iloc[chunk].tolist()
+        redo = [force or not pixels.made_with(Path(p), settings) for p in paths]
+        todo.append(chunk[redo])
+        found += [Path(p) for p, r in zip(paths, redo, strict=True) if r and _foreign(Path(p))]
+    return np.concatenate(todo), plan.set_aside(dataset_dir, found, aside)
+
+
+def _foreign(path: Path) -> bool:
+    """Whether a file pixelpipe did not write stands at this output path."""
+    return path.is_file() and not pixels.made_by_us(path)
 
 
 def _warn_moved(moved: list[Path], dataset_dir: Path) -> list[str]:
@@ -174,86 +189,103 @@ def _warn_moved(moved: list[Path], dataset_dir: Path) -> list[str]:
     return [warning]
 
 
-def _inspect(files: list[plan.SourceFile], batch_size: int) -> list[dict[str, Any]]:
-    """Hash and read the header of every file, in cached batches run on threads."""
-    keys = [(f.path, f.size, f.mtime_ns) for f in files]
-    batches = [keys[i : i + batch_size] for i in range(0, len(keys), batch_size)]
-    futures = images.inspect_batch.map(batches) if batches else []
-    progress = Progress(len(keys), f"inspecting {len(keys)} images")
-    infos = []
+def _inspect(files: pd.DataFrame, batch_size: int) -> Any:
+    """Hash and read the header of every file, in cached batches run on threads; a few batches
+    in flight at a time, so only their inputs and results are held, never the whole list's."""
+    progress = Progress(len(files), f"inspecting {len(files)} images")
+    keys = zip(
+        files["source_path"], files["size"].tolist(), files["mtime_ns"].tolist(), strict=True
+    )
+    tables = []
+
+    def batches() -> Iterator[PrefectFuture]:
+        while batch := list(itertools.islice(keys, batch_size)):
+            yield images.inspect_batch.submit(batch)
+
+    for table in _in_flight(batches(), IN_FLIGHT):
+        tables.append(table)
+        progress.advance(table.num_rows)
+    return columns.concat(tables)
+
+
+def _in_flight(futures: Iterable[PrefectFuture], limit: int) -> Iterator[Any]:
+    """Each future's result in submission order, submitting at most `limit` ahead (a future
+    is dropped once its result is taken, so Prefect holds no finished result)."""
+    pending: deque[PrefectFuture] = deque()
     for future in futures:
-        infos += future.result()
-        progress.advance(len(infos) - progress.done)
-    return infos
+        pending.append(future)
+        if len(pending) >= limit:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
 
 
 def _render(
-    todo: list[dict[str, Any]], settings: pixels.RenderSettings, params: PrepareParams
+    rows: pd.DataFrame, todo: np.ndarray, settings: pixels.RenderSettings, params: PrepareParams
 ) -> None:
-    """Render the pending rows in batches on the chosen runner; each row's status becomes what
-    decoding found.
+    """Render the rows at positions `todo` in batches on the chosen runner; a row whose
+    decoding failed takes the status it found, and leaves the dataset.
 
     processes: this process's pool of `workers` processes, two batches in flight so it never
-    idles. threads: `workers` threads, a batch each. dask: every batch sent to the cluster at
-    once, one per worker process at a time (the scheduler balances them).
+    idles. threads: `workers` threads, a batch each. dask: two batches per worker process in
+    flight (the scheduler balances them).
     """
     workers = params.workers or machine_cores()
     pooled = params.runner == "processes"
-    log = logger()
-    log.info("rendering %d image(s): runner %s, %d worker(s)", len(todo), params.runner, workers)
+    logger().info(
+        "rendering %d image(s): runner %s, %d worker(s)", len(todo), params.runner, workers
+    )
     progress = Progress(len(todo), f"rendering {len(todo)} images")
-    size = params.batch_size
-    batches = [todo[i : i + size] for i in range(0, len(todo), size)]
+    positions = [todo[i : i + params.batch_size] for i in range(0, len(todo), params.batch_size)]
+    threads = 2 if pooled else workers
     runner = task_runner_for(
-        "threads" if pooled else params.runner,
-        params.dask_address,
-        threads=2 if pooled else workers,
+        "threads" if pooled else params.runner, params.dask_address, threads=threads
     )
     with runner:
-        futures = [
+        futures = (
             runner.submit(
                 images.render_batch,
                 {
-                    "items": [(r["source_path"], r["path"]) for r in batch],
+                    "items": list(zip(*(rows[c].iloc[batch] for c in PAIR), strict=True)),
                     "settings": settings,
                     "workers": workers if pooled else 1,
                 },
             )
-            for batch in batches
-        ]
-        for future, batch in zip(futures, batches, strict=True):
-            for row, (status, error) in zip(batch, future.result(), strict=True):
-                if status != "ok":
-                    row.update(status=status, error=error, split=None, path=None)
+            for batch in positions
+        )
+        for batch, done in zip(positions, _in_flight(futures, 2 * threads), strict=True):
+            plan.record_rendered(rows, batch, done)
             progress.advance(len(batch))
 
 
-def _write_manifest(rows: list[dict[str, Any]], run_id: str, dataset: str, root: Path) -> Path:
-    urls = _source_urls(root)
-    for row in rows:
-        row.update(run_id=run_id, dataset=dataset, source_url=urls.get(row["sha256"]))
-    path = write_table("dataset_manifest", rows, run_id=run_id, data_dir=root)
+def _write_manifest(rows: pd.DataFrame, run_id: str, dataset: str, root: Path) -> Path:
+    """The plan as dataset_manifest rows (run id, dataset, the source URL, the hash as hex),
+    its columns shared, not copied."""
+    urls = _source_urls(root, rows["sha256"])
+    manifest = columns.manifest_frame(rows, run_id=run_id, dataset=dataset, source_url=urls)
+    path = write_table("dataset_manifest", manifest, run_id=run_id, data_dir=root)
     # A re-run of this run id on another day replaces the older partition's rows.
     replace_parts("dataset_manifest", run_id=run_id, written=[path], data_dir=root)
     return path
 
 
-def _source_urls(root: Path) -> dict[str, str]:
-    """sha256 -> URL of the images scrape_images downloaded into this data root."""
+def _source_urls(root: Path, shas: pd.Series) -> pd.Series:
+    """The URL scrape_images downloaded each sha256 from in this data root (null if none)."""
     scraped = read_table(
         "scrape_manifest", data_dir=root, columns=["sha256", "url", "status"], on_damaged="skip"
     )
     scraped = scraped[(scraped["status"] == "ok") & scraped["sha256"].notna()]
-    return dict(zip(scraped["sha256"], scraped["url"], strict=True))
+    urls = scraped.drop_duplicates("sha256", keep="last").set_index("sha256")["url"]
+    return shas.map(urls).astype("str")
 
 
 def _counts(
-    rows: list[dict[str, Any]], splits: tuple[str, ...], class_names: list[str]
+    rows: pd.DataFrame, splits: tuple[str, ...], class_names: list[str]
 ) -> dict[str, dict[str, int]]:
     counts = {split: dict.fromkeys(class_names, 0) for split in splits}
-    for row in rows:
-        if row["status"] == "ok":
-            counts[row["split"]][row["label"]] += 1
+    ok = rows[rows["status"] == "ok"]
+    for (split, label), n in ok.groupby(["split", "label"]).size().items():
+        counts[split][label] = int(n)
     return counts
 
 
@@ -263,11 +295,9 @@ def _empty_splits(counts: dict[str, dict[str, int]], spec: plan.SplitSpec) -> li
     return [s for s in needed if not sum(counts.get(s, {}).values())]
 
 
-def _empty_message(
-    empty: list[str], rows: list[dict[str, Any]], run_id: str, dataset_dir: Path
-) -> str:
-    statuses = Counter(r["status"] for r in rows)
-    found = ", ".join(f"{s} {n}" for s, n in sorted(statuses.items())) or "no source files"
+def _empty_message(empty: list[str], rows: pd.DataFrame, run_id: str, dataset_dir: Path) -> str:
+    statuses = sorted(rows["status"].value_counts().items())
+    found = ", ".join(f"{s} {n}" for s, n in statuses) or "no source files"
     return (
         f"no usable image for {' and '.join(f'{s}/' for s in empty)} of {dataset_dir}"
         f" ({len(rows)} source file(s): {found}); no output was removed. Add images or"
@@ -311,7 +341,7 @@ def _stamp(
     spec: plan.SplitSpec,
     class_names: list[str],
     counts: dict[str, dict[str, int]],
-    rows: list[dict[str, Any]],
+    rows: pd.DataFrame,
 ) -> dict[str, Any]:
     """dataset.json: what the folder holds and how it was made (read back by the next run)."""
     return {

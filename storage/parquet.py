@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
@@ -63,8 +64,13 @@ def to_arrow(table: str, rows: Rows) -> pa.Table:
         raise SchemaError(f"{table}: unexpected column {extra[0]!r} (not in the schema: {extra})")
     arrays = []
     for field in schema:
+        values = columns[field.name]
+        if isinstance(values, pd.Series) and not pa.types.is_string(field.type):
+            # pandas' Arrow strings would be parsed ('12' -> 12); text in a number column is
+            # refused, as from Python values.
+            values = values.tolist() if isinstance(values.dtype, pd.StringDtype) else values
         try:
-            array = pa.array(columns[field.name], type=field.type, from_pandas=True)
+            array = pa.array(values, type=field.type, from_pandas=True)
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError) as e:
             raise SchemaError(f"{table}.{field.name}: values are not {field.type}: {e}") from e
         if not field.nullable and array.null_count:
@@ -383,11 +389,12 @@ def _rows_per_run(path: Path) -> Counter[str]:
     return runs
 
 
-def _columns(rows: Rows) -> dict[str, list[Any]]:
+def _columns(rows: Rows) -> dict[str, Any]:
     if isinstance(rows, pa.Table):
         return {name: rows.column(name).to_pylist() for name in rows.column_names}
     if isinstance(rows, pd.DataFrame):
-        return {name: rows[name].tolist() for name in rows.columns}
+        # The columns themselves: pa.array converts each without a Python object per cell.
+        return {name: rows[name] for name in rows.columns}
     rows = list(rows)
     names: dict[str, None] = {}
     for row in rows:
@@ -404,7 +411,7 @@ def _check_statuses(table: str, arrow: pa.Table) -> None:
     if table in STATUSES:
         closed["status"] = STATUSES[table]
     for column, allowed in closed.items():
-        unknown = set(arrow.column(column).to_pylist()) - set(allowed) - {None}
+        unknown = set(pc.unique(arrow.column(column)).to_pylist()) - set(allowed) - {None}
         if unknown:
             raise SchemaError(
                 f"{table}.{column}: unknown value(s) {sorted(unknown)};"

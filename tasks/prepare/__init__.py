@@ -3,4 +3,5 @@
 - `plan.py`    classes, duplicates, per-class caps and the deterministic split (pure)
 - `render.py`  decode, fix orientation, convert to RGB and resize, across a process pool
 - `tasks.py`   the Prefect tasks: inspect files (cached by content) and render batches
+- `columns.py` the per-image state as compact columns: what the tasks return, the manifest
 """

@@ -6,11 +6,13 @@ import io
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
 from tasks.demo.gallery import draw_forest, draw_mountain
 from tasks.prepare import plan
+from tasks.prepare.columns import inspection_table
 from tasks.prepare.near_duplicates import close_pairs, group_labels, informative, to_ints
 from tasks.prepare.render import inspect_file
 
@@ -45,10 +47,15 @@ def planned(root: Path, spec: plan.SplitSpec) -> dict[str, dict]:
     """plan() over root/<class>/ with real inspect_file infos; 'class/name' -> row."""
     classes = plan.resolve_classes(root, None)
     files = plan.list_source_files(classes)
-    infos = [inspect_file(f.path) for f in files]
+    inspected = inspection_table(inspect_file(p) for p in files["source_path"])
     names = sorted(set(classes.values()))
-    rows = plan.plan(files, infos, names, root.parent / "out", spec, ".jpg")
-    return {Path(r["source_path"]).parent.name + "/" + Path(r["source_path"]).stem: r for r in rows}
+    rows = plan.plan(files, inspected, names, root.parent / "out", spec, ".jpg")
+    rows["phash"] = [f"{h:016x}" if pd.notna(h) else None for h in rows["phash"]]
+    rows = rows.astype(object).where(rows.notna(), None)
+    return {
+        Path(r["source_path"]).parent.name + "/" + Path(r["source_path"]).stem: r
+        for r in rows.to_dict("records")
+    }
 
 
 def test_copies_of_one_picture_always_share_a_split_and_others_stay_apart(tmp_path):

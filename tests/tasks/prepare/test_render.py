@@ -7,6 +7,8 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
 import pytest
 from PIL import Image
 
@@ -14,6 +16,7 @@ from storage.errors import ConfigError
 from tasks.prepare import plan
 from tasks.prepare import render as pixels
 from tasks.prepare import tasks as images
+from tasks.prepare.columns import INSPECTION, RENDERED, inspection_table, manifest_frame
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
 SETTINGS = pixels.RenderSettings(image_size=32)
@@ -169,6 +172,31 @@ def test_broken_files_become_statuses_not_crashes(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp left
 
 
+def test_inspect_batch_returns_one_compact_table_a_batch(tmp_path):
+    """Prefect holds a task's result (and links every item of a returned list): a batch is one
+    Arrow table of fixed-width columns, never a dict per file; the manifest writes the hashes
+    back as imagehash's hex."""
+    made = every_mode(tmp_path / "src") | broken_files(tmp_path / "src")
+    paths = [str(p) for _, p in sorted(made.items())]
+    table = images.inspect_batch.fn([(p, 1, 1) for p in paths])
+    assert isinstance(table, pa.Table) and table.schema == INSPECTION
+    assert table.num_rows == len(paths)
+    assert table.schema.field("phash").type == pa.uint64()
+    infos = [pixels.inspect_file(p) for p in paths]
+    assert table.column("sha256").to_pylist() == [i["sha256"] for i in infos]
+    assert table.column("status").to_pylist() == [i.get("status") for i in infos]
+    rows = pd.DataFrame({"phash": table.column("phash").to_pandas(types_mapper=_as_nullable)})
+    written = manifest_frame(rows, run_id="r")["phash"].tolist()
+    assert [w if isinstance(w, str) else None for w in written] == [
+        i.get("phash") for i in infos
+    ]  # fmt: skip
+    assert sum(isinstance(w, str) for w in written) >= len(paths) - 2
+
+
+def _as_nullable(t: pa.DataType):
+    return pd.UInt64Dtype() if t == pa.uint64() else None
+
+
 def test_render_batch_uses_the_process_pool(tmp_path):
     made = every_mode(tmp_path / "src") | broken_files(tmp_path / "src")
     items = [(str(p), str(tmp_path / "out" / f"{n}.jpg")) for n, p in sorted(made.items())]
@@ -184,8 +212,12 @@ def test_render_batch_uses_the_process_pool(tmp_path):
         assert os.getpid() not in worker_pids and 1 <= len(worker_pids) <= 2
     finally:
         pixels.shutdown_pool()
+    # One Arrow table for the batch (what Prefect holds), never a tuple or dict per image.
+    assert isinstance(results, pa.Table) and results.schema == RENDERED
+    assert results.num_rows == len(items)
     statuses = {
-        Path(src).name: status for (src, _), (status, _) in zip(items, results, strict=True)
+        Path(src).name: status
+        for (src, _), status in zip(items, results.column("status").to_pylist(), strict=True)
     }
     assert statuses.pop("truncated.jpg") == statuses.pop("notes.jpg") == "corrupt"
     assert set(statuses.values()) == {"ok"}
@@ -223,9 +255,16 @@ def test_split_is_seeded_proportional_and_per_image():
     assert 0.2 < sum(a != b for a, b in zip(splits, other_seed, strict=True)) / 3000 < 0.6
 
 
-def _files(*specs: tuple[str, str, str]) -> tuple[list[plan.SourceFile], list[dict]]:
-    files = [plan.SourceFile(f"/src/{label}/{name}", label, 1, 1) for label, name, _ in specs]
-    return files, [{"sha256": sha} for _, _, sha in specs]
+def _files(*specs: tuple[str, str, str]) -> tuple[pd.DataFrame, pa.Table]:
+    files = pd.DataFrame(
+        {
+            "source_path": [f"/src/{label}/{name}" for label, name, _ in specs],
+            "label": [label for label, _, _ in specs],
+            "size": 1,
+            "mtime_ns": 1,
+        }
+    )
+    return files, inspection_table({"sha256": sha} for _, _, sha in specs)
 
 
 def test_plan_dedupes_conflicts_and_caps_deterministically():
@@ -235,7 +274,8 @@ def test_plan_dedupes_conflicts_and_caps_deterministically():
         ("dog", "4.jpg", b), ("dog", "5.jpg", c), ("dog", "6.gif", d), ("dog", "7.txt", "e" * 64),
     )  # fmt: skip
     spec = plan.SplitSpec(seed=7, val_fraction=0.5, max_per_class=1)
-    rows = plan.plan(files, infos, ["cat", "dog"], Path("/ds"), spec, ".jpg")
+    planned = plan.plan(files, infos, ["cat", "dog"], Path("/ds"), spec, ".jpg")
+    rows = planned.to_dict("records")
     status = {Path(r["source_path"]).name: r["status"] for r in rows}
     assert status["1.jpg"] == "ok" and status["2.jpg"] == "duplicate"
     assert status["3.png"] == status["4.jpg"] == "conflict"
@@ -243,7 +283,7 @@ def test_plan_dedupes_conflicts_and_caps_deterministically():
     assert status["7.txt"] == "unsupported"
     kept = next(r for r in rows if r["source_path"] == "/src/cat/1.jpg")
     assert kept["path"] == f"/ds/{kept['split']}/cat/{a}.jpg" and kept["label_index"] == 0
-    assert plan.plan(files, infos, ["cat", "dog"], Path("/ds"), spec, ".jpg") == rows
+    assert plan.plan(files, infos, ["cat", "dog"], Path("/ds"), spec, ".jpg").equals(planned)
 
 
 def test_sync_folders_makes_every_class_folder_and_removes_stale_outputs(tmp_path):
