@@ -55,7 +55,10 @@ def test_the_training_bar_shows_live_loss_and_accuracy(data_dir):
     from tasks.train.history import HistoryRecorder
     from tasks.train.spec import TrainSpec
 
-    spec = TrainSpec("r1", str(data_dir), str(data_dir), "small_cnn", ["a", "b"], (8, 8), 2)
+    spec = TrainSpec(
+        run_id="r1", data_dir=str(data_dir), dataset_dir=str(data_dir), model="small_cnn",
+        class_names=["a", "b"], image_size=(8, 8), epochs=2,
+    )  # fmt: skip
     recorder = HistoryRecorder(spec, total_epochs=2)
     recorder.set_params({"steps": 4})
     bar = new_bar(Console(file=StringIO(), force_terminal=True, width=120))
