@@ -30,7 +30,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from storage.parquet import count_rows, read_table, table_counts, write_table  # noqa: E402
+from storage.counts import count_rows, table_counts  # noqa: E402
+from storage.parquet import read_table, write_table  # noqa: E402
 
 WORK = Path(tempfile.gettempdir()) / "pixelpipe-bench-warehouse"
 TABLE = "predictions"

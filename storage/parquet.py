@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime
 from functools import partial
@@ -197,7 +196,7 @@ def read_table(
     """
     schema = schema_of(table).append(pa.field(PARTITION, pa.string()))
     folder = Layout.at(data_dir).table_dir(table)
-    ids = _run_ids(run_id)
+    ids = run_ids_of(run_id)
     where = None if ids is None else ds.field("run_id").isin(sorted(ids))
     if run_date is not None:
         on_date = ds.field(PARTITION) == str(run_date)
@@ -217,10 +216,10 @@ def read_table(
             return _to_pandas(_select(schema.empty_table(), columns))
         return _to_pandas(pa.concat_tables(tables))
 
-    return _listed(table, folder, ids, run_date, read)
+    return listed_parts(table, folder, ids, run_date, read)
 
 
-def _run_ids(run_id: str | Iterable[str] | None) -> set[str] | None:
+def run_ids_of(run_id: str | Iterable[str] | None) -> set[str] | None:
     if run_id is None:
         return None
     return {run_id} if isinstance(run_id, str) else set(run_id)
@@ -253,7 +252,7 @@ def _may_hold(stem: str, run_ids: set[str]) -> bool:
     return stem in run_ids or any(stem[:i] in run_ids for i, char in enumerate(stem) if char == "-")
 
 
-def _listed(
+def listed_parts(
     table: str, folder: Path, run_ids: set[str] | None, run_date: date | str | None, action: Any
 ) -> Any:
     """`action(part files)`, listed again if a part vanished under it (a re-run replaced it)."""
@@ -315,78 +314,16 @@ def _read_part(
     except FileNotFoundError:
         raise
     except (pa.ArrowException, OSError) as e:
-        _damaged(path, e, on_damaged)
+        damaged_part(path, e, on_damaged)
         return None
 
 
-def _damaged(path: Path, error: BaseException, on_damaged: OnDamaged) -> None:
+def damaged_part(path: Path, error: BaseException, on_damaged: OnDamaged) -> None:
     reason = str(error).splitlines()[0] if str(error) else type(error).__name__
     message = f"damaged part file {path}: {reason}"
     if on_damaged == "raise":
         raise DamagedFileError(f"{message} (delete it, or re-run its run)") from None
     log.warning("%s; skipped", message)
-
-
-def count_rows(
-    table: str,
-    *,
-    data_dir: str | os.PathLike[str] | None = None,
-    run_id: str | Iterable[str] | None = None,
-    run_date: date | str | None = None,
-    on_damaged: OnDamaged = "raise",
-) -> int:
-    """How many rows read_table would return with these filters, from the part files'
-    footers (no rows read, except from a part whose footer cannot name its run)."""
-    schema_of(table)
-    ids = _run_ids(run_id)
-    runs = _listed(
-        table,
-        Layout.at(data_dir).table_dir(table),
-        ids,
-        run_date,
-        lambda paths: _runs_in(paths, on_damaged),
-    )
-    return sum(n for run, n in runs.items() if ids is None or run in ids)
-
-
-def table_counts(data_dir: str | os.PathLike[str] | None = None) -> dict[str, tuple[int, int]]:
-    """`{table: (rows, runs)}` for every declared table, zero for absent ones, from the part
-    files' footers; damaged parts are skipped with a warning naming each."""
-    counts = {}
-    for name in TABLES:
-        folder = Layout.at(data_dir).table_dir(name)
-        runs = _listed(name, folder, None, None, lambda paths: _runs_in(paths, "skip"))
-        counts[name] = (sum(runs.values()), sum(1 for n in runs.values() if n))
-    return counts
-
-
-def _runs_in(paths: list[Path], on_damaged: OnDamaged) -> Counter[str]:
-    """Rows per run id over part files (FileNotFoundError when one vanished)."""
-    runs: Counter[str] = Counter()
-    for path in paths:
-        try:
-            runs.update(_rows_per_run(path))
-        except FileNotFoundError:
-            raise
-        except (pa.ArrowException, OSError) as e:
-            _damaged(path, e, on_damaged)
-    return runs
-
-
-def _rows_per_run(path: Path) -> Counter[str]:
-    """Rows per run id of one part, from its footer: write_table puts one run in a file, so
-    the run_id column's min and max statistics name it. A part whose statistics do not (none
-    written, or two runs) has its run_id column read, and only that."""
-    meta = pq.read_metadata(path)
-    column = next(i for i in range(meta.num_columns) if meta.schema.column(i).path == "run_id")
-    runs: Counter[str] = Counter()
-    for chunk in (meta.row_group(g) for g in range(meta.num_row_groups)):
-        stats = chunk.column(column).statistics if chunk.num_rows else None
-        if chunk.num_rows and (stats is None or not stats.has_min_max or stats.min != stats.max):
-            return Counter(pq.read_table(path, columns=["run_id"]).column("run_id").to_pylist())
-        if stats is not None:
-            runs[stats.min] += chunk.num_rows
-    return runs
 
 
 def _columns(rows: Rows) -> dict[str, Any]:

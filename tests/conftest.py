@@ -29,8 +29,12 @@ def data_dir(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def prefect_harness():
-    """A real temporary Prefect server (SQLite) for every flow test; entered once (~10 s)."""
+    """A real temporary Prefect server (SQLite) for every flow test; entered once (~10 s).
+    Without flow-run heartbeats, as ad-hoc CLI runs (flows.cli.session.no_heartbeats): each
+    would add a second to every flow run."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=120):
+    from flows.cli.session import no_heartbeats
+
+    with prefect_test_harness(server_startup_timeout=120), no_heartbeats():
         yield

@@ -99,5 +99,22 @@ def flow_session(
     live bar when stdout is a terminal (not when `quiet`), keep the console to what matters
     (console_filters), and print a PixelpipeError once (the caller does)."""
     bars = False if quiet else None  # None: on a terminal
-    with console_filters(verbose, quiet), prefect_api(echo), terminal_progress(bars):
+    with (
+        console_filters(verbose, quiet),
+        prefect_api(echo),
+        terminal_progress(bars),
+        no_heartbeats(),
+    ):
         yield
+
+
+def no_heartbeats() -> contextlib.AbstractContextManager[None]:
+    """Ad-hoc runs send no flow-run heartbeats. Prefect 3.9 sends one every 180 s by default to
+    spot crashed runs, and at the end of every flow run waits for its heartbeat thread's one-
+    second sleep: a second per flow run (eight in `pixelpipe run`), while the command that
+    started the run is there to see it crash. Served runs (`pixelpipe serve`, a worker) keep
+    Prefect's default."""
+    # deferred: CLI start-up (Prefect)
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    return temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})

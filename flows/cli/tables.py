@@ -47,7 +47,7 @@ class Format(enum.StrEnum):
 
 def tables(data_dir: str | None = typer.Option(None, "--data-dir", help="Data root")) -> None:
     # deferred: CLI start-up (pandas and pyarrow)
-    from storage.parquet import table_counts
+    from storage.counts import table_counts
 
     counts = _guard(lambda: table_counts(data_dir))
     typer.echo(f"{'table':<18} {'rows':>10} {'runs':>6}")
@@ -75,7 +75,8 @@ def show(
 ) -> None:
     # deferred: CLI start-up (pandas and pyarrow)
     from flows.cli.checks import LATEST, latest_run
-    from storage.parquet import count_rows, read_table, schema_of
+    from storage.counts import count_rows
+    from storage.parquet import read_table, schema_of
 
     run = run_id
 

@@ -6,8 +6,9 @@ import pyarrow.dataset as ds
 import pytest
 
 from storage import files
+from storage.counts import table_counts
 from storage.errors import SchemaError
-from storage.parquet import read_table, table_counts, write_table
+from storage.parquet import read_table, write_table
 from storage.schemas import STATUSES, TABLES, VOCABULARIES
 
 

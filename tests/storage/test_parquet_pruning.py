@@ -10,9 +10,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from storage.counts import count_rows, table_counts
 from storage.errors import DamagedFileError
 from storage.layout import Layout
-from storage.parquet import count_rows, part_files, read_table, table_counts, write_table
+from storage.parquet import part_files, read_table, write_table
 from tests.storage.test_parquet import sample_rows
 
 DAYS = ("2026-11-27", "2026-11-28", "2026-11-29")

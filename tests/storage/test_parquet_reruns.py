@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from storage.counts import table_counts
 from storage.errors import ConfigError, DamagedFileError
 from storage.parquet import (
     read_table,
     replace_parts,
     run_parts,
-    table_counts,
     write_table,
 )
 from tasks.scrape.stored import StoredIndex

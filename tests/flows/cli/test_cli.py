@@ -154,3 +154,14 @@ def test_required_fields_are_reported():
     assert result.exit_code == 2 and "--run-id: Field required" in result.output
     result = runner.invoke(cli.app, ["scrape"])  # pages or a URL list: one is needed
     assert result.exit_code == 2 and "give pages or url_list (one of them)" in result.output
+
+
+def test_ad_hoc_runs_send_no_heartbeats():
+    """Prefect joins a flow run's heartbeat thread for up to a second at its end: the CLI's
+    session turns heartbeats off (a served run keeps Prefect's default)."""
+    from prefect.settings import get_current_settings
+
+    from flows.cli.session import no_heartbeats
+
+    with no_heartbeats():
+        assert get_current_settings().flows.heartbeat_frequency is None
