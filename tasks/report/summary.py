@@ -250,7 +250,10 @@ def next_step(data: RunData, h: Headline) -> str:
     for rule in NEXT_RULES:
         if (found := rule(data, h)) is not None:
             return found
-    return "nothing stands out: no failures, conflicts, flagged images or weak classes"
+    return (
+        f"nothing stands out: failures under {FAILURE_SHARE:.0%} in every stage, no conflicts,"
+        " flagged images or weak classes"
+    )
 
 
 def legend(data: RunData) -> str | None:
