@@ -4,8 +4,10 @@ upstream; tests/flows/cli/test_prefect_compat.py fails loudly when one of them c
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator
+from typing import Any
 
 
 @contextlib.contextmanager
@@ -35,3 +37,27 @@ def process_api_url(url: str) -> Iterator[None]:
         else:
             os.environ["PREFECT_API_URL"] = old
         prefect.context.GLOBAL_SETTINGS_CONTEXT = saved
+
+
+def all_loggers() -> list[logging.Logger]:
+    """The root logger and every logger made so far."""
+    known = list(logging.root.manager.loggerDict.values())
+    return [logging.getLogger(), *(x for x in known if isinstance(x, logging.Logger))]
+
+
+def prefect_console_handlers() -> list[Any]:
+    """Prefect's console handlers (on the root logger by default).
+
+    Missing upstream: a public way to find the handlers Prefect's logging configuration
+    installed; `PrefectConsoleHandler` is public, but only its class tells them apart."""
+    # Importing Prefect's public top level configures its logging if nothing has yet (handlers
+    # made later would escape the caller).
+    from prefect import flow  # noqa: F401
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    found: list[Any] = []
+    for logger in all_loggers():
+        for handler in logger.handlers:
+            if isinstance(handler, PrefectConsoleHandler) and handler not in found:
+                found.append(handler)
+    return found

@@ -23,6 +23,7 @@ from rich.progress import (
 from rich.progress import Progress as RichProgress
 from rich.text import Text
 
+from flows.cli.prefect_compat import all_loggers, prefect_console_handlers
 from tasks.runtime import set_progress_sink
 
 
@@ -132,35 +133,15 @@ def terminal_progress(enabled: bool | None = None) -> Iterator[BarSink | None]:
             logger.addHandler(handler)
 
 
-def _loggers() -> list[logging.Logger]:
-    known = list(logging.root.manager.loggerDict.values())
-    return [logging.getLogger(), *(x for x in known if isinstance(x, logging.Logger))]
-
-
 def _swap_handlers(
     handlers: list[Any], console: Console
 ) -> list[tuple[logging.Logger, AboveTheBar, Any]]:
     """Replace each of `handlers` by an AboveTheBar on every logger that has it."""
     stand_ins = {id(h): AboveTheBar(h, console) for h in handlers}
     swapped = []
-    for logger in _loggers():
+    for logger in all_loggers():
         for handler in [h for h in logger.handlers if id(h) in stand_ins]:
             logger.removeHandler(handler)
             logger.addHandler(stand_ins[id(handler)])
             swapped.append((logger, stand_ins[id(handler)], handler))
     return swapped
-
-
-def prefect_console_handlers() -> list[Any]:
-    """Prefect's console handlers (on the root logger by default)."""
-    # Importing Prefect's public top level configures its logging if nothing has yet (handlers
-    # made later would escape the caller).
-    from prefect import flow  # noqa: F401
-    from prefect.logging.handlers import PrefectConsoleHandler
-
-    found: list[Any] = []
-    for logger in _loggers():
-        for handler in logger.handlers:
-            if isinstance(handler, PrefectConsoleHandler) and handler not in found:
-                found.append(handler)
-    return found

@@ -6,7 +6,8 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator
 
-from flows.cli.progress import prefect_console_handlers, terminal_progress
+from flows.cli.prefect_compat import prefect_console_handlers
+from flows.cli.progress import terminal_progress
 from flows.cli.server import prefect_api
 from storage.errors import PixelpipeError
 from tasks.runtime import PROGRESS_EXTRA

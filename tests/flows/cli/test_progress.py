@@ -181,7 +181,8 @@ def test_prefect_log_lines_go_above_the_bar_through_the_handlers_own_filters(cap
     """While the bar is live, Prefect's console handlers are stood in for on their loggers
     (logging's public API): the stand-in applies the handler's filters at each record (the
     CLI's quiet filter included) and prints through the bar's console; then they are back."""
-    from flows.cli.progress import prefect_console_handlers, terminal_progress
+    from flows.cli.prefect_compat import prefect_console_handlers
+    from flows.cli.progress import terminal_progress
 
     handlers = prefect_console_handlers()
     assert handlers, "Prefect configured no console handler"
