@@ -177,9 +177,9 @@ def draft_fidelity(files: list[Path]) -> tuple[float, float]:
     scores = []
     for path in files:
         with Image.open(path) as img:
-            ours = pixels.fit(pixels.load_rgb(img, SETTINGS), SIZE, "stretch")
+            ours = pixels.fit(pixels.load_8bit(img, SETTINGS), SIZE, "stretch").convert("RGB")
         with Image.open(path) as img:
-            full = pixels.to_rgb(img).resize((SIZE, SIZE), Image.Resampling.LANCZOS)
+            full = pixels.to_8bit(img).convert("RGB").resize((SIZE, SIZE), Image.Resampling.LANCZOS)
         error = np.mean((np.asarray(ours, float) - np.asarray(full, float)) ** 2)
         scores.append(10 * np.log10(255**2 / max(error, 1e-10)))
     return float(np.median(scores)), float(min(scores))

@@ -142,6 +142,24 @@ def images_array(img: Image.Image) -> np.ndarray:
     return np.asarray(img, dtype=np.float64)
 
 
+def test_a_gray_picture_is_resized_as_gray_with_the_pixels_of_its_rgb(tmp_path):
+    # render_file resizes "L" (a third of the work) and replicates it into RGB afterwards.
+    noise = np.random.default_rng(1).integers(0, 256, (45, 70), dtype=np.uint8)
+    gray = Image.fromarray(noise, "L")
+    assert pixels.to_8bit(gray).mode == "L"
+    for mode in ("stretch", "crop", "pad"):
+        settings = pixels.RenderSettings(image_size=32, resize_mode=mode, image_format="png")
+        outputs = []
+        for name, img in (("gray", gray), ("rgb", gray.convert("RGB"))):
+            img.save(tmp_path / f"{name}.png")
+            outputs.append(tmp_path / "out" / mode / f"{name}.png")
+            render = pixels.render_file(str(tmp_path / f"{name}.png"), str(outputs[-1]), settings)
+            assert render == ("ok", None)
+        with Image.open(outputs[0]) as from_gray, Image.open(outputs[1]) as from_rgb:
+            assert from_gray.mode == "RGB"
+            assert np.array_equal(np.asarray(from_gray), np.asarray(from_rgb)), mode
+
+
 def test_draft_request_keeps_twice_the_needed_pixels():
     assert pixels.draft_request((4000, 3000), (224, 224), "stretch") == (448, 448)
     assert pixels.draft_request((4000, 2000), (224, 224), "crop") == (896, 448)
@@ -153,7 +171,7 @@ def test_big_jpeg_is_decoded_at_reduced_scale_and_still_right(tmp_path):
     source = tmp_path / "big.jpg"
     halves((2048, 1024)).save(source, "JPEG")
     with Image.open(source) as img:
-        rgb = pixels.load_rgb(img, SETTINGS)
+        rgb = pixels.load_8bit(img, SETTINGS)
     assert rgb.size == (256, 128)  # 1/8 scale: >= 2 x 32 on both sides
     out = tmp_path / "big-out.jpg"
     assert pixels.render_file(str(source), str(out), SETTINGS) == ("ok", None)
