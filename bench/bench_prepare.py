@@ -1,7 +1,7 @@
 """Benchmark prepare_dataset's image work (224x224 JPEG) against a naive one-core Pillow loop.
 
     .venv/bin/python bench/bench_prepare.py [--copies 3] [--big 60] [--workers N] [--no-flow]
-        [--scaling] [--tarball PATH]
+        [--scaling] [--tarball PATH] [--profile]
 
 Unpacks ../shared/data/imagenet-samples-200.tar.gz under /tmp, makes `copies` distinct-byte
 copies of each photo in two class folders (n01*, n02*), plus `big` 4x-upscaled re-encodes
@@ -11,6 +11,13 @@ The pool is measured two ways: "warm" (workers started and imported before the c
 as every batch after a run's first finds them; the start-up is its own row) and "cold" (start,
 imports and stop inside the timing, as a run of one batch pays). `--scaling` adds the warm
 pool's wall rate at 1..N processes: how it scales with the cores (meaningful on an idle machine).
+`--profile` prints where one core's time goes inside render_file (cProfile, per image) and stops.
+
+What each case does per image. naive: open, full decode, convert("RGB"), bicubic resize, save
+(no checks, no EXIF orientation, no tag, a plain write). render_file: the image gate's header
+checks (storage/images.py), EXIF orientation, a JPEG draft decode when big, 8-bit RGB/gray,
+the chosen filter (LANCZOS by default), the tag naming its settings, an atomic write. Neither
+hashes: prepare's sha256 and perceptual hashes run in inspect_file before rendering.
 """
 
 from __future__ import annotations
@@ -227,6 +234,26 @@ def _tagged(path: Path) -> bool:
     return pixels.read_tag(path) is not None
 
 
+def profile(files: list[Path], settings: pixels.RenderSettings, top: int = 14) -> None:
+    """Where render_file's CPU goes, per image: the functions with the most time of their own."""
+    import cProfile
+    import pstats
+
+    out = Path(tempfile.mkdtemp(dir=WORK, prefix="profile-"))
+    for i, path in enumerate(files[:20]):  # warm: imports, plugins, page cache
+        pixels.render_file(str(path), str(out / f"{i}.jpg"), settings)
+    profiler = cProfile.Profile(time.process_time)  # CPU, not wall: the machine may be busy
+    profiler.runcall(ours_one_core(settings), files, out)
+    shutil.rmtree(out)
+    stats = pstats.Stats(profiler).stats  # {function: (calls, _, own s, cumulative s, _)}
+    rows = sorted(stats.items(), key=lambda item: -item[1][2])
+    total = sum(own for _, _, own, _, _ in stats.values())
+    print(f"render_file ({settings.resample}) CPU per image: {total / len(files) * 1e6:.0f} us")
+    for (file, line, name), (_, _, own, _, _) in rows[:top]:
+        where = f"{Path(file).name}:{line} {name}" if line else name
+        print(f"  {own / len(files) * 1e6:7.0f} us {own / total:5.1%}  {where[:70]}")
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--copies", type=int, default=3, help="copies of each of the 200 photos")
@@ -236,6 +263,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--no-flow", action="store_true", help="skip the whole-flow timing")
     parser.add_argument("--scaling", action="store_true", help="warm pool at 2..N processes")
     parser.add_argument("--tarball", type=Path, default=TARBALL, help="the sample photos")
+    parser.add_argument("--profile", action="store_true", help="render_file's profile, then stop")
     return parser.parse_args()
 
 
@@ -295,6 +323,11 @@ def main() -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     normal, large = sources(args.copies, args.big)
     w = args.workers
+    if args.profile:
+        print(f"load avg: {os.getloadavg()[0]:.1f}")
+        for settings in (SETTINGS, BICUBIC):
+            profile(normal, settings)
+        return
     print(f"cpus available: {machine_cores()}, load avg: {os.getloadavg()[0]:.1f}")
     start_wall, start_cpu = min(pool_start(w) for _ in range(args.repeat))
     pixels.shutdown_pool()
