@@ -177,7 +177,7 @@ def draft_request(size: tuple[int, int], target: tuple[int, int], mode: str) -> 
     return (min(w, round(need[0] * DRAFT_GAP)), min(h, round(need[1] * DRAFT_GAP)))
 
 
-def fit(img: Image.Image, size: int, mode: str, resample: str = "lanczos") -> Image.Image:
+def fit(img: Image.Image, size: int, mode: str, resample: str) -> Image.Image:
     """Resize to size x size: `stretch`, `crop` (center crop to the aspect) or `pad` (letterbox)."""
     w, h = img.size
     resampling = RESAMPLE[resample]
