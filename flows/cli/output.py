@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,6 +43,14 @@ def fix_for(status: str, reason: str, fixes: list[tuple[str, tuple[str, ...], st
     return ""
 
 
+def said_once(reason: str, fix: str) -> str:
+    """The reason without its `(allow_private_networks is off)` when the fix names that flag:
+    the row keeps the setting's name for the tables, the terminal says it once."""
+    for flag in re.findall(r"--([a-z-]+)", fix):
+        reason = reason.replace(f" ({flag.replace('-', '_')} is off)", "")
+    return reason
+
+
 def status_lines(
     counts: dict[str, int],
     reasons: dict[str, list[tuple[str, int]]],
@@ -54,11 +63,13 @@ def status_lines(
         if status == "ok" or not n:
             continue
         found = reasons.get(status, [])
-        why = "; ".join(
-            reason + (f" ({count})" if len(found) > 1 else "") for reason, count in found if reason
-        )
         fix = next((f for reason, _ in found if (f := fix_for(status, reason, fixes))), "")
         fix = fix or fix_for(status, "", fixes)
+        why = "; ".join(
+            said_once(reason, fix) + (f" ({count})" if len(found) > 1 else "")
+            for reason, count in found
+            if reason
+        )
         lines.append(f"  {status} {n}" + (f": {why}" if why else "") + (f" — {fix}" if fix else ""))
     return lines
 
