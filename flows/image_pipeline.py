@@ -28,6 +28,7 @@ from flows.train_classifier import train_classifier
 from flows.write_report import write_report
 from storage.errors import WeightsNotFoundError
 from storage.layout import Layout, new_run_id, safe_name
+from tasks.curate.features import feature_spec
 from tasks.runtime import logger
 
 
@@ -116,9 +117,6 @@ def _curate(params: PipelineParams, source_dir: str | None, result: PipelineResu
         return
     options = params.curation.model_dump()
     if options["label_issues"]:
-        # deferred: the curate tasks import TensorFlow, which `pixelpipe --help` never needs
-        from tasks.curate.features import feature_spec
-
         try:
             feature_spec(
                 options["features"], options["feature_weights"], options["alpha"],
