@@ -11,12 +11,11 @@ from pydantic import BaseModel, Field
 
 from flows.gate.entry import gated_flow
 from flows.params import CurateParams
-from storage.errors import ConfigError
+from flows.params.checks import check_curate
 from storage.layout import Layout, new_run_id
 from storage.parquet import write_table
-from tasks.curate.features import feature_spec
-from tasks.curate.tasks import check_label_issues, check_on_topic, list_images
-from tasks.predict.spec import resolve_model
+from tasks.curate.inputs import with_hashes
+from tasks.curate.tasks import check_label_issues, check_on_topic
 from tasks.runtime import artifact_key, in_prefect_run, logger
 
 FLAGS = ("off_topic", "suspect_label")
@@ -34,18 +33,12 @@ class CurateResult(BaseModel):
 def curate_images(params: CurateParams) -> CurateResult:
     run_id = params.run_id or new_run_id()
     layout = Layout.at(params.data_dir)
-    root = (
-        Path(params.source_dir).expanduser().resolve() if params.source_dir else layout.root / "raw"
-    )
+    # The folder, the labels and every model and weights file are checked before any image
+    # is hashed or scored (the command line ran the same checks before importing TensorFlow).
+    checked = check_curate(params)
+    root, classifier, features = checked.root, checked.classifier, checked.features
     expect = params.expectations()
-    images = list_images(root, params.labels)
-    # Every model and weights file is checked before the first image is scored.
-    classifier = _classifier(params, expect, {label for _, label, _ in images})
-    features = None
-    if params.label_issues:
-        features = feature_spec(
-            params.features, params.feature_weights, params.alpha, params.feature_size
-        )
+    images = with_hashes(checked.images)
     logger().info("curating %d images in %s (run %s)", len(images), root, run_id)
     rows: list[dict] = []
     if classifier is not None:
@@ -62,25 +55,6 @@ def curate_images(params: CurateParams) -> CurateResult:
         key = artifact_key("curation", run_id)
         create_markdown_artifact(_markdown(result, rows), key=key, description="Curation")
     return result
-
-
-def _classifier(params: CurateParams, expect: dict[str, list[str]], labels: set[str]):
-    if not expect:
-        return None
-    unknown = sorted(set(expect) - labels)
-    if unknown:
-        raise ConfigError(
-            f"--expect names label(s) {unknown} with no images (labels: {sorted(labels)})"
-        )
-    spec = resolve_model(
-        params.classifier, params.classifier_weights, weights_option="--classifier-weights"
-    )
-    if len(spec.labels) != 1000:
-        raise ConfigError(
-            f"the on-topic check needs an ImageNet classifier (1,000 classes); {spec.identity}"
-            f" has {len(spec.labels)}"
-        )
-    return spec
 
 
 def _result(run_id: str, path: Path, images: list, rows: list[dict]) -> CurateResult:

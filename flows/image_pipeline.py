@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from flows.curate_images import curate_images
+from flows.curate_images import CurateResult, curate_images
 from flows.gate.entry import gated_flow
 from flows.params import (
     CurateParams,
@@ -20,14 +20,15 @@ from flows.params import (
 )
 from flows.params.checks import check_inputs
 from flows.params.registry import PromoteParams
-from flows.predict_batch import predict_batch
-from flows.prepare_dataset import prepare_dataset
+from flows.predict_batch import PredictResult, predict_batch
+from flows.prepare_dataset import PrepareResult, prepare_dataset
 from flows.promote_model import promote_model
-from flows.scrape_images import scrape_images
+from flows.scrape_images import ScrapeResult, scrape_images
 from flows.train_classifier import train_classifier
 from flows.write_report import write_report
 from storage.errors import WeightsNotFoundError
 from storage.layout import Layout, new_run_id, safe_name
+from tasks.curate.features import feature_spec
 from tasks.runtime import logger
 
 
@@ -56,6 +57,14 @@ class PipelineResult(BaseModel):
     predictions_path: str | None = None
     imagenet_predictions_path: str | None = None
     report_path: str | None = None
+    # Each stage's own result, so `pixelpipe run` can say what each stage left out and why,
+    # as the stage's own command does.
+    scraped: list[ScrapeResult] = Field(default_factory=list, description="Each scrape's result")
+    curated: CurateResult | None = None
+    prepared: PrepareResult | None = None
+    predicted: list[PredictResult] = Field(
+        default_factory=list, description="The trained model's predictions, then ImageNet's"
+    )
 
     def paths(self) -> list[str]:
         """Every file or folder this run wrote or used as its output, in stage order."""
@@ -84,6 +93,7 @@ def _scrape(params: PipelineParams, result: PipelineResult) -> str | None:
     run = {"data_dir": result.data_dir, "run_id": result.run_id}
     if params.scrape.url_list:  # one scrape, a label per row: raw_dirs gets each label found
         scraped = scrape_images(params=ScrapeParams(**params.scrape.model_dump(), **run))
+        result.scraped.append(scraped)
         result.scrape_manifest_paths[scraped.label] = scraped.manifest_path
         raw = Layout.at(result.data_dir).root / "raw"
         result.raw_dirs.update({label: (raw / label).as_posix() for label in scraped.labels})
@@ -91,6 +101,7 @@ def _scrape(params: PipelineParams, result: PipelineResult) -> str | None:
         scraped = scrape_images(
             params=ScrapeParams(**params.scrape.model_dump(), pages=pages, label=label, **run)
         )
+        result.scraped.append(scraped)
         result.scrape_manifest_paths[label] = scraped.manifest_path
         result.raw_dirs[label] = scraped.raw_dir
     result.stages_run.append("scrape_images")
@@ -106,9 +117,6 @@ def _curate(params: PipelineParams, source_dir: str | None, result: PipelineResu
         return
     options = params.curation.model_dump()
     if options["label_issues"]:
-        # deferred: the curate tasks import TensorFlow, which `pixelpipe --help` never needs
-        from tasks.curate.features import feature_spec
-
         try:
             feature_spec(
                 options["features"], options["feature_weights"], options["alpha"],
@@ -127,6 +135,7 @@ def _curate(params: PipelineParams, source_dir: str | None, result: PipelineResu
             run_id=result.run_id,
         )
     )  # fmt: skip
+    result.curated = curated
     result.curation_path = curated.curation_path
     result.stages_run.append(name)
 
@@ -149,6 +158,7 @@ def _prepare(params: PipelineParams, source_dir: str | None, result: PipelineRes
             **options, source_dir=source_dir, data_dir=result.data_dir, run_id=result.run_id
         )
     )
+    result.prepared = prepared
     result.dataset_dir = prepared.dataset_dir
     result.dataset_manifest_path = prepared.manifest_path
     result.class_names = list(prepared.class_names)
@@ -217,6 +227,7 @@ def _predict(
             run_id=run_id,
         )
     )
+    result.predicted.append(predicted)
     return predicted.predictions_path
 
 

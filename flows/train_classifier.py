@@ -17,7 +17,7 @@ from storage.model_card import ModelCard, card_file
 from tasks.prepare.plan import read_stamp
 from tasks.runtime import logger
 from tasks.train.settings import TrainSettings, check_image_size
-from tasks.train.spec import TrainSpec, scan_dataset
+from tasks.train.spec import TrainSpec, resolve_weights, scan_dataset
 
 # Fields that fix what a run trains on and how its model is shaped: a resume may not change them.
 _FIXED_ON_RESUME = ("dataset_dir", "model", "image_size", "alpha", "weights", "validation_split")
@@ -71,9 +71,6 @@ def resolve_resume(params: TrainParams) -> tuple[TrainParams, str]:
 def plan(params: TrainParams, run_id: str) -> tuple[Any, Any]:
     """Check everything that needs the disk and build the TrainSpec, before any training:
     the dataset layout and the backbone weights (WeightsNotFoundError names the file)."""
-    # deferred: TensorFlow loads when training starts, not with the flow (CLI start-up, serve)
-    from tasks.train.models import resolve_weights
-
     if not params.dataset_dir:
         raise ConfigError("dataset_dir is required: a prepared folder with train/<class>/")
     info = scan_dataset(params.dataset_dir, params.validation_split)

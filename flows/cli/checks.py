@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from flows.params import PipelineParams, PredictParams, ReportParams, TrainParams
-from flows.params.checks import check_inputs
+from flows.params.checks import check_curate, check_inputs
 from flows.params.registry import PromoteParams, RollbackParams
 from storage.champions import read_champion
 from storage.errors import ConfigError
@@ -147,6 +147,7 @@ def check_run_recorded(params: ReportParams) -> None:
 
 
 CHECKS = {
-    "predict": check_predict, "train": check_train, "promote": check_promote,
-    "rollback": check_rollback, "run": check_pipeline, "report": check_run_recorded,
+    "curate": check_curate, "predict": check_predict, "train": check_train,
+    "promote": check_promote, "rollback": check_rollback, "run": check_pipeline,
+    "report": check_run_recorded,
 }  # fmt: skip

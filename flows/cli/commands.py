@@ -26,6 +26,12 @@ from storage.errors import PixelpipeError
 
 app.add_typer(server_app, name="server")
 _verbosity = {"verbose": False, "quiet": False}  # set by -v / -q, read when a flow runs
+# The start-up imports (Prefect, pandas, pyarrow; TensorFlow for some commands) make millions
+# of objects that live as long as the process; Python's collector walked them again and again
+# while they were made: ~10% of the imports' CPU time (measured, bench/bench_cli_prompt.py).
+# main() makes collections rare until the flow starts, then puts Python's default back.
+_GC_DEFAULT = gc.get_threshold()
+_GC_STARTING = (100_000, 50, 1000)
 
 
 @app.callback()
@@ -96,6 +102,9 @@ def flow_session() -> AbstractContextManager[None]:
     from flows.cli.session import flow_session as session
 
     echo = (lambda _: None) if _verbosity["quiet"] else typer.echo  # -q: no server hint either
+    if gc.get_threshold() == _GC_STARTING:  # main() started us: the imports are done
+        gc.freeze()  # what they made stays for the process's life: left out of collections
+        gc.set_threshold(*_GC_DEFAULT)
     return session(echo=echo, verbose=_verbosity["verbose"], quiet=_verbosity["quiet"])
 
 
@@ -294,6 +303,7 @@ def main() -> None:
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     loopback_bypasses_proxies()  # before any client exists; the commands' children inherit it
+    gc.set_threshold(*_GC_STARTING)  # until flow_session(): see _GC_STARTING
     try:
         app()
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,6 +43,14 @@ def fix_for(status: str, reason: str, fixes: list[tuple[str, tuple[str, ...], st
     return ""
 
 
+def said_once(reason: str, fix: str) -> str:
+    """The reason without its `(allow_private_networks is off)` when the fix names that flag:
+    the row keeps the setting's name for the tables, the terminal says it once."""
+    for flag in re.findall(r"--([a-z-]+)", fix):
+        reason = reason.replace(f" ({flag.replace('-', '_')} is off)", "")
+    return reason
+
+
 def status_lines(
     counts: dict[str, int],
     reasons: dict[str, list[tuple[str, int]]],
@@ -54,33 +63,48 @@ def status_lines(
         if status == "ok" or not n:
             continue
         found = reasons.get(status, [])
-        why = "; ".join(
-            reason + (f" ({count})" if len(found) > 1 else "") for reason, count in found if reason
-        )
         fix = next((f for reason, _ in found if (f := fix_for(status, reason, fixes))), "")
         fix = fix or fix_for(status, "", fixes)
+        why = "; ".join(
+            said_once(reason, fix) + (f" ({count})" if len(found) > 1 else "")
+            for reason, count in found
+            if reason
+        )
         lines.append(f"  {status} {n}" + (f": {why}" if why else "") + (f" — {fix}" if fix else ""))
     return lines
 
 
-def scrape_summary(result: ScrapeResult) -> str:
+def scrape_lines(result: ScrapeResult) -> list[str]:
+    """What a scrape found and, per status other than ok, why and what fixes it."""
     shown = ", ".join(f"{status} {n}" for status, n in result.counts.items() if n)
     head = (
         f"scrape {result.run_id} [{result.label}]: {result.pages} page(s), "
-        f"{result.candidates} URL(s) -> {shown or 'nothing'}; images in {result.raw_dir}"
+        f"{result.candidates} URL(s) -> {shown or 'nothing'}"
     )
-    return "\n".join([head, *status_lines(result.counts, result.reasons, SCRAPE_FIXES)])
+    return [head, *status_lines(result.counts, result.reasons, SCRAPE_FIXES)]
+
+
+def scrape_summary(result: ScrapeResult) -> str:
+    head, *reasons = scrape_lines(result)
+    return "\n".join([f"{head}; images in {result.raw_dir}", *reasons])
 
 
 def prepare_summary(result: PrepareResult) -> list[str]:
     lines = [f"dataset {result.dataset_dir} ({', '.join(result.class_names)})"]
     for split, per_class in result.counts.items():
         lines.append(f"  {split:<5} " + "  ".join(f"{c}={n}" for c, n in per_class.items()))
-    left_out = sum(result.skipped.values())
-    lines.append(f"rendered {result.rendered}, reused {result.reused}, left out {left_out}")
-    lines += status_lines(result.skipped, {}, PREPARE_FIXES)
+    lines += prepare_left_out(result)
     lines.append(f"manifest {result.manifest_path} (run {result.run_id})")
     return lines
+
+
+def prepare_left_out(result: PrepareResult) -> list[str]:
+    """How many images prepare rendered and what it left out, with the option that decides."""
+    left_out = sum(result.skipped.values())
+    return [
+        f"rendered {result.rendered}, reused {result.reused}, left out {left_out}",
+        *status_lines(result.skipped, {}, PREPARE_FIXES),
+    ]
 
 
 def curate_summary(result: CurateResult) -> str:
@@ -101,9 +125,7 @@ def predict_table(result: PredictResult, rows: int = 10) -> str:
     lines = [
         f"run {result.run_id}  model {result.model}",
         f"preprocessing {result.preprocessing}",
-        f"{result.images} images: {result.ok} ok, {result.corrupt} corrupt, {result.missing}"
-        f" missing{targets}; {result.images_per_second} img/s",
-        *failed_lines(result.failed, result.corrupt + result.missing),
+        *predict_counts(result, targets),
         f"{'image':<40} {'top-1 label':<24} {'prob':>6}" + ("  target" if targets else ""),
     ]
     for r in result.top[:rows]:
@@ -120,6 +142,15 @@ def predict_table(result: PredictResult, rows: int = 10) -> str:
         )
     lines.append(f"predictions: {result.predictions_path}")
     return "\n".join(lines)
+
+
+def predict_counts(result: PredictResult, targets: str = "") -> list[str]:
+    """How many images were predicted, and the first few that were not ok by name."""
+    return [
+        f"{result.images} images: {result.ok} ok, {result.corrupt} corrupt, {result.missing}"
+        f" missing{targets}; {result.images_per_second} img/s",
+        *failed_lines(result.failed, result.corrupt + result.missing),
+    ]
 
 
 def failed_lines(failed: list[dict], total: int, shown: int = 3) -> list[str]:
@@ -150,10 +181,21 @@ def train_summary(r: TrainResult) -> list[str]:
 
 
 def pipeline_summary(result: PipelineResult) -> list[str]:
-    """What `pixelpipe run` prints: the run, the accuracy, and where everything went."""
+    """What `pixelpipe run` prints: the run, what each stage left out and why (as the stage's
+    own command says it), the accuracy, and where everything went."""
     lines = [f"run {result.run_id}: {', '.join(result.stages_run)}"]
     for name, why in result.stages_skipped.items():
         lines.append(f"  skipped {name}: {why}")
+    for scraped in result.scraped:
+        lines += scrape_lines(scraped)
+    if result.curated:
+        lines.append(curate_summary(result.curated))
+    if result.prepared:
+        head, *left_out = prepare_left_out(result.prepared)
+        lines += [f"prepare {result.run_id} [{result.prepared.dataset}]: {head}", *left_out]
+    for predicted in result.predicted:  # the model is named below (predicted with ...)
+        head, *failed = predict_counts(predicted)
+        lines += [f"predict {predicted.run_id}: {head}", *failed]
     if result.best_val_accuracy is not None:
         lines.append(f"validation accuracy: {result.best_val_accuracy:.3f}")
     if result.decision:

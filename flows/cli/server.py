@@ -154,9 +154,29 @@ def start(port: int = DEFAULT_PORT, echo: Callable[[str], None] = print) -> str:
             f"the Prefect server did not answer at {url} in {START_TIMEOUT_S:.0f} s: run"
             f" `prefect server start --host 127.0.0.1 --port {port}` to see why"
         )
+    warm(url)
     echo(f"Prefect server running at {url} (UI {url.removesuffix('/api')})")
     echo(f"home {home()}; stop it with `pixelpipe server stop`")
     return url
+
+
+def warm(api_url: str) -> None:
+    """Ask once what a command's flow run asks first (the version, flows, runs, concurrency
+    limits, artifacts): the server's first answers (database connections, each query's first
+    compilation) are paid here rather than by the first command after `server start`. Reads
+    only, so nothing shows in the UI."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with (
+        temporary_settings(updates={PREFECT_API_URL: api_url}),
+        get_client(sync_client=True) as client,
+    ):
+        client.api_version()
+        client.read_flows(limit=1)
+        client.read_flow_runs(limit=1)
+        client.read_global_concurrency_limits(limit=1)
+        client.read_artifacts(limit=1)
 
 
 def status() -> tuple[str, bool]:

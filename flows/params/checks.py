@@ -1,16 +1,20 @@
-"""Checks of a pipeline's parameters against the disk (folders, classes, model files, weights
-files): no TensorFlow and no Prefect, so the command line runs them before loading either, and
-image_pipeline runs them again before any stage."""
+"""Checks of a pipeline's or a curation's parameters against the disk (folders, classes, model
+files, weights files): no TensorFlow and no Prefect, so the command line runs them before
+loading either, and the flows run them again before any work."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+from flows.params.curate import CurateParams
 from flows.params.pipeline import PipelineParams
 from storage.errors import ConfigError
-from storage.layout import safe_name
+from storage.layout import Layout, safe_name
+from tasks.curate.features import FeatureSpec, feature_spec
+from tasks.curate.inputs import find_images, imagenet_classifier
 from tasks.predict.labels import check_targets, imagenet_labels
-from tasks.predict.spec import resolve_model
+from tasks.predict.spec import ModelSpec, resolve_model
 from tasks.scrape.url_list import check_columns
 
 
@@ -63,3 +67,34 @@ def _check_model(model: Path) -> list[str]:
 def _check_imagenet_weights(weights: str) -> None:
     # names the missing file, its folder and this command's option when absent
     resolve_model("resnet50", weights, weights_option="--imagenet-weights")
+
+
+@dataclass(frozen=True)
+class CurateInputs:
+    """What curate_images works on, once checked: its folder, the images (not hashed yet), and
+    the on-topic classifier and label-check backbone when those checks run."""
+
+    root: Path
+    images: list[tuple[str, str]]  # (path, label)
+    classifier: ModelSpec | None
+    features: FeatureSpec | None
+
+
+def check_curate(params: CurateParams) -> CurateInputs:
+    """The folder holds images of the labels asked for, --expect names labels that have
+    images, and the classifier's and the backbone's weights files exist."""
+    root = Layout.at(params.data_dir).root / "raw"
+    if params.source_dir:
+        root = Path(params.source_dir).expanduser().resolve()
+    images = find_images(root, params.labels)
+    classifier = None
+    if expect := params.expectations():
+        labels = {label for _, label in images}
+        weights = params.classifier_weights
+        classifier = imagenet_classifier(params.classifier, weights, expect, labels)
+    features = None
+    if params.label_issues:
+        features = feature_spec(
+            params.features, params.feature_weights, params.alpha, params.feature_size
+        )
+    return CurateInputs(root, images, classifier, features)

@@ -6,5 +6,7 @@
 - `features.py`      pooled features of a frozen ImageNet backbone, cached by content hash
 - `label_issues.py`  out-of-fold probabilities of a cheap model on those features, then
                      confident learning (cleanlab) -> `suspect_label` with the label it believes
-- `tasks.py`         the Prefect tasks: list the images, run each check, write `curation` rows
+- `inputs.py`        the <class>/<image> folder listed and the classifier checked, without
+                     TensorFlow (the command line checks before loading it); content hashes
+- `tasks.py`         the Prefect tasks: run each check, return `curation` rows
 """

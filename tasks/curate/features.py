@@ -13,9 +13,8 @@ from typing import Literal
 import numpy as np
 
 from storage import files
-from tasks.predict.images import OK, image_batches
 from tasks.predict.preprocess import Preprocessing
-from tasks.train.models import resolve_weights
+from tasks.train.spec import resolve_weights
 from tasks.weights import file_digest
 
 # `pixels` is the "tiny images" baseline (Torralba et al. 2008): an 8x8 colour thumbnail as
@@ -113,6 +112,9 @@ def cached_features(
             todo.append(i)
     if not todo:
         return out, 0
+    # deferred: TensorFlow (the decoder) loads here, so feature_spec checks run before it
+    from tasks.predict.images import OK, image_batches
+
     run = extractor(spec)
     start = 0
     batches = image_batches([paths[i] for i in todo], (spec.size, spec.size), batch_size, STRETCH)

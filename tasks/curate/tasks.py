@@ -1,9 +1,8 @@
-"""curate_images' tasks: list a <class>/<image> folder, run each check over all images in
-batches, and return `curation` rows (one per image and check)."""
+"""curate_images' tasks: run each check over all images in batches, and return `curation` rows
+(one per image and check); the images come from tasks.curate.inputs."""
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,35 +10,12 @@ import numpy as np
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from storage.errors import ConfigError
-from storage.files import image_files
 from tasks.curate import label_issues, on_topic
 from tasks.curate.features import FeatureSpec, cached_features
 from tasks.predict.engines.cache import get_predictor
 from tasks.predict.images import OK, image_batches
 from tasks.predict.spec import ModelSpec
 from tasks.runtime import Progress, logger
-
-
-def list_images(root: Path, labels: list[str] | None) -> list[tuple[str, str, str]]:
-    """(path, label, sha256) of every image in `root/<label>/`, labels sorted; ConfigError
-    when a named label has no folder or nothing is found."""
-    if not root.is_dir():
-        raise ConfigError(f"source folder {root} does not exist (give a <class>/<image> folder)")
-    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if labels:
-        missing = sorted(set(labels) - {p.name for p in folders})
-        if missing:
-            raise ConfigError(f"no folder for label(s) {missing} in {root}")
-        folders = [p for p in folders if p.name in labels]
-    found = [
-        (path.as_posix(), folder.name, hashlib.sha256(path.read_bytes()).hexdigest())
-        for folder in folders
-        for path in image_files(folder)
-    ]
-    if not found:
-        raise ConfigError(f"no images in {root}/<label>/ to curate")
-    return found
 
 
 def _row(run_id: str, image: tuple[str, str, str], check: str, model: str, **fields) -> dict:

@@ -62,6 +62,13 @@ def _embedded_refusal(ip: ipaddress.IPv6Address) -> str | None:
     return None
 
 
+def refusal_of(host: str, reason: str) -> str:
+    """The blocked row's text: the host once (`127.0.0.1 is a loopback address`), or the name
+    and the address it resolved to (`localhost: ::1 is a loopback address`); and the setting."""
+    said = reason if reason.startswith(f"{host.strip('[]')} ") else f"{host}: {reason}"
+    return f"{said} (allow_private_networks is off)"
+
+
 def resolve(host: str, port: int) -> list[IPAddress]:
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     return [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
@@ -83,7 +90,7 @@ def address_refusal(
         return None
     for ip in addresses:
         if reason := policy(ip):
-            return f"{host}: {reason} (allow_private_networks is off)"
+            return refusal_of(host, reason)
     return None
 
 
@@ -98,7 +105,7 @@ def _connection_class(base: type, policy: AddressPolicy | None) -> type:
                 return
             peer = ipaddress.ip_address(sock.getpeername()[0].split("%")[0])
             if reason := policy(peer):  # the hook closes the socket: nothing was sent
-                raise BlockedAddressError(f"{self.host}: {reason} (allow_private_networks is off)")
+                raise BlockedAddressError(refusal_of(self.host, reason))
 
     return Guarded
 

@@ -1,9 +1,9 @@
-"""Model factories (cifar_cnn, small_cnn, resnet50_transfer, mobilenet_transfer) and weights."""
+"""Model factories (cifar_cnn, small_cnn, resnet50_transfer, mobilenet_transfer); their ImageNet
+weights are resolved before TensorFlow loads, in tasks.train.spec."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import keras
@@ -11,9 +11,7 @@ import numpy as np
 from keras import layers
 
 from storage.errors import ConfigError
-from tasks.keras_compat import MOBILENET_ORIGIN, RESNET50_NOTOP
-from tasks.train.settings import MODELS, TRANSFER_MODELS, check_image_size
-from tasks.weights import imagenet_weights, missing_weights_file
+from tasks.train.settings import MODELS, check_image_size
 
 DEFAULT_OPTIMIZER = {
     "cifar_cnn": ("adam", 1e-3),
@@ -21,47 +19,6 @@ DEFAULT_OPTIMIZER = {
     "resnet50_transfer": ("adam", 1e-3),
     "mobilenet_transfer": ("adam", 1e-3),
 }
-_ALPHA_TEXT = {0.25: "2_5", 0.5: "5_0", 0.75: "7_5", 1.0: "1_0"}
-
-
-def imagenet_weights_file(
-    model: str, alpha: float = 0.25, image_size: int = 224, option: str = "--weights"
-) -> tuple:
-    """(file name, URL, md5 or None) of the no-top ImageNet weights Keras would fetch."""
-    if model == "resnet50_transfer":
-        notop = RESNET50_NOTOP
-        return notop.file, notop.origin + notop.file, notop.md5
-    if alpha not in _ALPHA_TEXT:
-        raise ConfigError(
-            f"MobileNet ImageNet weights exist for alpha 0.25, 0.5, 0.75 or 1.0, not {alpha}:"
-            f" change --alpha or use {option} none"
-        )
-    rows = image_size if image_size in (128, 160, 192, 224) else 224
-    name = f"mobilenet_{_ALPHA_TEXT[alpha]}_{rows}_tf_no_top.h5"
-    return name, MOBILENET_ORIGIN + name, None
-
-
-def resolve_weights(
-    model: str,
-    weights: str | None,
-    alpha: float = 0.25,
-    image_size: int = 224,
-    option: str = "--weights",
-) -> str | None:
-    """What to hand the Keras application: None (random), "imagenet" (cache checked, or
-    downloaded now) or an existing local file. Raises WeightsNotFoundError before training,
-    naming `option` (the command's weights option) as the way to point elsewhere."""
-    if model not in TRANSFER_MODELS or weights is None or weights.lower() in ("", "none"):
-        return None
-    if weights != "imagenet":
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise missing_weights_file(path, option)
-        return str(path.resolve())
-    name, url, md5 = imagenet_weights_file(model, alpha, image_size, option)
-    # cached, or fetched by Keras now, or one clear error
-    imagenet_weights(model, name, url, md5, option)
-    return "imagenet"
 
 
 def _head(x, num_classes: int):
@@ -170,7 +127,7 @@ def build_model(
     learning_rate: float | None = None,
 ) -> keras.Model:
     """Build and compile a model by name; optimizer and learning rate follow the model unless
-    overridden. `weights` must already be resolved (see resolve_weights)."""
+    overridden. `weights` must already be resolved (tasks.train.spec.resolve_weights)."""
     if name not in FACTORIES:
         raise ConfigError(f"unknown model {name!r}; models are: {', '.join(MODELS)}")
     check_image_size(name, input_shape[:2])

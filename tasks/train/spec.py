@@ -1,5 +1,5 @@
 """What a training run is, before TensorFlow loads: the dataset folder checked and described,
-and the TrainSpec a task receives."""
+the backbone's ImageNet weights found, and the TrainSpec a task receives."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from storage.files import TF_IMAGE_EXTENSIONS as TF_EXTENSIONS
 from storage.images import open_image
 from storage.layout import Layout
 from storage.model_card import model_file
-from tasks.train.settings import TrainSettings
+from tasks.keras_compat import MOBILENET_ORIGIN, RESNET50_NOTOP
+from tasks.train.settings import TRANSFER_MODELS, TrainSettings
+from tasks.weights import imagenet_weights, missing_weights_file
 
 
 @dataclass
@@ -91,3 +93,46 @@ def scan_dataset(dataset_dir: str | Path, validation_split: float = 0.0) -> Data
     digest = hashlib.sha256("\n".join(listing).encode()).hexdigest()
     counts = {c: len(f) for c, f in files.items()}
     return DatasetInfo(str(root), classes, counts, val_counts, size, digest, has_val)
+
+
+_ALPHA_TEXT = {0.25: "2_5", 0.5: "5_0", 0.75: "7_5", 1.0: "1_0"}
+
+
+def imagenet_weights_file(
+    model: str, alpha: float = 0.25, image_size: int = 224, option: str = "--weights"
+) -> tuple:
+    """(file name, URL, md5 or None) of the no-top ImageNet weights Keras would fetch."""
+    if model == "resnet50_transfer":
+        notop = RESNET50_NOTOP
+        return notop.file, notop.origin + notop.file, notop.md5
+    if alpha not in _ALPHA_TEXT:
+        raise ConfigError(
+            f"MobileNet ImageNet weights exist for alpha 0.25, 0.5, 0.75 or 1.0, not {alpha}:"
+            f" change --alpha or use {option} none"
+        )
+    rows = image_size if image_size in (128, 160, 192, 224) else 224
+    name = f"mobilenet_{_ALPHA_TEXT[alpha]}_{rows}_tf_no_top.h5"
+    return name, MOBILENET_ORIGIN + name, None
+
+
+def resolve_weights(
+    model: str,
+    weights: str | None,
+    alpha: float = 0.25,
+    image_size: int = 224,
+    option: str = "--weights",
+) -> str | None:
+    """What to hand the Keras application: None (random), "imagenet" (cache checked, or
+    downloaded now) or an existing local file. Raises WeightsNotFoundError before training,
+    naming `option` (the command's weights option) as the way to point elsewhere."""
+    if model not in TRANSFER_MODELS or weights is None or weights.lower() in ("", "none"):
+        return None
+    if weights != "imagenet":
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise missing_weights_file(path, option)
+        return str(path.resolve())
+    name, url, md5 = imagenet_weights_file(model, alpha, image_size, option)
+    # cached, or fetched by Keras now, or one clear error
+    imagenet_weights(model, name, url, md5, option)
+    return "imagenet"

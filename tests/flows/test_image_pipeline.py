@@ -80,6 +80,11 @@ def test_whole_pipeline_runs_every_stage_under_one_run_id(full_run):
     assert predicted["image"].nunique() == (val_images["split"] == "val").sum()
     assert set(predicted["model_run"]) == {"full-1"}
     assert (val_images["split"] == "test").any()  # the pipeline's default test_fraction
+    # Each stage's own result rides along, so `pixelpipe run` can say what each left out.
+    assert sorted(s.label for s in result.scraped) == ["forest", "mountain"]
+    assert all(s.reasons["too_small"] for s in result.scraped)
+    assert result.prepared.manifest_path == result.dataset_manifest_path
+    assert [p.predictions_path for p in result.predicted] == [result.predictions_path]
     lines = pipeline_summary(result)
     assert lines[0].startswith("run full-1: scrape_images") and lines[-1].endswith("report.html")
 

@@ -46,7 +46,15 @@ def cases(tmp_path: Path) -> list[tuple[list[str], str]]:
     one_class = tmp_path / "one" / "train" / "cats"
     one_class.mkdir(parents=True)
     (one_class / "a.png").write_bytes(picture(1))
+    cats = ["curate", "--source-dir", str(tmp_path / "one" / "train")]
     return [
+        (["curate", "--source-dir", "/nope"], "source folder /nope does not exist"),
+        (["curate", "--source-dir", str(empty)], "no images in"),
+        ([*cats, "--labels", "dogs"], "no folder for label(s) ['dogs']"),
+        ([*cats, "--expect", "dogs=beagle"], "--expect names label(s) ['dogs'] with no images"),
+        # No weights in the (empty) Keras cache, downloads off: each names its own option.
+        ([*cats, "--expect", "cats=tabby", "--no-label-issues"], "--classifier-weights PATH"),
+        (cats, "--feature-weights PATH"),
         (["train", "--dataset-dir", "/nope"], "dataset_dir /nope has no train/ folder"),
         (["train", "--dataset-dir", str(tmp_path / "one")], "needs at least 2 class folders"),
         (["train", "--resume-run", "nosuchrun"], "cannot resume run 'nosuchrun'"),

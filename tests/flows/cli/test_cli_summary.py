@@ -39,10 +39,9 @@ def test_a_blocked_page_says_why_and_which_flag_fixes_it(pixelpipe):
         verbose = pixelpipe("-v", "scrape", "--pages", site.url("index.html"), "--label", "sun")
         quiet = pixelpipe("-q", "scrape", "--pages", site.url("index.html"), "--label", "sun")
     assert done.returncode == 0, done.stderr
-    line = (
-        "  blocked 1: 127.0.0.1: 127.0.0.1 is a loopback address (allow_private_networks is off)"
-        " — pass --allow-private-networks to allow it"
-    )
+    # The host once, the flag once: the row in the table also names the setting.
+    fix = "pass --allow-private-networks to allow it"
+    line = f"  blocked 1: 127.0.0.1 is a loopback address — {fix}"
     assert line in done.stdout.splitlines(), done.stdout
     # Quiet by default: the run's first lines (name, UI link), no per-task lines.
     assert "Finished in state" not in done.stderr
@@ -92,3 +91,32 @@ def test_the_demo_prints_a_handful_of_lines(pixelpipe, tmp_path):
     for noise in ("Finished in state", "oneDNN", "cuInit", "cuda", "Found ", "absl"):
         assert noise not in done.stdout + done.stderr, noise
     assert "validation accuracy:" in done.stdout and "report:" in done.stdout
+
+
+def test_run_says_per_stage_what_was_left_out_why_and_which_flag_fixes_it(pixelpipe, tmp_path):
+    """`pixelpipe run` groups each stage's statuses other than ok as the stage's own command
+    does: scrape's too-small thumbnails and broken links, prepare's cap."""
+    from tasks.demo.gallery import GalleryServer, build_gallery
+
+    gallery = build_gallery(tmp_path / "site", per_class=8, per_page=8)
+    with GalleryServer(gallery.site_dir) as server:
+        sources = [f"{label}={server.url}{page}" for label, page in gallery.first_pages.items()]
+        done = pixelpipe(
+            "run", *(a for s in sources for a in ("--sources", s)), "--run-id", "said-1",
+            "--allow-private-networks", "--min-size", "64", "--curate", "off",
+            "--max-per-class", "6", "--prepare-image-size", "32", "--val-fraction", "0.34",
+            "--epochs", "1", "--train-batch-size", "8",
+        )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    for label in ("forest", "mountain"):
+        head = f"scrape said-1 [{label}]: 1 page(s), 12 URL(s) -> ok 8, http_error 2, too_small 2"
+        assert head in lines, done.stdout
+        reasons = lines[lines.index(head) + 1 : lines.index(head) + 3]
+        assert reasons == [
+            "  http_error 2: HTTP 404",
+            "  too_small 2: 56x42 is below min_size 64 — --min-size sets the smallest side kept",
+        ], done.stdout
+    assert "prepare said-1 [default]: rendered 12, reused 0, left out 4" in lines, done.stdout
+    assert "  capped 4 — --max-per-class raises the cap" in lines
+    assert any(line.startswith("predict said-1: 6 images: 6 ok, 0 corrupt") for line in lines)

@@ -13,7 +13,8 @@ from PIL import Image
 from storage.errors import ConfigError
 from tasks.curate import label_issues
 from tasks.curate.features import cached_features, feature_spec
-from tasks.curate.tasks import check_label_issues, check_on_topic, list_images
+from tasks.curate.inputs import list_images
+from tasks.curate.tasks import check_label_issues, check_on_topic
 from tasks.predict.labels import imagenet_labels
 from tasks.predict.spec import resolve_model
 from tests.image_attacks import hostile_jpeg, lying_ico, lying_webp

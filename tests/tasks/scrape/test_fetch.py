@@ -236,7 +236,11 @@ def test_loopback_is_blocked_unless_allowed(site):
         metadata = fetcher.get("http://169.254.169.254/latest/meta-data/")
     for got in (by_ip, by_name, as_decimal, metadata):
         assert got.status == "blocked" and got.attempts == 0, got
-    assert "loopback" in by_ip.error and "link-local" in metadata.error
+    # The host once, with the setting: not "127.0.0.1: 127.0.0.1 is a loopback address".
+    said = "127.0.0.1 is a loopback address (allow_private_networks is off)"
+    assert by_ip.error == as_decimal.error == said
+    assert by_name.error.startswith("localhost: ") and "loopback" in by_name.error
+    assert metadata.error.startswith("169.254.169.254 is a link-local address")
     assert site.stats.hits == []  # nothing was even asked of the server
     with Fetcher(config(allow_private_networks=True)) as fetcher:
         assert fetcher.get(site.url("img/plain.jpg")).ok

@@ -7,12 +7,8 @@ import numpy as np
 import pytest
 
 from storage.errors import ConfigError, WeightsNotFoundError
-from tasks.train.models import (
-    build_model,
-    caffe_preprocess,
-    resolve_weights,
-    unfreeze_top,
-)
+from tasks.train.models import build_model, caffe_preprocess, unfreeze_top
+from tasks.train.spec import resolve_weights
 from tasks.weights import keras_cache_dirs
 
 
