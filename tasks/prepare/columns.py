@@ -5,12 +5,15 @@ few hundred bytes an image at 100,000 images."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from storage.parquet import scan_table
 
 # What inspect_file found, a row per file. Hashes as integers (the manifest writes them back
 # as 16 hex digits); the mean colour as three float32s (what near-duplicate grouping compares).
@@ -31,7 +34,9 @@ INSPECTION = pa.schema(
     ]
 )
 RENDERED = pa.schema([("status", pa.string()), ("error", pa.string())])
+_EMPTY_URLS = pa.table({"sha256": pa.array([], pa.string()), "url": pa.array([], pa.string())})
 COLOURS = ("red", "green", "blue")
+_Arrow = pa.Array | pa.ChunkedArray
 
 
 def inspection_table(infos: Iterable[dict[str, Any]]) -> pa.Table:
@@ -76,3 +81,93 @@ def manifest_frame(rows: pd.DataFrame, **constant: Any) -> pd.DataFrame:
     values = phash.to_numpy(np.uint64, na_value=0)
     hexes = [f"{int(v):016x}" if p else None for v, p in zip(values, present, strict=True)]
     return rows.assign(**constant, phash=pd.array(hexes, dtype="str"))
+
+
+def codes(values: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """Each value's position in the distinct values (int64, -1 for a null), and those values
+    in order of first appearance: one Arrow pass, no Python object per row."""
+    encoded = pc.dictionary_encode(values)
+    if isinstance(encoded, pa.DictionaryArray):
+        encoded = pa.chunked_array([encoded])
+    if not encoded.num_chunks:
+        return np.zeros(0, np.int64), pa.array([], values.type)
+    # One memo runs across the chunks: every chunk carries the same (final) dictionary.
+    found = [pc.fill_null(c.indices, -1).to_numpy(zero_copy_only=False) for c in encoded.chunks]
+    return np.concatenate(found).astype(np.int64), encoded.chunk(encoded.num_chunks - 1).dictionary
+
+
+def scatter(values: pa.Array, source: np.ndarray) -> pa.Array:
+    """values[source[i]] per row, null where source[i] < 0 (one Arrow take)."""
+    return pc.take(values, pa.array(source, mask=source < 0))
+
+
+class Outcomes:
+    """The status and error of every row of a plan while it is decided: a small-int status
+    code per row, and the error as an index into message arrays added once per decision;
+    the text columns are built once at the end (pandas 3 copies a whole Arrow-backed column
+    on every `.loc` assignment)."""
+
+    def __init__(self, statuses: Sequence[str], status: pa.Array, error: pa.Array) -> None:
+        found = pc.unique(pc.drop_null(status)).to_pylist()
+        self.names = [*statuses, *sorted(set(found) - set(statuses))]
+        code = pc.index_in(status, value_set=pa.array(self.names, pa.string()))
+        self.status = pc.fill_null(code, -1).to_numpy(zero_copy_only=False).astype(np.int8)
+        self._messages: list[pa.Array] = [error]
+        self._count = len(error)
+        self.error = np.arange(len(error), dtype=np.int64)  # row i: its inspection error
+
+    def code(self, status: str) -> int:
+        if status not in self.names:
+            self.names.append(status)
+        return self.names.index(status)
+
+    def mark(self, where: np.ndarray, status: str, error: str | Sequence[Any] | _Arrow) -> None:
+        """Set the status and error of the rows at positions `where` (ascending or not; an
+        array of errors is in the same order)."""
+        self.status[where] = self.code(status)
+        if isinstance(error, str):
+            self.error[where] = self._add(pa.array([error], pa.string()))
+        else:
+            arrow = isinstance(error, pa.Array | pa.ChunkedArray)
+            messages = error if arrow else pa.array(error, pa.string())
+            self.error[where] = self._add(messages) + np.arange(len(messages))
+
+    def _add(self, messages: _Arrow) -> int:
+        if isinstance(messages, pa.ChunkedArray):
+            messages = messages.combine_chunks()
+        self._messages.append(messages.cast(pa.string()))
+        self._count += len(messages)
+        return self._count - len(messages)
+
+    def status_column(self) -> pa.Array:
+        return scatter(pa.array(self.names, pa.string()), self.status.astype(np.int64))
+
+    def error_column(self) -> pa.Array:
+        return pc.take(pa.concat_arrays(self._messages), pa.array(self.error))
+
+
+class UrlLookup:
+    """sha256 -> the URL it was downloaded from, the last one in the scrape_manifest's order
+    (Arrow columns, looked up a batch at a time: no Python string per row)."""
+
+    def __init__(self, parts: Iterable[pa.Table]) -> None:
+        found = pa.concat_tables([p.select(["sha256", "url"]) for p in parts] or [_EMPTY_URLS])
+        last_first = pc.take(found, pa.array(np.arange(found.num_rows - 1, -1, -1)))
+        self._shas = last_first.column("sha256").combine_chunks()
+        self._urls = last_first.column("url").combine_chunks()
+
+    @classmethod
+    def of(cls, data_dir: Path) -> UrlLookup:
+        """The URLs of every ok row of the scrape_manifest under this data root."""
+        scraped = (pc.field("status") == "ok") & pc.field("sha256").is_valid()
+        return cls(
+            scan_table(
+                "scrape_manifest", where=scraped, columns=["sha256", "url"], data_dir=data_dir,
+                on_damaged="skip",
+            )
+        )  # fmt: skip
+
+    def find(self, shas: pd.Series) -> Any:
+        """The URL of each sha256 (a pandas string array; null where none was scraped)."""
+        at = pc.index_in(pa.array(shas.array, pa.string()), value_set=self._shas)
+        return self._urls.take(at).to_pandas().array
