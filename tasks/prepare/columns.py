@@ -83,6 +83,16 @@ def manifest_frame(rows: pd.DataFrame, **constant: Any) -> pd.DataFrame:
     return rows.assign(**constant, phash=pd.array(hexes, dtype="str"))
 
 
+def same_codes(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """An int64 code per value, equal for equal values (-1 for a null). Values of one width
+    without nulls (hex digests) are compared as fixed-width bytes in numpy, without the hash
+    table of every value that dictionary encoding builds (and its allocator keeps)."""
+    fixed = _fixed_width(values)
+    if fixed is None:
+        return codes(values)[0]
+    return np.unique(fixed, return_inverse=True)[1].astype(np.int64).ravel()
+
+
 def codes(values: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, pa.Array]:
     """Each value's position in the distinct values (int64, -1 for a null), and those values
     in order of first appearance: one Arrow pass, no Python object per row."""
@@ -94,6 +104,24 @@ def codes(values: pa.ChunkedArray | pa.Array) -> tuple[np.ndarray, pa.Array]:
     # One memo runs across the chunks: every chunk carries the same (final) dictionary.
     found = [pc.fill_null(c.indices, -1).to_numpy(zero_copy_only=False) for c in encoded.chunks]
     return np.concatenate(found).astype(np.int64), encoded.chunk(encoded.num_chunks - 1).dictionary
+
+
+def _fixed_width(values: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
+    """The values as one numpy array of fixed-width bytes (views of the Arrow buffers where a
+    chunk allows), or None when they are not all of one width without nulls."""
+    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
+    if not pa.types.is_string(values.type) or values.null_count or not len(values):
+        return None
+    width = len(values[0].as_py().encode())
+    lengths = pc.binary_length(values)
+    if pc.min_max(lengths).as_py() != {"min": width, "max": width} or not width:
+        return None
+    views = []
+    for chunk in chunks:
+        offsets = np.frombuffer(chunk.buffers()[1], np.int32, len(chunk) + 1, chunk.offset * 4)
+        data = np.frombuffer(chunk.buffers()[2], np.uint8)
+        views.append(data[offsets[0] : offsets[-1]].view(f"S{width}"))
+    return np.concatenate(views) if len(views) != 1 else views[0]
 
 
 def scatter(values: pa.Array, source: np.ndarray) -> pa.Array:

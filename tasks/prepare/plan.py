@@ -161,7 +161,7 @@ def plan(
         why = [excluded[s] for s in sha.take(pa.array(hit)).to_pylist()]
         outcome.mark(hit, "excluded_by_curation", why)
     names = label_names.to_pylist()
-    unique = _dedupe(outcome, columns.codes(sha)[0], labels, names, paths)
+    unique = _dedupe(outcome, columns.same_codes(sha), labels, names, paths)
     group = np.full(len(labels), -1, np.int64)  # the row whose sha256 names each row's group
     group[unique] = unique
     distance = spec.near_duplicate_distance
