@@ -271,13 +271,14 @@ def _advancing(
 def _write_manifest(rows: pd.DataFrame, run_id: str, dataset: str, root: Path) -> Path:
     """The plan as dataset_manifest rows (run id, dataset, the source URL, the hash as hex),
     written MANIFEST_BATCH rows at a time: only a batch's manifest columns exist at once."""
-    urls = columns.UrlLookup.of(root)
+    urls = columns.SourceUrls.of(root, columns.arrow_of(rows["sha256"]))
     batches = (
         columns.manifest_frame(
-            part, run_id=run_id, dataset=dataset, source_url=urls.find(part["sha256"])
+            rows.iloc[i : i + MANIFEST_BATCH], run_id=run_id, dataset=dataset,
+            source_url=urls.batch(i, i + MANIFEST_BATCH),
         )
-        for part in (rows.iloc[i : i + MANIFEST_BATCH] for i in range(0, len(rows), MANIFEST_BATCH))
-    )
+        for i in range(0, len(rows), MANIFEST_BATCH)
+    )  # fmt: skip
     path = write_batches("dataset_manifest", batches, run_id=run_id, data_dir=root)
     # A re-run of this run id on another day replaces the older partition's rows.
     replace_parts("dataset_manifest", run_id=run_id, written=[path], data_dir=root)

@@ -174,28 +174,34 @@ class Outcomes:
         return pc.take(pa.concat_arrays(self._messages), pa.array(self.error))
 
 
-class UrlLookup:
-    """sha256 -> the URL it was downloaded from, the last one in the scrape_manifest's order
-    (Arrow columns, looked up a batch at a time: no Python string per row)."""
+def arrow_of(column: pd.Series) -> pa.ChunkedArray:
+    """A pandas column as Arrow (the same buffers where pandas keeps it in Arrow)."""
+    return pa.Table.from_pandas(column.to_frame(), preserve_index=False).column(0)
 
-    def __init__(self, parts: Iterable[pa.Table]) -> None:
-        found = pa.concat_tables([p.select(["sha256", "url"]) for p in parts] or [_EMPTY_URLS])
+
+class SourceUrls:
+    """The URL each row's sha256 was downloaded from (the last in the scrape_manifest's
+    order), matched for all rows in one Arrow lookup and handed out a batch at a time: only
+    the matched URLs and a position per row stay, never a Python string per row."""
+
+    def __init__(self, scraped: Iterable[pa.Table], shas: pa.ChunkedArray | pa.Array) -> None:
+        found = pa.concat_tables([p.select(["sha256", "url"]) for p in scraped] or [_EMPTY_URLS])
         last_first = pc.take(found, pa.array(np.arange(found.num_rows - 1, -1, -1)))
-        self._shas = last_first.column("sha256").combine_chunks()
+        del found
+        known = last_first.column("sha256").combine_chunks().cast(shas.type)
+        self._at = pc.index_in(shas, value_set=known)
         self._urls = last_first.column("url").combine_chunks()
 
     @classmethod
-    def of(cls, data_dir: Path) -> UrlLookup:
-        """The URLs of every ok row of the scrape_manifest under this data root."""
-        scraped = (pc.field("status") == "ok") & pc.field("sha256").is_valid()
-        return cls(
-            scan_table(
-                "scrape_manifest", where=scraped, columns=["sha256", "url"], data_dir=data_dir,
-                on_damaged="skip",
-            )
+    def of(cls, data_dir: Path, shas: pa.ChunkedArray | pa.Array) -> SourceUrls:
+        """For these sha256s, from every ok row of the scrape_manifest under this data root."""
+        ok = (pc.field("status") == "ok") & pc.field("sha256").is_valid()
+        parts = scan_table(
+            "scrape_manifest", where=ok, columns=["sha256", "url"], data_dir=data_dir,
+            on_damaged="skip",
         )  # fmt: skip
+        return cls(parts, shas)
 
-    def find(self, shas: pd.Series) -> Any:
-        """The URL of each sha256 (a pandas string array; null where none was scraped)."""
-        at = pc.index_in(pa.array(shas.array, pa.string()), value_set=self._shas)
-        return self._urls.take(at).to_pandas().array
+    def batch(self, start: int, stop: int) -> Any:
+        """The URLs of rows start..stop (a pandas string array; null where none was scraped)."""
+        return self._urls.take(self._at.slice(start, stop - start)).to_pandas().array
