@@ -91,7 +91,7 @@ def prepare_direct(data_dir: Path, run_id: str) -> int:
     from flows.gate.runners import machine_cores
     from flows.params import PrepareParams
     from storage.layout import Layout
-    from tasks.prepare import columns, plan
+    from tasks.prepare import columns, folders, plan
     from tasks.prepare import render as pixels
     from tasks.prepare import tasks as images
 
@@ -113,19 +113,19 @@ def prepare_direct(data_dir: Path, run_id: str) -> int:
         [images.inspect_batch.fn(keys[i : i + b]) for i in range(0, len(keys), b)]
     )
     rows = plan.plan(files, inspected, names, dataset_dir, spec, settings.suffix)
-    aside = dataset_dir / plan.ASIDE_DIR / run_id
+    aside = dataset_dir / folders.ASIDE_DIR / run_id
     todo, _moved = pf._pending(rows, dataset_dir, settings, params.force, aside)
     workers = machine_cores()
     sources, outputs = rows["source_path"].to_numpy(), rows["path"].to_numpy()
     try:
-        for i in range(0, len(todo), b):
-            batch = todo[i : i + b]
-            items = list(zip(sources[batch], outputs[batch], strict=True))
-            plan.record_rendered(rows, batch, images.render_batch.fn(items, settings, workers))
+        batches = [todo[i : i + b] for i in range(0, len(todo), b)]
+        items = (list(zip(sources[t], outputs[t], strict=True)) for t in batches)
+        done = (images.render_batch.fn(batch, settings, workers) for batch in items)
+        plan.record_rendered(rows, zip(batches, done, strict=True))
     finally:
         pixels.shutdown_pool()
     ok = rows["status"] == "ok"
-    plan.sync_folders(dataset_dir, spec.splits, names, rows["path"][ok], aside)
+    folders.sync_folders(dataset_dir, spec.splits, names, rows["path"][ok], aside)
     pf._write_manifest(rows, run_id, params.dataset, layout.root)
     counts = pf._counts(rows, spec.splits, names)
     stamp = pf._stamp(run_id, settings, spec, names, counts, rows)

@@ -20,13 +20,14 @@ from flows.gate.runners import machine_cores, task_runner_for
 from flows.params import PrepareParams
 from storage.errors import ConfigError, DatasetError
 from storage.layout import Layout, new_run_id
-from storage.parquet import read_table, replace_parts, write_table
-from tasks.prepare import columns, plan
+from storage.parquet import read_table, replace_parts, write_batches
+from tasks.prepare import columns, folders, plan
 from tasks.prepare import render as pixels
 from tasks.prepare import tasks as images
 from tasks.runtime import Progress, logger
 
 PAIR = ["source_path", "path"]  # a render item: where from, where to
+MANIFEST_BATCH = 8192  # manifest rows built and written at a time
 IN_FLIGHT = 8  # inspect batches submitted ahead of the one being collected (4 threads run them)
 
 
@@ -79,7 +80,7 @@ def prepare_dataset(params: PrepareParams) -> PrepareResult:
     excluded = _flagged(params.exclude_curation, layout) if params.exclude_curation else None
     rows = plan.plan(files, inspected, class_names, dataset_dir, spec, settings.suffix, excluded)
     del files, inspected  # the plan holds what is needed of them
-    aside = dataset_dir / plan.ASIDE_DIR / run_id
+    aside = dataset_dir / folders.ASIDE_DIR / run_id
     todo, moved = _pending(rows, dataset_dir, settings, params.force, aside)
     try:
         _render(rows, todo, settings, params)
@@ -93,7 +94,7 @@ def prepare_dataset(params: PrepareParams) -> PrepareResult:
     ok = rows["status"] == "ok"
     rendered = int(ok.to_numpy()[todo].sum())
     kept = int(ok.sum())
-    removed, moved_unplanned = plan.sync_folders(
+    removed, moved_unplanned = folders.sync_folders(
         dataset_dir, spec.splits, class_names, rows["path"][ok], aside
     )
     moved += moved_unplanned
@@ -167,7 +168,7 @@ def _pending(
         redo = [force or not pixels.made_with(Path(p), settings) for p in paths]
         todo.append(chunk[redo])
         found += [Path(p) for p, r in zip(paths, redo, strict=True) if r and _foreign(Path(p))]
-    return np.concatenate(todo), plan.set_aside(dataset_dir, found, aside)
+    return np.concatenate(todo), folders.set_aside(dataset_dir, found, aside)
 
 
 def _foreign(path: Path) -> bool:
@@ -253,38 +254,43 @@ def _render(
             )
             for batch in positions
         )
-        for batch, done in zip(positions, _in_flight(futures, 2 * threads), strict=True):
-            plan.record_rendered(rows, batch, done)
-            progress.advance(len(batch))
+        plan.record_rendered(
+            rows, _advancing(positions, _in_flight(futures, 2 * threads), progress)
+        )
+
+
+def _advancing(
+    positions: list[np.ndarray], results: Iterator[Any], progress: Progress
+) -> Iterator[tuple[np.ndarray, Any]]:
+    """(positions, result) of each batch, advancing the progress bar as each one comes."""
+    for batch, done in zip(positions, results, strict=True):
+        yield batch, done
+        progress.advance(len(batch))
 
 
 def _write_manifest(rows: pd.DataFrame, run_id: str, dataset: str, root: Path) -> Path:
     """The plan as dataset_manifest rows (run id, dataset, the source URL, the hash as hex),
-    its columns shared, not copied."""
-    urls = _source_urls(root, rows["sha256"])
-    manifest = columns.manifest_frame(rows, run_id=run_id, dataset=dataset, source_url=urls)
-    path = write_table("dataset_manifest", manifest, run_id=run_id, data_dir=root)
+    written MANIFEST_BATCH rows at a time: only a batch's manifest columns exist at once."""
+    urls = columns.SourceUrls.of(root, columns.arrow_of(rows["sha256"]))
+    batches = (
+        columns.manifest_frame(
+            rows.iloc[i : i + MANIFEST_BATCH], run_id=run_id, dataset=dataset,
+            source_url=urls.batch(i, i + MANIFEST_BATCH),
+        )
+        for i in range(0, len(rows), MANIFEST_BATCH)
+    )  # fmt: skip
+    path = write_batches("dataset_manifest", batches, run_id=run_id, data_dir=root)
     # A re-run of this run id on another day replaces the older partition's rows.
     replace_parts("dataset_manifest", run_id=run_id, written=[path], data_dir=root)
     return path
-
-
-def _source_urls(root: Path, shas: pd.Series) -> pd.Series:
-    """The URL scrape_images downloaded each sha256 from in this data root (null if none)."""
-    scraped = read_table(
-        "scrape_manifest", data_dir=root, columns=["sha256", "url", "status"], on_damaged="skip"
-    )
-    scraped = scraped[(scraped["status"] == "ok") & scraped["sha256"].notna()]
-    urls = scraped.drop_duplicates("sha256", keep="last").set_index("sha256")["url"]
-    return shas.map(urls).astype("str")
 
 
 def _counts(
     rows: pd.DataFrame, splits: tuple[str, ...], class_names: list[str]
 ) -> dict[str, dict[str, int]]:
     counts = {split: dict.fromkeys(class_names, 0) for split in splits}
-    ok = rows[rows["status"] == "ok"]
-    for (split, label), n in ok.groupby(["split", "label"]).size().items():
+    ok = (rows["status"] == "ok").to_numpy()  # two columns of the kept rows, not all of them
+    for (split, label), n in rows.loc[ok, ["split", "label"]].value_counts().items():
         counts[split][label] = int(n)
     return counts
 

@@ -94,14 +94,47 @@ def write_table(
     The file is `warehouse/<table>/run_date=YYYY-MM-DD/<run_id>[-<part>].parquet`; writing
     the same run (and part) again replaces it in one step, so readers never see half a file.
     """
+    arrow = _checked(table, rows, run_id)
+    return _write(table, [arrow], run_id, data_dir, run_date, part)
+
+
+def write_batches(
+    table: str,
+    batches: Iterable[Rows],
+    *,
+    run_id: str,
+    data_dir: str | os.PathLike[str] | None = None,
+    run_date: date | str | None = None,
+    part: str | None = None,
+) -> Path:
+    """write_table's file from batches of rows, each checked and written as it comes, so a
+    writer of many rows holds one batch at a time; a bad batch leaves no file."""
+    checked = (_checked(table, rows, run_id) for rows in batches)
+    return _write(table, checked, run_id, data_dir, run_date, part)
+
+
+def _checked(table: str, rows: Rows, run_id: str) -> pa.Table:
     arrow = to_arrow(table, rows)
-    if arrow.num_rows and set(arrow.column("run_id").to_pylist()) != {run_id}:
+    if arrow.num_rows and pc.unique(arrow.column("run_id")).to_pylist() != [run_id]:
         raise SchemaError(f"{table}.run_id: every row must have run_id {run_id!r}")
+    return arrow
+
+
+def _write(
+    table: str, arrows: Iterable[pa.Table], run_id: str,
+    data_dir: str | os.PathLike[str] | None, run_date: date | str | None, part: str | None,
+) -> Path:  # fmt: skip
     run_date = run_date or datetime.now(UTC).date()
     path = Layout.at(data_dir).table_file(table, run_id, str(run_date), part)
     path.parent.mkdir(parents=True, exist_ok=True)
-    files.write_with(path, partial(pq.write_table, arrow, compression="zstd"))
+    files.write_with(path, partial(_write_parquet, schema_of(table), arrows))
     return path
+
+
+def _write_parquet(schema: pa.Schema, arrows: Iterable[pa.Table], target: Path) -> None:
+    with pq.ParquetWriter(target, schema, compression="zstd") as writer:
+        for arrow in arrows:
+            writer.write_table(arrow)
 
 
 def part_name(group: str, number: int) -> str:

@@ -27,7 +27,7 @@ the close pairs (single linkage).
 
 from __future__ import annotations
 
-from itertools import combinations
+from itertools import combinations, product
 
 import imagehash
 import numpy as np
@@ -37,6 +37,9 @@ BANDS, BAND_BITS = 4, 16
 DRAFT_SIZE = (64, 64)  # decode a JPEG at >= this many pixels: the hash needs 32x32
 COLOR_TOLERANCE = 24.0  # 0-255 per channel; re-encodes, resizes and crops move it a few levels
 MIN_HASH_BITS = 24
+# Items looked up at a time: the candidate pairs of a chunk (a few per item below 2^16 hashes,
+# more above) are the grouping's transient memory, bounded by this instead of by the images.
+QUERY_CHUNK = 1 << 14
 # A second hash of the centre 95% matches a copy cropped by ~5%, which the whole-image hash
 # of a spatially shifted picture often misses (the measured catch rates: BENCHMARKS.md).
 CENTRE_CROP = 0.95
@@ -77,12 +80,15 @@ def _flip_masks(distance: int) -> np.ndarray:
     return np.array(masks, dtype=np.uint64)
 
 
-def _pairs_in_band(keys: np.ndarray, starts: np.ndarray, order: np.ndarray, mask: np.uint64):
-    """(i, j), i < j, whose band keys differ by exactly `mask`: a bucket lookup per item."""
-    query = (keys ^ mask).astype(np.int64)
+def _pairs_in_band(
+    keys: np.ndarray, starts: np.ndarray, order: np.ndarray, mask: np.uint64, first: int
+):
+    """(i, j), i < j, whose band keys differ by exactly `mask`, for the QUERY_CHUNK items from
+    `first`: a bucket lookup per item."""
+    query = (keys[first : first + QUERY_CHUNK] ^ mask).astype(np.int64)
     lo, hi = starts[query], starts[query + 1]
     counts = hi - lo
-    i = np.repeat(np.arange(len(keys)), counts)
+    i = np.repeat(np.arange(first, first + len(query)), counts)
     j = order[np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(len(i))]
     keep = i < j
     return i[keep], j[keep]
@@ -99,8 +105,8 @@ def close_pairs(hashes: np.ndarray, distance: int, colors: np.ndarray | None = N
         order = np.argsort(keys, kind="stable")
         starts = np.zeros((1 << BAND_BITS) + 1, np.int64)
         starts[1:] = np.cumsum(np.bincount(keys.astype(np.int64), minlength=1 << BAND_BITS))
-        for mask in _flip_masks(distance):
-            i, j = _pairs_in_band(keys, starts, order, mask)
+        for mask, first in product(_flip_masks(distance), range(0, len(keys), QUERY_CHUNK)):
+            i, j = _pairs_in_band(keys, starts, order, mask, first)
             near = np.bitwise_count(hashes[i] ^ hashes[j]) <= distance
             if colors is not None:
                 near &= np.abs(colors[i] - colors[j]).max(axis=1) <= COLOR_TOLERANCE

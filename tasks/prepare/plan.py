@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,21 +20,20 @@ from storage import files
 from storage.errors import ConfigError
 from storage.files import IMAGE_EXTENSIONS
 from storage.layout import safe_name
-from tasks.prepare.columns import COLOURS as _COLOURS
-from tasks.prepare.columns import failures
+from storage.schemas import DATASET_STATUSES
+from tasks.prepare import columns
+from tasks.prepare.columns import COLOURS, failures
 from tasks.prepare.near_duplicates import MIN_HASH_BITS, image_groups
-from tasks.prepare.render import made_by_us
 
 # Extensions decoded (any case); other files in a class folder become `unsupported` rows.
 SPLITS = ("train", "val", "test")
 MIN_PER_SPLIT = 5  # below this many images of a class in a split, its metrics are noise
 STAMP_FILE = "dataset.json"
-ASIDE_DIR = ".set-aside"  # files found in the dataset folders that pixelpipe did not write
-_OUTPUT_NAME = re.compile(r"^[0-9a-f]{64}\.(jpg|png)$")
 _FILES = pa.schema(
     [("source_path", pa.string()), ("label", pa.string()), ("size", pa.int64()),
      ("mtime_ns", pa.int64())]
 )  # fmt: skip
+_TEXT = pa.schema([("source_path", pa.large_string()), ("label", pa.large_string())])
 _LIST_CHUNK = 4096  # files listed as Python objects before they become an Arrow chunk
 # Nullable integers stay integers in the plan (a missing width is <NA>, not a float NaN).
 _NULLABLE = {pa.int32(): pd.Int32Dtype(), pa.uint64(): pd.UInt64Dtype()}
@@ -148,129 +146,209 @@ def plan(
     hashes within spec.near_duplicate_distance) form a group: split together, by the group's
     smallest sha256, or all `conflict` when the group spans classes. Over max_per_class ->
     `capped`.
+
+    The state is decided as numpy codes (status, split, the row whose sha256 keys a group) and
+    the text columns are built once at the end, in Arrow: no Python object per row.
     """
-    rows = _base_rows(files, inspected, class_names)
+    listing = pa.Table.from_pandas(files[_TEXT.names], schema=_TEXT, preserve_index=False)
+    sha, paths = inspected.column("sha256"), listing.column("source_path")
+    outcome = _base_outcomes(paths, inspected)
+    labels, label_names = columns.codes(listing.column("label"))
     if excluded:
-        hit = (rows["status"] == "ok") & rows["sha256"].isin(list(excluded))
-        _mark(rows, hit, "excluded_by_curation", rows["sha256"][hit].map(excluded))
-    unique = _dedupe(rows)
-    group_near_duplicates(rows, unique, spec.near_duplicate_distance)
-    kept = unique[(rows["status"].to_numpy()[unique] == "ok")]
-    _cap_and_split(rows, kept, dataset_dir, spec, suffix)
-    return rows.drop(columns=["phash_centre", *_COLOURS])
+        hit = np.flatnonzero(
+            (outcome.status == _OK) & _is_in(sha, list(excluded)).to_numpy(zero_copy_only=False)
+        )
+        why = [excluded[s] for s in sha.take(pa.array(hit)).to_pylist()]
+        outcome.mark(hit, "excluded_by_curation", why)
+    names = label_names.to_pylist()
+    unique = _dedupe(outcome, columns.same_codes(sha), labels, names, paths)
+    group = np.full(len(labels), -1, np.int64)  # the row whose sha256 names each row's group
+    group[unique] = unique
+    distance = spec.near_duplicate_distance
+    _group_near_duplicates(outcome, group, unique, inspected, distance, labels, names, paths)
+    kept = unique[outcome.status[unique] == _OK]
+    split = _cap_and_split(outcome, group, kept, labels, sha, spec)
+    return _frame(
+        files, inspected, listing, group, outcome, split, class_names, dataset_dir, suffix
+    )
 
 
-def _base_rows(
-    files: pd.DataFrame, inspected: pa.Table, class_names: Sequence[str]
-) -> pd.DataFrame:
-    info = inspected.to_pandas(types_mapper=_NULLABLE.get)
-    rows = pd.DataFrame(
-        {
-            "source_path": files["source_path"],
-            "label": files["label"],
-            "label_index": files["label"].map({c: i for i, c in enumerate(class_names)}),
-        }
-    ).astype({"label_index": "int32"})
-    for column in ("sha256", "width", "height", "phash", "phash_centre", *_COLOURS):
-        rows[column] = info[column].to_numpy() if column in _COLOURS else info[column].array
-    rows["near_duplicate_group"] = pd.Series(pd.NA, index=rows.index, dtype="str")
-    rows["brightness"], rows["contrast"] = info["brightness"], info["contrast"]
-    failed = info["error"].notna()
-    rows["status"] = info["status"].where(info["status"].notna(), "corrupt").where(failed, "ok")
-    rows["error"] = info["error"]
-    paths = files["source_path"]
+_OK = 0  # the code of "ok": the first of DATASET_STATUSES
+_SPLIT_NAMES = pa.array(SPLITS, pa.string())
+
+
+def _is_in(values: pa.ChunkedArray, wanted: list[str]) -> pa.ChunkedArray:
+    return pc.fill_null(pc.is_in(values, value_set=pa.array(wanted, pa.string())), False)
+
+
+def _base_outcomes(paths: pa.ChunkedArray, inspected: pa.Table) -> columns.Outcomes:
+    """Each file's status from its inspection (ok, or the failure it found: corrupt unless
+    said otherwise), then `unsupported` for a file whose extension is not an image's."""
+    error = inspected.column("error").combine_chunks()
+    found = pc.coalesce(inspected.column("status"), "corrupt").combine_chunks()
+    status = pc.if_else(pc.is_null(error), "ok", found)
+    outcome = columns.Outcomes(DATASET_STATUSES, status, error)
     unsupported = ~np.fromiter(
-        (Path(p).suffix.lower() in IMAGE_EXTENSIONS for p in paths), bool, len(paths)
+        (Path(p).suffix.lower() in IMAGE_EXTENSIONS for p in _texts(paths)), bool, len(paths)
     )
     if unsupported.any():
-        suffixes = paths[unsupported].map(lambda p: Path(p).suffix)
-        _mark(
-            rows, unsupported, "unsupported", "not an image file extension: " + suffixes.map(repr)
-        )
-    rows["split"] = pd.Series(pd.NA, index=rows.index, dtype="str")
-    rows["path"] = pd.Series(pd.NA, index=rows.index, dtype="str")
-    return rows
+        where = np.flatnonzero(unsupported)
+        why = [f"not an image file extension: {Path(p).suffix!r}" for p in _texts(paths, where)]
+        outcome.mark(where, "unsupported", why)
+    return outcome
 
 
-def _mark(rows: pd.DataFrame, where: Any, status: str, error: Any) -> None:
-    """Set the status and error of the rows `where` selects (a mask or positions)."""
-    rows.loc[where, "status"] = status
-    rows.loc[where, "error"] = error
-
-
-def _dedupe(rows: pd.DataFrame) -> np.ndarray:
+def _dedupe(
+    outcome: columns.Outcomes, shas: np.ndarray, labels: np.ndarray, label_names: list[str],
+    paths: pa.ChunkedArray,
+) -> np.ndarray:  # fmt: skip
     """Mark `conflict` and `duplicate` copies; return the positions of the one kept copy of
     each ok image, in row order."""
-    ok = rows[rows["status"] == "ok"]
-    classes = ok.groupby("sha256", sort=False)["label"].transform("nunique")
-    clash = ok[classes > 1]
+    ok = np.flatnonzero((outcome.status == _OK) & (shas >= 0))
+    pairs = np.unique(shas[ok] * max(1, len(label_names)) + labels[ok])
+    classes = np.bincount(pairs // max(1, len(label_names)), minlength=shas.max(initial=-1) + 1)
+    clash, single = ok[classes[shas[ok]] > 1], ok[classes[shas[ok]] == 1]
     if len(clash):
-        names = clash.groupby("sha256")["label"].agg(lambda s: ", ".join(sorted(set(s))))
-        _mark(rows, clash.index, "conflict", "same image in classes " + clash["sha256"].map(names))
-    single = ok[classes == 1]
-    first = ~single["sha256"].duplicated(keep="first")
-    copies = single.index[~first]
+        classes_of: dict[int, set[str]] = {}
+        for code, label in zip(shas[clash].tolist(), labels[clash].tolist(), strict=True):
+            classes_of.setdefault(code, set()).add(label_names[label])
+        why = {c: "same image in classes " + ", ".join(sorted(n)) for c, n in classes_of.items()}
+        outcome.mark(clash, "conflict", [why[c] for c in shas[clash].tolist()])
+    _, first = np.unique(shas[single], return_index=True)
+    keep = np.zeros(len(single), bool)
+    keep[first] = True
+    copies = single[~keep]
     if len(copies):
-        source = single[first].set_index("sha256")["source_path"]
-        again = rows.loc[copies, "sha256"].map(source)
-        _mark(rows, copies, "duplicate", "same bytes as " + again)
-    return single.index[first].to_numpy()
+        source = np.full(shas.max() + 1, -1, np.int64)
+        source[shas[single[keep]]] = single[keep]
+        origin = paths.take(pa.array(source[shas[copies]])).cast(pa.string())
+        why = pc.binary_join_element_wise("same bytes as ", origin, "")
+        outcome.mark(copies, "duplicate", why)
+    return single[keep]
 
 
-def group_near_duplicates(rows: pd.DataFrame, unique: np.ndarray, distance: int | None) -> None:
-    """Set the `near_duplicate_group` of the rows at `unique` (the smallest sha256 among its
-    near-duplicates, its own when it has none); a group spanning classes becomes `conflict`,
-    every member. Reads the phash, phash_centre and mean colour columns."""
-    rows.loc[unique, "near_duplicate_group"] = rows["sha256"].to_numpy()[unique]
-    phash = rows["phash"].to_numpy(dtype=np.uint64, na_value=0)[unique]
-    colours = rows[list(_COLOURS)].to_numpy(np.float32)[unique]
+def _group_near_duplicates(
+    outcome: columns.Outcomes, group: np.ndarray, unique: np.ndarray, inspected: pa.Table,
+    distance: int | None, labels: np.ndarray, label_names: list[str], paths: pa.ChunkedArray,
+) -> None:  # fmt: skip
+    """Point the `group` of each near-duplicate at the row with the group's smallest sha256
+    (a lone image keeps its own); a group spanning classes becomes `conflict`, every member.
+    Reads the phash, phash_centre and mean colour columns of the rows at `unique`."""
+    picked = pa.array(unique)
+    phash = pc.fill_null(inspected.column("phash").take(picked), 0).to_numpy()
+    colours = np.stack(
+        [inspected.column(c).take(picked).to_numpy() for c in COLOURS], axis=1
+    ).astype(np.float32)
     usable = (np.bitwise_count(phash) >= MIN_HASH_BITS) & ~np.isnan(colours).any(axis=1)
     hashed = unique[usable]
     if distance is None or len(hashed) < 2:
         return
-    centre = rows["phash_centre"].to_numpy(dtype=np.uint64, na_value=0)[hashed]
+    centre = pc.fill_null(inspected.column("phash_centre").take(pa.array(hashed)), 0).to_numpy()
     hashes = np.concatenate([phash[usable], centre])
     components = image_groups(hashes, np.concatenate([colours[usable]] * 2), distance, len(hashed))
-    sizes = np.bincount(components)
-    for component in np.unique(components[sizes[components] > 1]):
-        _join(rows, hashed[components == component])
+    joined = np.bincount(components)[components] > 1
+    order = np.argsort(components[joined], kind="stable")  # members stay in row order
+    members, keys = hashed[joined][order], components[joined][order]
+    sha = inspected.column("sha256")
+    for group_members in np.split(members, np.flatnonzero(np.diff(keys)) + 1):
+        if len(group_members):
+            _join(outcome, group, group_members, sha, labels, label_names, paths)
 
 
-def _join(rows: pd.DataFrame, members: np.ndarray) -> None:
+def _join(
+    outcome: columns.Outcomes, group: np.ndarray, members: np.ndarray, sha: pa.ChunkedArray,
+    labels: np.ndarray, label_names: list[str], paths: pa.ChunkedArray,
+) -> None:  # fmt: skip
     """One near-duplicate group (positions, in row order): its key, and `conflict` for all
     when it spans classes."""
-    group = rows.loc[members]
-    rows.loc[members, "near_duplicate_group"] = group["sha256"].min()
-    labels = sorted(set(group["label"]))
-    if len(labels) < 2:
+    shas = sha.take(pa.array(members)).to_pylist()
+    group[members] = members[min(range(len(shas)), key=shas.__getitem__)]
+    classes = labels[members].tolist()
+    if len(set(classes)) < 2:
         return
-    for position, label in zip(members, group["label"], strict=True):
-        others = group["source_path"][group["label"] != label].tolist()[:3]
-        error = f"near-duplicate of {', '.join(others)} (classes {', '.join(labels)})"
-        _mark(rows, [position], "conflict", error)
+    names = ", ".join(sorted({label_names[c] for c in classes}))
+    sources = paths.take(pa.array(members)).to_pylist()
+    errors = []
+    for label in classes:
+        others = [p for p, c in zip(sources, classes, strict=True) if c != label][:3]
+        errors.append(f"near-duplicate of {', '.join(others)} (classes {names})")
+    outcome.mark(members, "conflict", errors)
+
+
+def _texts(values: pa.ChunkedArray, positions: np.ndarray | None = None) -> Iterator[str]:
+    """The values (at `positions`) as Python strings, a few thousand alive at a time."""
+    for i in range(0, len(values) if positions is None else len(positions), _LIST_CHUNK):
+        if positions is None:
+            yield from values.slice(i, _LIST_CHUNK).to_pylist()
+        else:
+            yield from values.take(pa.array(positions[i : i + _LIST_CHUNK])).to_pylist()
 
 
 def _cap_and_split(
-    rows: pd.DataFrame, kept: np.ndarray, dataset_dir: Path, spec: SplitSpec, suffix: str
-) -> None:
-    # The cap keeps the images with the smallest seeded hash: deterministic, and drawn
-    # independently of the split hash, so capping doesn't empty val/ first.
-    chosen = rows.loc[kept, ["label", "sha256", "near_duplicate_group"]]
-    chosen["cap"] = [unit_hash("cap", spec.seed, sha) for sha in chosen["sha256"]]
-    order = chosen.sort_values(["label", "cap"], kind="stable")
-    rank = order.groupby("label", sort=False).cumcount()
+    outcome: columns.Outcomes, group: np.ndarray, kept: np.ndarray, labels: np.ndarray,
+    sha: pa.ChunkedArray, spec: SplitSpec,
+) -> np.ndarray:  # fmt: skip
+    """`capped` for the kept rows over max_per_class; the split of the others (an index into
+    SPLITS per row, -1 for a row left out)."""
     if spec.max_per_class:
-        over = rank.index[rank >= spec.max_per_class]
-        _mark(rows, over, "capped", f"over max_per_class={spec.max_per_class}")
-        chosen = chosen.drop(index=over)
+        # The cap keeps the images with the smallest seeded hash: deterministic, and drawn
+        # independently of the split hash, so capping doesn't empty val/ first.
+        cap = np.fromiter(
+            (unit_hash("cap", spec.seed, s) for s in _texts(sha, kept)), np.float64, len(kept)
+        )
+        order = np.lexsort((cap, labels[kept]))
+        ranked = labels[kept][order]
+        rank = np.arange(len(order)) - np.searchsorted(ranked, ranked)
+        over = np.sort(kept[order][rank >= spec.max_per_class])
+        if len(over):
+            outcome.mark(over, "capped", f"over max_per_class={spec.max_per_class}")
+        kept = kept[outcome.status[kept] == _OK]
     # The group's key: near-duplicates land in one split (a lone image's key is its sha256).
-    splits = [split_of(key, spec) for key in chosen["near_duplicate_group"]]
-    rows.loc[chosen.index, "split"] = splits
-    # Joined in Arrow: no Python string per output path.
-    name = pc.binary_join_element_wise(pa.array(chosen["sha256"], pa.string()), suffix, "")
-    parts = [pa.array(splits, pa.string()), pa.array(chosen["label"], pa.string()), name]
-    path = pc.binary_join_element_wise(dataset_dir.as_posix(), *parts, "/")
-    rows.loc[chosen.index, "path"] = path.to_pandas().set_axis(chosen.index)
+    split = np.full(len(group), -1, np.int8)
+    split[kept] = np.fromiter(
+        (SPLITS.index(split_of(key, spec)) for key in _texts(sha, group[kept])),
+        np.int8,
+        len(kept),
+    )
+    return split
+
+
+def _frame(
+    files: pd.DataFrame, inspected: pa.Table, listing: pa.Table, group: np.ndarray,
+    outcome: columns.Outcomes, split: np.ndarray, class_names: Sequence[str],
+    dataset_dir: Path, suffix: str,
+) -> pd.DataFrame:  # fmt: skip
+    """The plan's columns, each built once from its codes (the text ones in Arrow)."""
+    sha = inspected.column("sha256")
+    kept = np.flatnonzero(split >= 0)
+    at = pa.array(kept)
+    name = pc.binary_join_element_wise(sha.take(at), suffix, "")
+    label = listing.column("label").take(at).cast(pa.string())
+    parts = [_SPLIT_NAMES.take(pa.array(split[kept])), label, name]
+    joined = pc.binary_join_element_wise(dataset_dir.as_posix(), *parts, "/")
+    where = np.full(len(split), -1, np.int64)
+    where[kept] = np.arange(len(kept))
+    names = pa.array(list(class_names), pa.large_string())
+    label_index = pc.index_in(listing.column("label"), value_set=names)
+    built = {
+        "source_path": files["source_path"],
+        "label": files["label"],
+        "label_index": label_index.to_numpy().astype(np.int32),
+        "sha256": _text(sha),
+        **{c: inspected.column(c).to_pandas(types_mapper=_NULLABLE.get).array
+           for c in ("width", "height", "phash")},
+        "near_duplicate_group": _text(columns.scatter(sha, group)),
+        **{c: inspected.column(c).to_numpy() for c in ("brightness", "contrast")},
+        "status": _text(outcome.status_column()),
+        "error": _text(outcome.error_column()),
+        "split": _text(columns.scatter(_SPLIT_NAMES, split.astype(np.int64))),
+        "path": _text(columns.scatter(joined, where)),
+    }  # fmt: skip
+    return pd.DataFrame(built, index=files.index)
+
+
+def _text(values: pa.Array | pa.ChunkedArray) -> Any:
+    return values.to_pandas().array
 
 
 def read_stamp(dataset_dir: Path) -> dict[str, Any] | None:
@@ -314,76 +392,21 @@ def apply_known_failures(rows: pd.DataFrame, stamp: dict[str, Any]) -> None:
         unplan(rows, hit, [s for s, _ in found], [e for _, e in found])
 
 
-def record_rendered(rows: pd.DataFrame, positions: np.ndarray, done: pa.Table) -> None:
-    """A rendered batch's outcome (render_batch's table for the rows at `positions`): the
-    rows whose decoding failed take its status and leave the dataset."""
-    failed, statuses, errors = failures(done)
+def record_rendered(rows: pd.DataFrame, rendered: Iterable[tuple[np.ndarray, pa.Table]]) -> None:
+    """The rendered batches' outcomes, (positions, render_batch's table) pairs: the rows whose
+    decoding failed take its status and leave the dataset, all in one assignment."""
+    where, statuses, errors = [], [], []
+    for positions, done in rendered:
+        failed, status, error = failures(done)
+        where.append(positions[failed])
+        statuses += status
+        errors += error
     if statuses:
-        unplan(rows, rows.index[positions[failed]], statuses, errors)
+        unplan(rows, rows.index[np.concatenate(where)], statuses, errors)
 
 
 def unplan(rows: pd.DataFrame, where: Any, status: Any, error: Any) -> None:
-    """Take the rows `where` selects out of the dataset: a failure status, no split, no path."""
-    _mark(rows, where, status, error)
-    rows.loc[where, "split"] = pd.NA
-    rows.loc[where, "path"] = pd.NA
-
-
-def set_aside(dataset_dir: Path, found: Iterable[Path], aside: Path) -> list[Path]:
-    """Move files pixelpipe did not write out of the way, to the same relative path under
-    `aside` (never overwriting one there); return where each went."""
-    moved = []
-    for file in found:
-        target = aside / file.relative_to(dataset_dir)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        n = 1
-        while target.exists():
-            target, n = target.with_name(f"{file.stem}.{n}{file.suffix}"), n + 1
-        file.rename(target)
-        moved.append(target)
-    return moved
-
-
-def sync_folders(
-    dataset_dir: Path, splits: Sequence[str], classes: Sequence[str], keep: Iterable[str],
-    aside: Path,
-) -> tuple[int, list[Path]]:  # fmt: skip
-    """Make every split hold every class folder (so Keras infers the same class list in each),
-    delete our outputs not in `keep` (output paths: a set, or a column of a plan), and move
-    any other file in a class folder (not ours: a user's) to `aside`. Returns (deleted, where
-    the moved files went)."""
-    kept = pa.array(list(keep) if isinstance(keep, set) else keep, pa.string())
-    removed, moved = 0, []
-    for split_dir in (dataset_dir / s for s in SPLITS):
-        if not split_dir.is_dir():
-            continue
-        for class_dir in sorted(d for d in split_dir.iterdir() if d.is_dir()):
-            ours, foreign = _unplanned(class_dir, kept)
-            for file in ours:
-                file.unlink()
-            removed += len(ours)
-            moved += set_aside(dataset_dir, foreign, aside)
-            if (split_dir.name not in splits or class_dir.name not in classes) and not any(
-                class_dir.iterdir()
-            ):
-                class_dir.rmdir()
-        if split_dir.name not in splits and not any(split_dir.iterdir()):
-            split_dir.rmdir()
-    for split in splits:
-        for name in classes:
-            (dataset_dir / split / name).mkdir(parents=True, exist_ok=True)
-    return removed, moved
-
-
-def _unplanned(class_dir: Path, keep: pa.Array) -> tuple[list[Path], list[Path]]:
-    """The files of a class folder not in `keep`: (our outputs, anyone else's files)."""
-    # hidden: an interrupted write's temporary file, or the user's own
-    found = [f for f in sorted(class_dir.iterdir()) if not f.name.startswith(".") and f.is_file()]
-    planned = pc.is_in(pa.array([f.as_posix() for f in found], pa.string()), value_set=keep)
-    ours, foreign = [], []
-    for file, known in zip(found, planned.to_pylist(), strict=True):
-        if known:
-            continue
-        mine = _OUTPUT_NAME.match(file.name) and made_by_us(file)
-        (ours if mine else foreign).append(file)
-    return ours, foreign
+    """Take the rows `where` selects out of the dataset: a failure status, no split, no path.
+    Each assignment copies its whole column (pandas 3, Arrow strings): call it once a run."""
+    for column, value in (("status", status), ("error", error), ("split", pd.NA), ("path", pd.NA)):
+        rows.loc[where, column] = value

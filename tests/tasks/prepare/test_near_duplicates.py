@@ -13,7 +13,13 @@ from PIL import Image
 from tasks.demo.gallery import draw_forest, draw_mountain
 from tasks.prepare import plan
 from tasks.prepare.columns import inspection_table
-from tasks.prepare.near_duplicates import close_pairs, group_labels, informative, to_ints
+from tasks.prepare.near_duplicates import (
+    QUERY_CHUNK,
+    close_pairs,
+    group_labels,
+    informative,
+    to_ints,
+)
 from tasks.prepare.render import inspect_file
 
 
@@ -132,3 +138,16 @@ def test_close_pairs_equal_comparing_every_pair(distance):
 
 def test_hex_hashes_round_trip():
     assert to_ints(["ffffffffffffffff", "0000000000000001"]).tolist() == [2**64 - 1, 1]
+
+
+def test_close_pairs_finds_every_planted_pair_across_query_chunks():
+    """More hashes than one chunk of queries (QUERY_CHUNK): a copy within 3 bits of each of
+    20,000 random hashes is found, wherever the chunk boundaries fall, and nothing else."""
+    rng = np.random.default_rng(5)
+    base = rng.integers(0, 2**64 - 1, 20_000, dtype=np.uint64, endpoint=True)
+    flips = rng.integers(0, 64, (20_000, 3)).astype(np.uint64)
+    planted = base ^ (np.uint64(1) << flips[:, 0]) ^ (np.uint64(1) << flips[:, 1])
+    hashes = np.concatenate([base, planted])
+    assert len(hashes) > 2 * QUERY_CHUNK
+    got = close_pairs(hashes, 3)
+    assert got.tolist() == [[k, 20_000 + k] for k in range(20_000)]

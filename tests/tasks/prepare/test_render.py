@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from storage.errors import ConfigError
-from tasks.prepare import plan
+from tasks.prepare import folders, plan
 from tasks.prepare import render as pixels
 from tasks.prepare import tasks as images
 from tasks.prepare.columns import INSPECTION, RENDERED, inspection_table, manifest_frame
@@ -314,12 +314,12 @@ def test_sync_folders_makes_every_class_folder_and_removes_stale_outputs(tmp_pat
     assert pixels.render_file(str(source), str(keep), SETTINGS) == ("ok", None)
     (dataset / "test" / "cat").mkdir(parents=True)
     aside = dataset / ".set-aside" / "r1"
-    removed, moved = plan.sync_folders(
+    removed, moved = folders.sync_folders(
         dataset, ("train", "val"), ["cat", "dog"], {keep.as_posix()}, aside
     )
     assert (removed, moved) == (1, []) and keep.exists() and not stale.exists()
-    folders = sorted(p.relative_to(dataset).as_posix() for p in dataset.glob("*/*"))
-    assert folders == ["train/cat", "train/dog", "val/cat", "val/dog"]
+    made = sorted(p.relative_to(dataset).as_posix() for p in dataset.glob("*/*"))
+    assert made == ["train/cat", "train/dog", "val/cat", "val/dog"]
 
 
 def test_sync_folders_moves_files_it_did_not_write_aside(tmp_path):
@@ -337,7 +337,7 @@ def test_sync_folders_moves_files_it_did_not_write_aside(tmp_path):
     assert pixels.render_file(str(tmp_path / "src.png"), str(ours), SETTINGS) == ("ok", None)
     renamed = ours.rename(ours.with_name(f"{'d' * 64}.jpg"))
     aside = dataset / ".set-aside" / "r2"
-    removed, moved = plan.sync_folders(dataset, ("train", "val"), ["cat"], set(), aside)
+    removed, moved = folders.sync_folders(dataset, ("train", "val"), ["cat"], set(), aside)
     assert removed == 0
     assert sorted(p.relative_to(aside).as_posix() for p in moved) == [
         f"train/bird/{'b' * 64}.jpg", f"val/cat/{'d' * 64}.jpg", "val/cat/notes.txt",

@@ -1,0 +1,77 @@
+"""Folder upkeep of a prepared dataset: every split holds every class folder, our stale
+outputs go, anyone else's files are set aside (moved, never deleted)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tasks.prepare.plan import SPLITS
+from tasks.prepare.render import made_by_us
+
+ASIDE_DIR = ".set-aside"  # files found in the dataset folders that pixelpipe did not write
+_OUTPUT_NAME = re.compile(r"^[0-9a-f]{64}\.(jpg|png)$")
+
+
+def set_aside(dataset_dir: Path, found: Iterable[Path], aside: Path) -> list[Path]:
+    """Move files pixelpipe did not write out of the way, to the same relative path under
+    `aside` (never overwriting one there); return where each went."""
+    moved = []
+    for file in found:
+        target = aside / file.relative_to(dataset_dir)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        n = 1
+        while target.exists():
+            target, n = target.with_name(f"{file.stem}.{n}{file.suffix}"), n + 1
+        file.rename(target)
+        moved.append(target)
+    return moved
+
+
+def sync_folders(
+    dataset_dir: Path, splits: Sequence[str], classes: Sequence[str], keep: Iterable[str],
+    aside: Path,
+) -> tuple[int, list[Path]]:  # fmt: skip
+    """Make every split hold every class folder (so Keras infers the same class list in each),
+    delete our outputs not in `keep` (output paths: a set, or a column of a plan), and move
+    any other file in a class folder (not ours: a user's) to `aside`. Returns (deleted, where
+    the moved files went)."""
+    kept = pa.array(list(keep) if isinstance(keep, set) else keep, pa.string())
+    removed, moved = 0, []
+    for split_dir in (dataset_dir / s for s in SPLITS):
+        if not split_dir.is_dir():
+            continue
+        for class_dir in sorted(d for d in split_dir.iterdir() if d.is_dir()):
+            ours, foreign = _unplanned(class_dir, kept)
+            for file in ours:
+                file.unlink()
+            removed += len(ours)
+            moved += set_aside(dataset_dir, foreign, aside)
+            if (split_dir.name not in splits or class_dir.name not in classes) and not any(
+                class_dir.iterdir()
+            ):
+                class_dir.rmdir()
+        if split_dir.name not in splits and not any(split_dir.iterdir()):
+            split_dir.rmdir()
+    for split in splits:
+        for name in classes:
+            (dataset_dir / split / name).mkdir(parents=True, exist_ok=True)
+    return removed, moved
+
+
+def _unplanned(class_dir: Path, keep: pa.Array) -> tuple[list[Path], list[Path]]:
+    """The files of a class folder not in `keep`: (our outputs, anyone else's files)."""
+    # hidden: an interrupted write's temporary file, or the user's own
+    found = [f for f in sorted(class_dir.iterdir()) if not f.name.startswith(".") and f.is_file()]
+    planned = pc.is_in(pa.array([f.as_posix() for f in found], pa.string()), value_set=keep)
+    ours, foreign = [], []
+    for file, known in zip(found, planned.to_pylist(), strict=True):
+        if known:
+            continue
+        mine = _OUTPUT_NAME.match(file.name) and made_by_us(file)
+        (ours if mine else foreign).append(file)
+    return ours, foreign
