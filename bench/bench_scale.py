@@ -152,10 +152,15 @@ def child(size: int, runner: str, url_list: str, model: str, stages: list[str]) 
 
 def dask_cluster() -> tuple[dict, object]:
     """A LocalCluster of 2 single-threaded workers, TensorFlow imported in each before timing."""
+    import dask
     from distributed import Client, LocalCluster
 
+    from flows.gate.dask_runner import NO_MESSAGE_LOGS
+
     env = {"PREFECT_API_URL": os.environ["PREFECT_API_URL"]}
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None, env=env)
+    # Configured as the LocalCluster runner=dask starts: its scheduler lives in this process.
+    with dask.config.set(NO_MESSAGE_LOGS):
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None, env=env)
     with Client(cluster) as client:
         client.run(lambda: __import__("tasks.predict.tasks") and None)
     return {"runner": "dask", "dask_address": cluster.scheduler_address}, cluster
