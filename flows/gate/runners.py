@@ -45,7 +45,7 @@ def task_runner_for(
         # prefect_dask itself first: the module below, once imported, would hide its absence.
         import prefect_dask  # noqa: F401
 
-        from flows.gate.dask_runner import QuietDaskTaskRunner  # deferred: imports prefect_dask
+        from flows.gate.dask_runner import QuietDaskTaskRunner  # deferred: optional extra
     except ImportError as e:
         raise ConfigError(f"runner=dask needs prefect-dask ({e}): {DASK_INSTALL}") from e
     if dask_address:
