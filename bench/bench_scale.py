@@ -1,7 +1,7 @@
 """Scale proof: a URL list of N generated images -> scrape -> prepare -> predict, as flows.
 
     .venv/bin/python bench/bench_scale.py [--sizes 20000 100000] [--runners default dask]
-        [--stages scrape prepare predict]
+        [--stages scrape prepare predict] [--work DIR]
 
 A child process serves the images on loopback, synthesizing each from its URL path (8x8
 random blocks seeded by the image's number, PNG or JPEG in turn, 40x40 px): nothing large sits
@@ -152,10 +152,15 @@ def child(size: int, runner: str, url_list: str, model: str, stages: list[str]) 
 
 def dask_cluster() -> tuple[dict, object]:
     """A LocalCluster of 2 single-threaded workers, TensorFlow imported in each before timing."""
+    import dask
     from distributed import Client, LocalCluster
 
+    from flows.gate.dask_runner import NO_MESSAGE_LOGS
+
     env = {"PREFECT_API_URL": os.environ["PREFECT_API_URL"]}
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None, env=env)
+    # Configured as the LocalCluster runner=dask starts: its scheduler lives in this process.
+    with dask.config.set(NO_MESSAGE_LOGS):
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None, env=env)
     with Client(cluster) as client:
         client.run(lambda: __import__("tasks.predict.tasks") and None)
     return {"runner": "dask", "dask_address": cluster.scheduler_address}, cluster
@@ -199,7 +204,7 @@ def _digest(frame) -> str:
 
 def run_child(size: int, runner: str, url_list: Path, model: str, stages: list[str]) -> dict:
     cmd = [sys.executable, __file__, "--child", str(size), runner, str(url_list), model]
-    cmd += ["--stages", *stages]
+    cmd += ["--stages", *stages, "--work", str(WORK)]
     done = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
     if done.returncode:
         raise SystemExit(f"{runner} {size} failed:\n{done.stdout}\n{done.stderr[-4000:]}")
@@ -207,12 +212,18 @@ def run_child(size: int, runner: str, url_list: Path, model: str, stages: list[s
 
 
 def main() -> None:
+    global WORK
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[20_000, 100_000])
     parser.add_argument("--runners", nargs="+", default=["default", "dask"])
     parser.add_argument("--stages", nargs="+", default=list(STAGES), choices=STAGES)
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--work", type=Path, default=WORK, help=f"folder of the runs' data (default {WORK}):"
+        " two benches at once each need their own"
+    )  # fmt: skip
     args = parser.parse_args()
+    WORK = args.work
     if args.child:
         size, runner, url_list, model = args.child
         print(json.dumps(child(int(size), runner, url_list, model, args.stages)), flush=True)

@@ -16,11 +16,11 @@ from flows.gate.entry import gated_flow
 from flows.gate.runners import machine_cores, task_runner_for
 from flows.params import ScrapeParams
 from storage.layout import Layout, new_run_id, safe_name
-from storage.parquet import part_name, read_table, write_table
+from storage.parquet import part_name, write_table
 from storage.schemas import SCRAPE_STATUSES
 from tasks.runtime import logger
 from tasks.scrape.fetch import check_proxy
-from tasks.scrape.manifest import manifest_row, status_reasons
+from tasks.scrape.manifest import manifest_row, run_reasons
 from tasks.scrape.politeness import create_host_limits, limit_names
 from tasks.scrape.settings import ScrapeSettings
 from tasks.scrape.stored import KEPT, StoredIndex
@@ -144,21 +144,10 @@ def scrape_images(params: ScrapeParams) -> ScrapeResult:
         stored=counts["ok"],
         counts={s: counts[s] for s in SCRAPE_STATUSES if counts[s]},
         labels=sorted(found.labels),
-        reasons=_reasons(run.data_dir, run_id, params.label),
+        reasons=run_reasons(run.data_dir, run_id, params.label),
     )
     logger().info("scrape %s: %s", run_id, result.counts)
     return result
-
-
-def _reasons(data_dir: str, run_id: str, label: str | None) -> dict[str, list[tuple[str, int]]]:
-    """Why this run's rows (for the label, or every label of a list) are not ok, read back from
-    what it wrote: two columns, whatever the number of rows."""
-    rows = read_table(
-        "scrape_manifest", data_dir=data_dir, run_id=run_id, columns=["label", "status", "error"]
-    )
-    if label:
-        rows = rows[rows["label"] == label]
-    return status_reasons(zip(rows["status"], rows["error"], strict=True))
 
 
 def _label_column(params: ScrapeParams) -> str | None:

@@ -307,13 +307,19 @@ def scan_table(
     columns: list[str] | None = None,
     data_dir: str | os.PathLike[str] | None = None,
     on_damaged: OnDamaged = "raise",
+    run_id: str | Iterable[str] | None = None,
 ) -> Iterator[pa.Table]:
-    """A table's rows part by part, filtered by `where` (Arrow expression): a reader of any
-    size of history holds one part at a time. A part a re-run removes while it is listed is
-    passed over; a damaged part raises or is skipped as in read_table."""
+    """A table's rows part by part, filtered by `where` (Arrow expression) and `run_id` (only
+    the runs' files are opened, as in read_table): a reader of any size of history or run
+    holds one part at a time. A part a re-run removes while it is listed is passed over; a
+    damaged part raises or is skipped as in read_table."""
     schema = schema_of(table).append(pa.field(PARTITION, pa.string()))
     folder = Layout.at(data_dir).table_dir(table)
-    for path in sorted(folder.glob(f"{PARTITION}=*/*.parquet")) if folder.is_dir() else []:
+    ids = run_ids_of(run_id)
+    if ids is not None:
+        of_runs = ds.field("run_id").isin(sorted(ids))
+        where = of_runs if where is None else where & of_runs
+    for path in part_files(folder, ids, None):
         try:
             part = _read_part(path, schema, folder, columns, where, on_damaged)
         except FileNotFoundError:

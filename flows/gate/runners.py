@@ -42,9 +42,12 @@ def task_runner_for(
     if runner == "processes":
         return ProcessPoolTaskRunner(max_workers=processes)
     try:
-        from prefect_dask import DaskTaskRunner
+        # prefect_dask itself first: the module below, once imported, would hide its absence.
+        import prefect_dask  # noqa: F401
+
+        from flows.gate.dask_runner import QuietDaskTaskRunner  # deferred: optional extra
     except ImportError as e:
         raise ConfigError(f"runner=dask needs prefect-dask ({e}): {DASK_INSTALL}") from e
     if dask_address:
-        return DaskTaskRunner(address=dask_address)
-    return DaskTaskRunner(cluster_kwargs=local_cluster_kwargs())
+        return QuietDaskTaskRunner(address=dask_address)
+    return QuietDaskTaskRunner(cluster_kwargs=local_cluster_kwargs())

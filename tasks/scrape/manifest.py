@@ -6,6 +6,9 @@ import contextlib
 from collections import Counter
 from collections.abc import Iterable, MutableMapping
 
+import pyarrow.dataset as ds
+
+from storage.parquet import scan_table
 from storage.schemas import SCRAPE_MANIFEST
 from tasks.scrape.hosts import HostKey, host_key, without_user_info
 
@@ -38,6 +41,23 @@ def status_reasons(rows: Iterable[tuple[str, str | None]], top: int = 3) -> dict
         if status != "ok":
             grouped.setdefault(status, Counter())[error if isinstance(error, str) else ""] += 1
     return {status: reasons.most_common(top) for status, reasons in grouped.items()}
+
+
+def run_reasons(data_dir: str, run_id: str, label: str | None) -> dict:
+    """status_reasons of a run's written rows (of `label`, when given), read back a part at a
+    time: two columns of the rows that are not ok, never the whole run at once."""
+    where = ds.field("status") != "ok"
+    if label:
+        where &= ds.field("label") == label
+    parts = scan_table(
+        "scrape_manifest", where=where, columns=["status", "error"], data_dir=data_dir,
+        run_id=run_id,
+    )  # fmt: skip
+    return status_reasons(
+        pair
+        for part in parts
+        for pair in zip(part["status"].to_pylist(), part["error"].to_pylist(), strict=True)
+    )
 
 
 def mark_duplicates(rows: list[dict], known: Iterable[str] = ()) -> list[dict]:

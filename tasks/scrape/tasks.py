@@ -7,8 +7,9 @@ import os
 import threading
 from collections import Counter
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from datetime import UTC, date, datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -229,11 +230,17 @@ def download_images(
         outcomes[i] = download_one(fetcher, urls[i], folders[i], min_size, config.max_bytes)
 
     progress = Progress(len(urls), f"Downloading {len(urls)} image(s) for {label or 'the list'!r}")
+    order = iter(interleave_by_host(urls))
     # Every image advances the terminal bar; Progress itself spaces the artifact's API calls.
+    # A window of futures, not one per URL at once: each holds a lock and a condition.
     with Fetcher(config, policy) as fetcher, ThreadPoolExecutor(workers) as pool:
-        for future in as_completed([pool.submit(work, i) for i in interleave_by_host(urls)]):
-            future.result()  # re-raises what is not a bad item (a full disk, say)
-            progress.advance()
+        running = {pool.submit(work, i) for i in islice(order, 2 * workers)}
+        while running:
+            done, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                future.result()  # re-raises what is not a bad item (a full disk, say)
+                progress.advance()
+            running |= {pool.submit(work, i) for i in islice(order, len(done))}
     rows = [
         manifest_row(run_id, own, c["page_url"], c["url"], found_in=c.get("found_in"), **o)
         for c, own, o in zip(candidates, labels, outcomes, strict=True)

@@ -122,6 +122,16 @@ def test_the_dask_runner_starts_a_machine_sized_cluster_or_joins_one():
     assert joined.address == "tcp://10.0.0.5:8786" and not joined.cluster_kwargs
 
 
+def test_the_dask_runner_keeps_no_task_arguments_in_the_flow_process(cluster):
+    """Dask logs each connection's last 1,000 messages for debugging, task arguments included
+    (every shard's URLs stayed in the flow process until the run ended): the runner's client
+    logs none. The log is Dask's own attribute: this fails loudly if it moves."""
+    with task_runner_for("dask", cluster.scheduler.address) as runner:
+        assert runner.client.submit(sum, [1, 2, 3]).result() == 6
+        assert runner.client.scheduler_comm.recent_message_log.maxlen == 0
+        assert len(runner.client.scheduler_comm.recent_message_log) == 0
+
+
 # --- the same rows on a cluster -----------------------------------------------------------------
 
 
