@@ -19,8 +19,11 @@ from typing import Any
 
 import pytest
 
+from flows.cli import server as cli_server
 from storage.parquet import read_table
 from tasks.demo.gallery import GalleryServer, build_gallery
+from tests.flows.cli.test_server import BadProxy
+from tests.http_server import SiteServer
 
 pytestmark = pytest.mark.e2e
 
@@ -355,44 +358,79 @@ def test_prefect_yaml_deploys_every_flow_to_a_process_pool(server):
         assert deployed.work_pool_name == "pixelpipe-process"
 
 
-def test_serve_stops_in_seconds_whatever_the_order_of_shutdown(tmp_path):
-    """`pixelpipe server start`, then `pixelpipe serve` stopped first (it pauses the nightly
-    schedule on its way out), then a second serve stopped after `pixelpipe server stop` (Prefect's
-    own pause retried against the stopped server for over a minute)."""
-    port = free_port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "home"), "DO_NOT_TRACK": "1",
-           "PIXELPIPE_DATA_DIR": str(tmp_path / "data"), "PREFECT_RUNNER_POLL_FREQUENCY": "2",
-           "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}  # fmt: skip
-    env.pop("PREFECT_API_URL", None)  # the commands find the server `server start` recorded
-    pixelpipe = partial(
-        subprocess.run, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
-    )
-    started = pixelpipe([str(BIN / "pixelpipe"), "server", "start", "--port", str(port)])
-    assert started.returncode == 0, started.stdout + started.stderr
-    procs = Processes(tmp_path)
-    defaults = tmp_path / "defaults.yaml"
-    defaults.write_text(f"dataset_dir: {tmp_path / 'data' / 'datasets' / 'nightly'}\n")
-    try:
-        first = procs.start("serve1", [str(BIN / "pixelpipe"), "serve", "--params", str(defaults)],
-                            env, cwd=tmp_path)  # fmt: skip
-        nightly = wait_until(lambda: deployment(api, "image-pipeline/nightly"), 240, "nightly")
-        assert not nightly.paused
-        first.send_signal(signal.SIGTERM)
-        first.wait(timeout=30)  # the server is up: a few calls, then out
-        assert deployment(api, "image-pipeline/nightly").paused, procs.tail("serve1")
-        said = (tmp_path / "serve1.log").read_text()
-        assert "schedule: image-pipeline/nightly runs at cron '0 3 * * *' (UTC): active" in said
-        assert "schedule: paused image-pipeline/nightly" in said
+def test_server_start_is_found_used_and_serve_stops_in_seconds_whatever_the_order(tmp_path):
+    """One `pixelpipe server start` for the server's whole life, every command with
+    HTTP(S)_PROXY at a proxy that answers 502 and no NO_PROXY (they all work as without it; the
+    proxy sees no request): start records where it listens, status says it answers, a second
+    start finds it, a flow command runs on it (no temporary server, no hint); `pixelpipe serve`
+    finds it too, and stopped first pauses the nightly schedule on its way out; a second serve
+    stopped after `pixelpipe server stop` (Prefect's own pause retried against the stopped
+    server for over a minute) is out in seconds; stop frees the port at once."""
+    home, port = tmp_path / "home", free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    with BadProxy() as proxy:
+        env = {**os.environ, **proxy.environ(), "PREFECT_HOME": str(home), "DO_NOT_TRACK": "1",
+               "PIXELPIPE_DATA_DIR": str(tmp_path / "data"), "PREFECT_RUNNER_POLL_FREQUENCY": "2",
+               "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}  # fmt: skip
+        for name in ("PREFECT_API_URL", "NO_PROXY", "no_proxy"):  # the commands find the server
+            env.pop(name, None)
+        pixelpipe = partial(
+            subprocess.run, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
+        )
 
-        second = procs.start("serve2", [str(BIN / "pixelpipe"), "serve", "--params", str(defaults)],
-                             env, cwd=tmp_path)  # fmt: skip
-        wait_until(lambda: not deployment(api, "image-pipeline/nightly").paused, 240, "serve2")
-        stopped = pixelpipe([str(BIN / "pixelpipe"), "server", "stop"])
-        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
-        second.send_signal(signal.SIGTERM)
-        second.wait(timeout=30)  # the server is gone: nothing to wait for
-        assert "the Prefect server is gone" in procs.tail("serve2")
-    finally:
-        procs.stop_all()
-        pixelpipe([str(BIN / "pixelpipe"), "server", "stop"])
+        def cli(*args: str) -> subprocess.CompletedProcess:
+            return pixelpipe([str(BIN / "pixelpipe"), *args])
+
+        procs = Processes(tmp_path)
+        try:
+            started = cli("server", "start", "--port", str(port))
+            assert started.returncode == 0, started.stdout + started.stderr
+            assert url in started.stdout
+            assert json.loads((home / cli_server.STATE_FILE).read_text())["url"] == url
+            status = cli("server", "status")
+            assert status.returncode == 0 and f"{url}: answering" in status.stdout
+            again = cli("server", "start", "--port", str(port))
+            assert again.returncode == 0 and "already running" in again.stdout
+            # A flow command finds it: its run is on that server (no temporary one, no hint).
+            with SiteServer() as site:
+                run = cli("scrape", "--pages", site.url("index.html"), "--label", "site",
+                          "--allow-private-networks", "--max-images", "1")  # fmt: skip
+            assert run.returncode == 0, run.stdout + run.stderr
+            assert f"View at http://127.0.0.1:{port}/runs/flow-run/" in run.stdout + run.stderr
+            assert cli_server.HINT not in run.stdout + run.stderr
+
+            serve_stops_first_then_after_the_server(procs, env, api=url, cli=cli, port=port)
+            status = cli("server", "status")
+            assert status.returncode == 1 and "no pixelpipe server" in status.stdout
+        finally:
+            procs.stop_all()
+            cli("server", "stop")
+    assert proxy.requests == []
+
+
+def serve_stops_first_then_after_the_server(
+    procs: Processes, env: dict[str, str], api: str, cli: Callable, port: int
+) -> None:
+    root = procs.logs
+    defaults = root / "defaults.yaml"
+    defaults.write_text(f"dataset_dir: {root / 'data' / 'datasets' / 'nightly'}\n")
+    serve = [str(BIN / "pixelpipe"), "serve", "--params", str(defaults)]
+    first = procs.start("serve1", serve, env, cwd=root)
+    nightly = wait_until(lambda: deployment(api, "image-pipeline/nightly"), 240, "nightly")
+    assert not nightly.paused
+    first.send_signal(signal.SIGTERM)
+    first.wait(timeout=30)  # the server is up: a few calls, then out
+    assert deployment(api, "image-pipeline/nightly").paused, procs.tail("serve1")
+    said = (root / "serve1.log").read_text()
+    assert "schedule: image-pipeline/nightly runs at cron '0 3 * * *' (UTC): active" in said
+    assert "schedule: paused image-pipeline/nightly" in said
+
+    second = procs.start("serve2", serve, env, cwd=root)
+    wait_until(lambda: not deployment(api, "image-pipeline/nightly").paused, 240, "serve2")
+    stopped = cli("server", "stop")
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert f"port {port} is free" in stopped.stdout
+    assert cli_server._port_free(port)  # at once: a `server start` now would find it free
+    second.send_signal(signal.SIGTERM)
+    second.wait(timeout=30)  # the server is gone: nothing to wait for
+    assert "the Prefect server is gone" in procs.tail("serve2")

@@ -1,11 +1,11 @@
 """Which Prefect API a command uses ($PREFECT_API_URL, a pixelpipe server that answers, a
-temporary server), `pixelpipe server start|status|stop` on a real Prefect server, a SIGKILLed
-command that leaves no temporary server behind, and loopback traffic that never goes through
-an environment proxy (a loopback "proxy" answering 502 counts what reaches it)."""
+temporary server), a SIGKILLed command that leaves no temporary server behind (`pixelpipe
+server start|status|stop` on a real Prefect server: tests/e2e/test_serve.py, with serve), and
+loopback traffic that never goes through an environment proxy (a loopback "proxy" answering 502
+counts what reaches it)."""
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import signal
@@ -216,45 +216,3 @@ def _cmdline(pid: int) -> bytes:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return b""
-
-
-def _cli(home: Path, *args: str, env: dict[str, str], timeout: float = 240):
-    return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args], env=_cli_env(home, **env), cwd=REPO,
-        capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
-
-
-@pytest.mark.e2e
-def test_server_start_is_found_used_and_stopped(tmp_path, data_dir):
-    """Every command with HTTP(S)_PROXY at a proxy that answers 502, and no NO_PROXY: they all
-    work as without it, and the proxy sees no request."""
-    home, port = tmp_path / "home", free_port()
-    url = f"http://127.0.0.1:{port}/api"
-    with BadProxy() as proxy:
-        cli = functools.partial(_cli, home, env=proxy.environ())
-        started = cli("server", "start", "--port", str(port))
-        try:
-            assert started.returncode == 0, started.stdout + started.stderr
-            assert url in started.stdout
-            assert json.loads((home / server.STATE_FILE).read_text())["url"] == url
-            status = cli("server", "status")
-            assert status.returncode == 0 and f"{url}: answering" in status.stdout
-            again = cli("server", "start", "--port", str(port))
-            assert again.returncode == 0 and "already running" in again.stdout
-
-            # A flow command finds it: its run is on that server (no temporary one, no hint).
-            with SiteServer() as site:
-                run = cli("scrape", "--pages", site.url("index.html"), "--label", "site",
-                          "--allow-private-networks", "--max-images", "1")  # fmt: skip
-            assert run.returncode == 0, run.stdout + run.stderr
-            assert f"View at http://127.0.0.1:{port}/runs/flow-run/" in run.stdout + run.stderr
-            assert server.HINT not in run.stdout + run.stderr
-        finally:
-            stopped = cli("server", "stop")
-        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
-        assert f"port {port} is free" in stopped.stdout
-        assert server._port_free(port)  # at once: a `server start` now would find it free
-        status = cli("server", "status")
-        assert status.returncode == 1 and "no pixelpipe server" in status.stdout
-    assert proxy.requests == []
