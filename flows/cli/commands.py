@@ -311,7 +311,8 @@ def main() -> None:
             # deferred: CLI start-up (Prefect, loaded only when a command used it)
             from flows.cli.session import quiet_after_session
 
-            quiet_after_session()  # e.g. Prefect's "Stopping temporary server" at exit
+            # e.g. Prefect's "Stopping temporary server" at exit
+            quiet_after_session(_verbosity["quiet"])
         # Python's last garbage collection at exit walks every object the imports made
         # (Prefect, pandas, TensorFlow): seconds on a busy 2-core machine between the summary
         # and the prompt. Frozen objects are left out of it (and still freed).

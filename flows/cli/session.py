@@ -86,10 +86,18 @@ def console_filters(verbose: bool = False, quiet: bool = False) -> Iterator[None
                 handler.removeFilter(f)
 
 
-def quiet_after_session() -> None:
-    """What Prefect logs after the command (at exit) obeys the same console rules."""
+def quiet_after_session(quiet: bool = False) -> None:
+    """What Prefect logs after the command (at exit) obeys the same console rules (-q: errors
+    only), and its services' drain notices ("EventsWorker - Still processing items: 8 items
+    remaining...", a warning a busy machine shows while the last events are sent) stay off
+    the console: nothing is lost and nothing is for the user to do."""
     for handler in prefect_console_handlers():
-        handler.addFilter(ConsoleLevelFilter())
+        handler.addFilter(ConsoleLevelFilter(quiet))
+        handler.addFilter(_not_a_drain_notice)
+
+
+def _not_a_drain_notice(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Still processing items")
 
 
 @contextlib.contextmanager
