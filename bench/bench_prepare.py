@@ -184,7 +184,8 @@ def draft_fidelity(files: list[Path]) -> tuple[float, float]:
     scores = []
     for path in files:
         with Image.open(path) as img:
-            ours = pixels.fit(pixels.load_8bit(img, SETTINGS), SIZE, "stretch").convert("RGB")
+            small = pixels.fit(pixels.load_8bit(img, SETTINGS), SIZE, "stretch", "lanczos")
+            ours = small.convert("RGB")
         with Image.open(path) as img:
             full = pixels.to_8bit(img).convert("RGB").resize((SIZE, SIZE), Image.Resampling.LANCZOS)
         error = np.mean((np.asarray(ours, float) - np.asarray(full, float)) ** 2)
