@@ -35,7 +35,7 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, PrefectHTTPS
 from storage.files import write_text
 from tasks.runtime import logger
 from tasks.scrape.hosts import HostKey, host_key
-from tasks.scrape.prefect_compat import try_acquire
+from tasks.scrape.prefect_compat import lease_client, try_acquire
 
 HOST_LIMIT_PREFIX = "pixelpipe-host-"
 LEASE_S = 60.0  # default lease period: how long a dead holder can block its hosts
@@ -133,7 +133,7 @@ class HostLease:
         if not self.names:
             return self
         self.claims.mkdir(parents=True, exist_ok=True)
-        with get_client(sync_client=True) as client:
+        with lease_client() as client:
             for name in self.names:
                 ensure_limit(client, name, self.slots)
             self._lease = self._acquire(client)

@@ -6,14 +6,36 @@ public. tests/tasks/scrape/test_compat.py fails loudly when what is read here ch
 
 from __future__ import annotations
 
+import contextvars
+import time
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
+import httpx
+from prefect.client.orchestration import get_client
 from prefect.client.schemas.responses import ConcurrencyLimitWithLeaseResponse
 from prefect.exceptions import PrefectHTTPStatusError
 
 # The answer of /v2/concurrency_limits/increment-with-lease when the slots are taken.
 SLOTS_TAKEN = 423
+INCREMENT_PATH = "/v2/concurrency_limits/increment-with-lease"
+# The server's answer when SQLite refused a write that may be tried again at once
+# (SQLITE_BUSY_SNAPSHOT): the increment reads the limits, then writes, in one deferred
+# transaction, so a write between the two (the server recording the events and logs a run has
+# just sent) fails it at once, with nothing taken. Here 4 one-image scrapes in 9 met it, most
+# often the first after `server start`. Prefect's client tries a 503 again only after 2 s
+# (± jitter; even with its retries off, it sleeps before giving up): a lease client asks again
+# after QUICK_PAUSE_S, QUICK_TRIES times, then leaves it to Prefect's retries.
+BUSY = 503
+QUICK_TRIES = 3
+QUICK_PAUSE_S = 0.05
+
+_quick = contextvars.ContextVar("pixelpipe_quick_increment", default=False)
+
+
+class Busy(Exception):
+    """The server answered BUSY to an increment: nothing was taken; ask again."""
 
 
 @dataclass(frozen=True)
@@ -37,9 +59,7 @@ def try_acquire(client, names: list[str], slots: int, lease_s: float) -> Acquire
     reference lists only 200 and 422 for this endpoint.
     """
     try:
-        response = client.increment_concurrency_slots_with_lease(
-            names, slots, "concurrency", lease_s
-        )
+        response = _increment(client, names, slots, lease_s)
     except PrefectHTTPStatusError as e:
         if e.response.status_code != SLOTS_TAKEN:
             raise
@@ -51,3 +71,39 @@ def try_acquire(client, names: list[str], slots: int, lease_s: float) -> Acquire
         client.release_concurrency_slots_with_lease(granted.lease_id)
         return Acquired(None, missing=missing)
     return Acquired(granted.lease_id)
+
+
+def _increment(client, names: list[str], slots: int, lease_s: float) -> Any:
+    """The increment; asked again within a fraction of a second while the server answers BUSY
+    (a lease client's hook raises Busy then), and last with Prefect's own retries."""
+    for attempt in range(1, QUICK_TRIES + 1):
+        token = _quick.set(True)
+        try:
+            return client.increment_concurrency_slots_with_lease(
+                names, slots, "concurrency", lease_s
+            )
+        except Busy:
+            pass
+        finally:
+            _quick.reset(token)
+        time.sleep(QUICK_PAUSE_S * attempt)
+    return client.increment_concurrency_slots_with_lease(names, slots, "concurrency", lease_s)
+
+
+def _raise_when_busy(response: httpx.Response) -> None:
+    """httpx response hook: Busy for a BUSY answer to a quick increment. Raised from httpx's
+    send, it passes through Prefect's retry loop (which catches only transport errors), before
+    the loop's 2 s sleep."""
+    if (
+        _quick.get()
+        and response.status_code == BUSY
+        and response.request.url.path.endswith(INCREMENT_PATH)
+    ):
+        raise Busy(response.request.url.path)
+
+
+def lease_client() -> Any:
+    """Prefect's sync client (public `get_client(httpx_settings=...)`), whose BUSY answers to
+    `try_acquire`'s increments are asked again at once rather than after 2 s."""
+    hooks = {"event_hooks": {"response": [_raise_when_busy]}}
+    return get_client(sync_client=True, httpx_settings=hooks)
