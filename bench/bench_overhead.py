@@ -7,9 +7,10 @@
 process (so the server's threads do not share the measured process's GIL). Each round runs the
 three stages twice into fresh data roots: as Prefect flows (a real temporary server, task runs,
 progress artifacts) and as the very same task functions called directly (`.fn`) with the
-flows' own wiring. Overhead = (flow - direct) / flow. Then prepare and predict run on Dask
-LocalClusters of 1 and 2 single-threaded worker processes (workers started and TensorFlow
-imported before timing).
+flows' own wiring (the same threads and batches in flight, plain `concurrent.futures` in place
+of Prefect's task runners; the same reads and writes after the tasks).
+Overhead = (flow - direct) / flow. Then prepare and predict run on Dask LocalClusters of 1 and
+2 single-threaded worker processes (workers started and TensorFlow imported before timing).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -59,6 +61,7 @@ def scrape_direct(page: str, data_dir: Path, run_id: str) -> int:
     from flows import scrape_images as sf
     from flows.params import ScrapeParams
     from storage.layout import Layout
+    from tasks.scrape.manifest import run_reasons
     from tasks.scrape.stored import StoredIndex
     from tasks.scrape.tasks import clear_parts, dedupe_shards, download_shard, find_image_urls
 
@@ -83,6 +86,7 @@ def scrape_direct(page: str, data_dir: Path, run_id: str) -> int:
         shards, str(index_path), run_id=run_id, run_date=run_date, data_dir=root
     )
     shutil.rmtree(index_path.parent)
+    run_reasons(root, run_id, LABEL)  # the flow's result reads them back too
     return counts["ok"]
 
 
@@ -109,9 +113,12 @@ def prepare_direct(data_dir: Path, run_id: str) -> int:
     files = plan.list_source_files(class_dirs)
     keys = list(zip(files["source_path"], files["size"], files["mtime_ns"], strict=True))
     b = params.batch_size
-    inspected = columns.concat(
-        [images.inspect_batch.fn(keys[i : i + b]) for i in range(0, len(keys), b)]
-    )
+    # The flow's wiring without Prefect: inspect batches on 4 threads, IN_FLIGHT ahead, and
+    # render batches on 2 threads feeding the process pool, 4 ahead (flows/prepare_dataset.py).
+    with ThreadPoolExecutor(4) as pool:
+        batches = (keys[i : i + b] for i in range(0, len(keys), b))
+        futures = (pool.submit(images.inspect_batch.fn, batch) for batch in batches)
+        inspected = columns.concat(list(pf._in_flight(futures, pf.IN_FLIGHT)))
     rows = plan.plan(files, inspected, names, dataset_dir, spec, settings.suffix)
     aside = dataset_dir / folders.ASIDE_DIR / run_id
     todo, _moved = pf._pending(rows, dataset_dir, settings, params.force, aside)
@@ -120,8 +127,10 @@ def prepare_direct(data_dir: Path, run_id: str) -> int:
     try:
         batches = [todo[i : i + b] for i in range(0, len(todo), b)]
         items = (list(zip(sources[t], outputs[t], strict=True)) for t in batches)
-        done = (images.render_batch.fn(batch, settings, workers) for batch in items)
-        plan.record_rendered(rows, zip(batches, done, strict=True))
+        with ThreadPoolExecutor(2) as pool:
+            futures = (pool.submit(images.render_batch.fn, i, settings, workers) for i in items)
+            done = pf._in_flight(futures, 4)
+            plan.record_rendered(rows, zip(batches, done, strict=True))
     finally:
         pixels.shutdown_pool()
     ok = rows["status"] == "ok"
@@ -155,6 +164,10 @@ def predict_direct(model: str, data_dir: Path, run_id: str) -> int:
         )
         for i in range(0, len(paths), SHARD)
     ]  # fmt: skip
+    pb.replace_parts(
+        "predictions", run_id=run_id, written=[s.path for s in done], group=key,
+        data_dir=str(data_dir),
+    )  # fmt: skip
     return sum(s.ok for s in done)
 
 
