@@ -99,6 +99,7 @@ def prepare_dataset(params: PrepareParams) -> PrepareResult:
         dataset_dir, spec.splits, class_names, rows["path"][ok], aside
     )
     moved += moved_unplanned
+    release_unused_memory()  # what rendering and the folder sync freed, before the manifest's peak
     manifest = _write_manifest(rows, run_id, params.dataset, layout.root)
     skipped = {s: int(n) for s, n in sorted(rows["status"][~ok].value_counts().items())}
     warnings = _warn_moved(moved, dataset_dir) + _report(counts, skipped)
