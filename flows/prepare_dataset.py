@@ -20,7 +20,7 @@ from flows.gate.runners import machine_cores, task_runner_for
 from flows.params import PrepareParams
 from storage.errors import ConfigError, DatasetError
 from storage.layout import Layout, new_run_id
-from storage.parquet import read_table, replace_parts, write_batches
+from storage.parquet import read_table, release_unused_memory, replace_parts, write_batches
 from tasks.prepare import columns, folders, plan
 from tasks.prepare import render as pixels
 from tasks.prepare import tasks as images
@@ -80,6 +80,7 @@ def prepare_dataset(params: PrepareParams) -> PrepareResult:
     excluded = _flagged(params.exclude_curation, layout) if params.exclude_curation else None
     rows = plan.plan(files, inspected, class_names, dataset_dir, spec, settings.suffix, excluded)
     del files, inspected  # the plan holds what is needed of them
+    release_unused_memory()
     aside = dataset_dir / folders.ASIDE_DIR / run_id
     todo, moved = _pending(rows, dataset_dir, settings, params.force, aside)
     try:
@@ -98,6 +99,7 @@ def prepare_dataset(params: PrepareParams) -> PrepareResult:
         dataset_dir, spec.splits, class_names, rows["path"][ok], aside
     )
     moved += moved_unplanned
+    release_unused_memory()  # what rendering and the folder sync freed, before the manifest's peak
     manifest = _write_manifest(rows, run_id, params.dataset, layout.root)
     skipped = {s: int(n) for s, n in sorted(rows["status"][~ok].value_counts().items())}
     warnings = _warn_moved(moved, dataset_dir) + _report(counts, skipped)

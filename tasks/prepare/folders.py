@@ -3,10 +3,12 @@ outputs go, anyone else's files are set aside (moved, never deleted)."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -64,14 +66,18 @@ def sync_folders(
 
 
 def _unplanned(class_dir: Path, keep: pa.Array) -> tuple[list[Path], list[Path]]:
-    """The files of a class folder not in `keep`: (our outputs, anyone else's files)."""
+    """The files of a class folder not in `keep`: (our outputs, anyone else's files). The
+    folder's listing stays plain strings: a Path per file (tens of thousands in one class
+    folder) would also grow the interpreter's table of interned names, which never shrinks."""
     # hidden: an interrupted write's temporary file, or the user's own
-    found = [f for f in sorted(class_dir.iterdir()) if not f.name.startswith(".") and f.is_file()]
-    planned = pc.is_in(pa.array([f.as_posix() for f in found], pa.string()), value_set=keep)
+    with os.scandir(class_dir) as entries:
+        names = sorted(e.name for e in entries if not e.name.startswith(".") and e.is_file())
+    folder = class_dir.as_posix()
+    paths = pa.array([f"{folder}/{name}" for name in names], pa.string())
+    unplanned = pc.invert(pc.is_in(paths, value_set=keep)).to_numpy(zero_copy_only=False)
     ours, foreign = [], []
-    for file, known in zip(found, planned.to_pylist(), strict=True):
-        if known:
-            continue
+    for i in np.flatnonzero(unplanned).tolist():
+        file = class_dir / names[i]
         mine = _OUTPUT_NAME.match(file.name) and made_by_us(file)
         (ours if mine else foreign).append(file)
     return ours, foreign

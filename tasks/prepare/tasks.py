@@ -19,6 +19,9 @@ INSPECT_VERSION = 4  # part of the cache key of inspect_batch
     name="inspect-images",
     cache_policy=INPUTS + TASK_SOURCE,
     cache_expiration=timedelta(days=30),
+    # The flow reads each table once: kept in Prefect's in-memory result cache (a thousand
+    # records) they would hold every image's inspection until the process ends.
+    cache_result_in_memory=False,
 )
 def inspect_batch(files: list[tuple[str, int, int]], version: int = INSPECT_VERSION) -> pa.Table:
     """inspect_file over a batch of (path, size, mtime_ns), as one columns.INSPECTION table:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import shutil
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 from PIL import Image
 from prefect import get_client
@@ -16,6 +18,7 @@ from flows.cli.commands import app
 from flows.prepare_dataset import prepare_dataset
 from storage.errors import ConfigError
 from storage.parquet import read_table, write_table
+from tasks.prepare.columns import INSPECTION
 from tests.tasks.prepare.test_render import (
     BLUE,
     RED,
@@ -203,3 +206,22 @@ def test_cli_prepare_reads_raw_folders_under_the_data_root(data_dir):
     assert outcome.exit_code == 0, outcome.output
     assert "rendered 8, reused 0" in outcome.output
     assert (data_dir / "datasets" / "fruit" / "train" / "apple").is_dir()
+
+
+def test_no_inspection_table_outlives_the_run(tmp_path, data_dir):
+    """The flow reads each inspect batch's table once; Prefect's in-memory result cache (a
+    thousand records) would keep them all, every image's row, for the rest of the process."""
+    source = tmp_path / "src"
+    solid_images(source / "cats", 12)
+    solid_images(source / "dogs", 12, start=12)
+    for _ in range(2):  # the second run reads every batch back from Prefect's cache on disk
+        result = prepare_dataset(params=params(source, data_dir, workers=1, batch_size=4))
+        assert result.sources == 24
+        gc.collect()
+        kept = [
+            o for o in gc.get_objects()
+            if type(o).__name__ == "ResultRecord"
+            and isinstance(getattr(o, "result", None), pa.Table)
+            and o.result.schema.equals(INSPECTION)
+        ]  # fmt: skip
+        assert kept == []
