@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-import httpx
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.responses import ConcurrencyLimitWithLeaseResponse
 from prefect.exceptions import PrefectHTTPStatusError
@@ -90,10 +89,10 @@ def _increment(client, names: list[str], slots: int, lease_s: float) -> Any:
     return client.increment_concurrency_slots_with_lease(names, slots, "concurrency", lease_s)
 
 
-def _raise_when_busy(response: httpx.Response) -> None:
-    """httpx response hook: Busy for a BUSY answer to a quick increment. Raised from httpx's
-    send, it passes through Prefect's retry loop (which catches only transport errors), before
-    the loop's 2 s sleep."""
+def _raise_when_busy(response: Any) -> None:
+    """Response hook of Prefect's client (no HTTP of ours): Busy for a BUSY answer to a quick
+    increment. Raised from the client's send, it passes through Prefect's retry loop (which
+    catches only transport errors), before the loop's 2 s sleep."""
     if (
         _quick.get()
         and response.status_code == BUSY
