@@ -97,6 +97,7 @@ def prepare_direct(data_dir: Path, run_id: str) -> int:
     from storage.layout import Layout
     from tasks.prepare import columns, folders, plan
     from tasks.prepare import render as pixels
+    from tasks.prepare import stamp as stamp_file
     from tasks.prepare import tasks as images
 
     params = PrepareParams(data_dir=str(data_dir), run_id=run_id, image_size=SIZE)
@@ -138,7 +139,7 @@ def prepare_direct(data_dir: Path, run_id: str) -> int:
     pf._write_manifest(rows, run_id, params.dataset, layout.root)
     counts = pf._counts(rows, spec.splits, names)
     stamp = pf._stamp(run_id, settings, spec, names, counts, rows)
-    plan.write_stamp(dataset_dir, stamp)
+    stamp_file.write_stamp(dataset_dir, stamp)
     kept = int(ok.sum())
     return kept
 

@@ -18,10 +18,11 @@ from pydantic import BaseModel, Field
 from flows.gate.entry import gated_flow
 from flows.gate.runners import machine_cores, task_runner_for
 from flows.params import PrepareParams
+from storage.arrow_memory import release_unused_memory
 from storage.errors import ConfigError, DatasetError
 from storage.layout import Layout, new_run_id
-from storage.parquet import read_table, release_unused_memory, replace_parts, write_batches
-from tasks.prepare import columns, folders, plan
+from storage.parquet import read_table, replace_parts, write_batches
+from tasks.prepare import columns, folders, plan, stamp
 from tasks.prepare import render as pixels
 from tasks.prepare import tasks as images
 from tasks.runtime import Progress, logger
@@ -103,7 +104,7 @@ def prepare_dataset(params: PrepareParams) -> PrepareResult:
     manifest = _write_manifest(rows, run_id, params.dataset, layout.root)
     skipped = {s: int(n) for s, n in sorted(rows["status"][~ok].value_counts().items())}
     warnings = _warn_moved(moved, dataset_dir) + _report(counts, skipped)
-    plan.write_stamp(dataset_dir, _stamp(run_id, settings, spec, class_names, counts, rows))
+    stamp.write_stamp(dataset_dir, _stamp(run_id, settings, spec, class_names, counts, rows))
     return PrepareResult(
         run_id=run_id,
         dataset=params.dataset,
@@ -159,10 +160,10 @@ def _pending(
     """The positions of the kept rows whose output must be (re)made: missing, or not tagged as
     rendered by pixelpipe with these settings. A file at an output path that pixelpipe did not
     write is moved to `aside` first. Returns the positions and where the moved files went."""
-    if force or not plan.stamp_matches(dataset_dir, asdict(settings)):
-        plan.clear_stamp(dataset_dir)  # a run stopped half-way must not look finished
+    if force or not stamp.stamp_matches(dataset_dir, asdict(settings)):
+        stamp.clear_stamp(dataset_dir)  # a run stopped half-way must not look finished
     else:
-        plan.apply_known_failures(rows, plan.read_stamp(dataset_dir) or {})
+        plan.apply_known_failures(rows, stamp.read_stamp(dataset_dir) or {})
     ok = np.flatnonzero((rows["status"] == "ok").to_numpy())
     todo, found = [], []
     for chunk in np.array_split(ok, max(1, len(ok) // 1000)):  # a Python str per path of one
@@ -358,5 +359,5 @@ def _stamp(
         "split": asdict(spec),
         "class_names": class_names,
         "counts": counts,
-        "failed": plan.known_failures(rows),
+        "failed": stamp.known_failures(rows),
     }

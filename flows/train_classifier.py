@@ -14,7 +14,7 @@ from flows.params import TrainParams
 from storage.errors import ConfigError
 from storage.layout import Layout, new_run_id, resolve_data_dir
 from storage.model_card import ModelCard, card_file
-from tasks.prepare.plan import read_stamp
+from tasks.prepare.stamp import read_stamp
 from tasks.runtime import logger
 from tasks.train.settings import TrainSettings, check_image_size
 from tasks.train.spec import TrainSpec, resolve_weights, scan_dataset

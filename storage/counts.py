@@ -13,7 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from storage.layout import Layout
-from storage.parquet import OnDamaged, damaged_part, listed_parts, run_ids_of, schema_of
+from storage.parquet import OnDamaged, damaged_part, listed_parts, run_ids_of
+from storage.rows import schema_of
 from storage.schemas import TABLES
 
 

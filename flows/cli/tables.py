@@ -76,7 +76,8 @@ def show(
     # deferred: CLI start-up (pandas and pyarrow)
     from flows.cli.checks import LATEST, latest_run
     from storage.counts import count_rows
-    from storage.parquet import read_table, schema_of
+    from storage.parquet import read_table
+    from storage.rows import schema_of
 
     run = run_id
 

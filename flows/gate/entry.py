@@ -70,7 +70,7 @@ def _release_memory() -> None:
     flow runs its stages in one process). Imports nothing for a flow that used no table, so
     the command line's start stays light."""
     if "pyarrow" in sys.modules:
-        from storage.parquet import release_unused_memory  # deferred: cli start-up
+        from storage.arrow_memory import release_unused_memory  # deferred: cli start-up
 
         release_unused_memory()
 

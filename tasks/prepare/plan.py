@@ -4,7 +4,6 @@ split, folder upkeep."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -16,7 +15,6 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from storage import files
 from storage.errors import ConfigError
 from storage.files import IMAGE_EXTENSIONS
 from storage.layout import safe_name
@@ -28,7 +26,6 @@ from tasks.prepare.near_duplicates import MIN_HASH_BITS, image_groups
 # Extensions decoded (any case); other files in a class folder become `unsupported` rows.
 SPLITS = ("train", "val", "test")
 MIN_PER_SPLIT = 5  # below this many images of a class in a split, its metrics are noise
-STAMP_FILE = "dataset.json"
 _FILES = pa.schema(
     [("source_path", pa.string()), ("label", pa.string()), ("size", pa.int64()),
      ("mtime_ns", pa.int64())]
@@ -349,38 +346,6 @@ def _frame(
 
 def _text(values: pa.Array | pa.ChunkedArray) -> Any:
     return values.to_pandas().array
-
-
-def read_stamp(dataset_dir: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((dataset_dir / STAMP_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def write_stamp(dataset_dir: Path, stamp: dict[str, Any]) -> None:
-    files.write_text(dataset_dir / STAMP_FILE, json.dumps(stamp, indent=2, sort_keys=True))
-
-
-def clear_stamp(dataset_dir: Path) -> None:
-    (dataset_dir / STAMP_FILE).unlink(missing_ok=True)
-
-
-def stamp_matches(dataset_dir: Path, render: dict[str, Any]) -> bool:
-    """Whether the folder's outputs were rendered with these settings (so they can be reused)."""
-    stamp = read_stamp(dataset_dir)
-    return stamp is not None and stamp.get("render") == render
-
-
-def known_failures(rows: pd.DataFrame) -> dict[str, list[str]]:
-    """sha256 -> [status, error] of the images whose decoding failed, for the stamp."""
-    failed = rows[rows["status"].isin(["corrupt", "unsupported"]) & rows["sha256"].notna()]
-    return {
-        sha: [status, error]
-        for sha, status, error in zip(
-            failed["sha256"], failed["status"], failed["error"], strict=True
-        )
-    }
 
 
 def apply_known_failures(rows: pd.DataFrame, stamp: dict[str, Any]) -> None:

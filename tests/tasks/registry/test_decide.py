@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from storage.errors import SchemaError
-from storage.parquet import to_arrow
+from storage.rows import to_arrow
 from tasks.registry.decide import Rule, decide
 from tasks.registry.evaluate import Scores, summarize
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import tasks.scrape.extract as extract_module
-from storage.parquet import to_arrow
+from storage.rows import to_arrow
 from tasks.scrape.hosts import host_key
 from tasks.scrape.politeness import HostLease, limit_name
 from tasks.scrape.settings import ScrapeSettings
