@@ -135,7 +135,7 @@ def prepare_direct(data_dir: Path, run_id: str) -> int:
     finally:
         pixels.shutdown_pool()
     ok = rows["status"] == "ok"
-    folders.sync_folders(dataset_dir, spec.splits, names, rows["path"][ok], aside)
+    folders.sync_folders(dataset_dir, spec.splits, names, rows["path"], aside)
     pf._write_manifest(rows, run_id, params.dataset, layout.root)
     counts = pf._counts(rows, spec.splits, names)
     stamp = pf._stamp(run_id, settings, spec, names, counts, rows)

@@ -18,9 +18,9 @@ from pydantic import BaseModel, Field
 from flows.gate.entry import gated_flow
 from flows.gate.runners import machine_cores, task_runner_for
 from flows.params import PrepareParams
-from storage.arrow_memory import release_unused_memory
 from storage.errors import ConfigError, DatasetError
 from storage.layout import Layout, new_run_id
+from storage.memory import release_unused_memory
 from storage.parquet import read_table, replace_parts, write_batches
 from tasks.prepare import columns, folders, plan, stamp
 from tasks.prepare import render as pixels
@@ -97,7 +97,7 @@ def prepare_dataset(params: PrepareParams) -> PrepareResult:
     rendered = int(ok.to_numpy()[todo].sum())
     kept = int(ok.sum())
     removed, moved_unplanned = folders.sync_folders(
-        dataset_dir, spec.splits, class_names, rows["path"][ok], aside
+        dataset_dir, spec.splits, class_names, rows["path"], aside
     )
     moved += moved_unplanned
     release_unused_memory()  # what rendering and the folder sync freed, before the manifest's peak

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
-import sys
 import typing
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -66,13 +65,11 @@ def gated_flow(
 
 
 def _release_memory() -> None:
-    """What the flow's Arrow tables freed, back to the system before the next flow (a parent
-    flow runs its stages in one process). Imports nothing for a flow that used no table, so
-    the command line's start stays light."""
-    if "pyarrow" in sys.modules:
-        from storage.arrow_memory import release_unused_memory  # deferred: cli start-up
+    """What the flow freed, back to the system before the next flow (a parent flow runs its
+    stages in one process)."""
+    from storage.memory import release_unused_memory  # deferred: cli start-up
 
-        release_unused_memory()
+    release_unused_memory()
 
 
 def is_gated(candidate: object) -> bool:

@@ -186,11 +186,13 @@ class SourceUrls:
 
     def __init__(self, scraped: Iterable[pa.Table], shas: pa.ChunkedArray | pa.Array) -> None:
         found = pa.concat_tables([p.select(["sha256", "url"]) for p in scraped] or [_EMPTY_URLS])
-        last_first = pc.take(found, pa.array(np.arange(found.num_rows - 1, -1, -1)))
-        del found
-        known = last_first.column("sha256").combine_chunks().cast(shas.type)
-        self._at = pc.index_in(shas, value_set=known)
-        self._urls = last_first.column("url").combine_chunks()
+        last = found.num_rows - 1
+        # index_in finds a hash's first match: looked up among the hashes in reverse order,
+        # the first match is the last scraped (only the hashes are copied, not the URLs).
+        backwards = pa.array(np.arange(last, -1, -1))
+        known = pc.take(found.column("sha256"), backwards).cast(shas.type)
+        self._at = pc.subtract(last, pc.index_in(shas, value_set=known))  # null stays null
+        self._urls = found.column("url")
 
     @classmethod
     def of(cls, data_dir: Path, shas: pa.ChunkedArray | pa.Array) -> SourceUrls:

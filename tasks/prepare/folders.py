@@ -9,9 +9,11 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tasks.prepare.columns import arrow_of
 from tasks.prepare.plan import SPLITS
 from tasks.prepare.render import made_by_us
 
@@ -35,14 +37,14 @@ def set_aside(dataset_dir: Path, found: Iterable[Path], aside: Path) -> list[Pat
 
 
 def sync_folders(
-    dataset_dir: Path, splits: Sequence[str], classes: Sequence[str], keep: Iterable[str],
-    aside: Path,
+    dataset_dir: Path, splits: Sequence[str], classes: Sequence[str],
+    keep: set[str] | pd.Series, aside: Path,
 ) -> tuple[int, list[Path]]:  # fmt: skip
     """Make every split hold every class folder (so Keras infers the same class list in each),
-    delete our outputs not in `keep` (output paths: a set, or a column of a plan), and move
-    any other file in a class folder (not ours: a user's) to `aside`. Returns (deleted, where
-    the moved files went)."""
-    kept = pa.array(list(keep) if isinstance(keep, set) else keep, pa.string())
+    delete our outputs not in `keep` (output paths: a set, or a plan's path column, null for a
+    row left out), and move any other file in a class folder (not ours: a user's) to `aside`.
+    Returns (deleted, where the moved files went)."""
+    kept = pa.array(list(keep), pa.string()) if isinstance(keep, set) else arrow_of(keep)
     removed, moved = 0, []
     for split_dir in (dataset_dir / s for s in SPLITS):
         if not split_dir.is_dir():
@@ -65,18 +67,20 @@ def sync_folders(
     return removed, moved
 
 
-def _unplanned(class_dir: Path, keep: pa.Array) -> tuple[list[Path], list[Path]]:
-    """The files of a class folder not in `keep`: (our outputs, anyone else's files). The
-    folder's listing stays plain strings: a Path per file (tens of thousands in one class
-    folder) would also grow the interpreter's table of interned names, which never shrinks."""
+def _unplanned(class_dir: Path, keep: pa.ChunkedArray | pa.Array) -> tuple[list[Path], list[Path]]:
+    """The files of a class folder not in `keep`: (our outputs, anyone else's files). Only
+    this folder's names are compared (the kept paths under it, as names), and the listing
+    stays plain strings: a Path per file (tens of thousands in one class folder) would also
+    grow the interpreter's table of interned names, which never shrinks."""
     # hidden: an interrupted write's temporary file, or the user's own
     with os.scandir(class_dir) as entries:
         names = sorted(e.name for e in entries if not e.name.startswith(".") and e.is_file())
-    folder = class_dir.as_posix()
-    paths = pa.array([f"{folder}/{name}" for name in names], pa.string())
-    unplanned = pc.invert(pc.is_in(paths, value_set=keep)).to_numpy(zero_copy_only=False)
+    prefix = f"{class_dir.as_posix()}/"
+    here = pc.filter(keep, pc.starts_with(keep, prefix))  # a null path is no one's
+    planned = pc.utf8_slice_codeunits(here, len(prefix))
+    unplanned = pc.invert(pc.is_in(pa.array(names, pa.string()), value_set=planned))
     ours, foreign = [], []
-    for i in np.flatnonzero(unplanned).tolist():
+    for i in np.flatnonzero(unplanned.to_numpy(zero_copy_only=False)).tolist():
         file = class_dir / names[i]
         mine = _OUTPUT_NAME.match(file.name) and made_by_us(file)
         (ours if mine else foreign).append(file)

@@ -138,6 +138,19 @@ def test_folders_are_searched_recursively_and_bad_paths_rejected(tmp_path):
         collect_images([])
 
 
+def test_a_folder_link_loop_is_not_entered_and_a_linked_image_is_listed(tmp_path):
+    folder = tmp_path / "in"
+    files = make_images(folder)
+    (folder / "loop").symlink_to(folder, target_is_directory=True)  # in/loop -> in
+    (folder / "alias.png").symlink_to(files["rgb"])
+    (folder / "gone.png").symlink_to(tmp_path / "missing.png")  # a dangling link: no file
+    found = collect_images([str(folder)])
+    assert found == sorted(found)
+    assert len(found) == len(set(found)) == len(files) + 1
+    assert (folder / "alias.png").as_posix() in found
+    assert not any("/loop/" in p or p.endswith("gone.png") for p in found)
+
+
 def test_dataset_split_and_scrape_run_inputs(tmp_path, data_dir):
     for cls in ("cat", "dog"):
         make_images(tmp_path / "ds" / "val" / cls)

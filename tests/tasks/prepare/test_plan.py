@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 
 from tasks.prepare import plan
-from tasks.prepare.columns import inspection_table
+from tasks.prepare.columns import SourceUrls, inspection_table
 
 # sha256 of plan()'s output over CASES generated cases (rows, values and dtypes), as the
 # row-by-row pandas plan() wrote them before the columnar rewrite.
@@ -99,3 +99,17 @@ def test_plan_reads_an_inspection_split_in_chunks_as_one():
         pd.testing.assert_frame_equal(
             plan.plan(files, chunked, *args), plan.plan(files, inspected, *args)
         )
+
+
+def test_source_urls_take_the_last_scrape_of_each_hash_and_null_for_none():
+    parts = [
+        pa.table({"sha256": ["a" * 64, "b" * 64], "url": ["http://x.test/1", "http://x.test/2"]}),
+        pa.table({"sha256": ["a" * 64], "url": ["http://x.test/again"]}),
+    ]
+    rows = pa.chunked_array([["b" * 64, "a" * 64], ["c" * 64, "a" * 64]], pa.large_string())
+    urls = SourceUrls(parts, rows)
+    found = list(urls.batch(0, 4))
+    assert found[:2] == ["http://x.test/2", "http://x.test/again"] and found[3] == found[1]
+    assert pd.isna(found[2])  # never scraped
+    assert urls.batch(1, 3)[0] == "http://x.test/again"
+    assert pd.isna(SourceUrls([], rows).batch(0, 4)).all()
