@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict
@@ -78,6 +79,7 @@ def prepare_dataset(params: PrepareParams) -> PrepareResult:
     files = plan.list_source_files(class_dirs)
     logger().info("%d source files in %d classes: %s", len(files), len(class_names), class_names)
     inspected = _inspect(files, params.batch_size)
+    release_unused_memory()  # what the inspect threads freed, before the plan's peak
     excluded = _flagged(params.exclude_curation, layout) if params.exclude_curation else None
     rows = plan.plan(files, inspected, class_names, dataset_dir, spec, settings.suffix, excluded)
     del files, inspected  # the plan holds what is needed of them
@@ -168,15 +170,15 @@ def _pending(
     todo, found = [], []
     for chunk in np.array_split(ok, max(1, len(ok) // 1000)):  # a Python str per path of one
         paths = rows["path"].iloc[chunk].tolist()
-        redo = [force or not pixels.made_with(Path(p), settings) for p in paths]
+        redo = [force or not pixels.made_with(p, settings) for p in paths]
         todo.append(chunk[redo])
-        found += [Path(p) for p, r in zip(paths, redo, strict=True) if r and _foreign(Path(p))]
+        found += [Path(p) for p, r in zip(paths, redo, strict=True) if r and _foreign(p)]
     return np.concatenate(todo), folders.set_aside(dataset_dir, found, aside)
 
 
-def _foreign(path: Path) -> bool:
+def _foreign(path: str) -> bool:
     """Whether a file pixelpipe did not write stands at this output path."""
-    return path.is_file() and not pixels.made_by_us(path)
+    return os.path.isfile(path) and not pixels.made_by_us(path)
 
 
 def _warn_moved(moved: list[Path], dataset_dir: Path) -> list[str]:

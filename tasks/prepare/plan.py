@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 from storage.errors import ConfigError
 from storage.files import IMAGE_EXTENSIONS
 from storage.layout import safe_name
+from storage.memory import release_unused_memory
 from storage.schemas import DATASET_STATUSES
 from tasks.prepare import columns
 from tasks.prepare.columns import COLOURS, failures
@@ -105,7 +106,8 @@ def _walk(folder: Path) -> Iterator[tuple[str, os.stat_result]]:
         for name in filenames:
             if not name.startswith("."):  # temporary and system files (.DS_Store, .x.tmp)
                 path = os.path.join(dirpath, name)
-                yield Path(path).as_posix(), os.stat(path)
+                # POSIX form as a string: a Path per file would intern its name for good
+                yield path.replace(os.sep, "/"), os.stat(path)
 
 
 def unit_hash(*parts: object) -> float:
@@ -165,13 +167,14 @@ def plan(
     _group_near_duplicates(outcome, group, unique, inspected, distance, labels, names, paths)
     kept = unique[outcome.status[unique] == _OK]
     split = _cap_and_split(outcome, group, kept, labels, sha, spec)
+    release_unused_memory()  # what grouping freed (NumPy temporaries), before the columns' peak
     return _frame(
         files, inspected, listing, group, outcome, split, class_names, dataset_dir, suffix
     )
 
 
 _OK = 0  # the code of "ok": the first of DATASET_STATUSES
-_SPLIT_NAMES = pa.array(SPLITS, pa.string())
+_SPLIT_NAMES = pa.array(SPLITS, pa.large_string())
 
 
 def _is_in(values: pa.ChunkedArray, wanted: list[str]) -> pa.ChunkedArray:
@@ -186,13 +189,17 @@ def _base_outcomes(paths: pa.ChunkedArray, inspected: pa.Table) -> columns.Outco
     status = pc.if_else(pc.is_null(error), "ok", found)
     outcome = columns.Outcomes(DATASET_STATUSES, status, error)
     unsupported = ~np.fromiter(
-        (Path(p).suffix.lower() in IMAGE_EXTENSIONS for p in _texts(paths)), bool, len(paths)
+        (_suffix(p).lower() in IMAGE_EXTENSIONS for p in _texts(paths)), bool, len(paths)
     )
     if unsupported.any():
         where = np.flatnonzero(unsupported)
-        why = [f"not an image file extension: {Path(p).suffix!r}" for p in _texts(paths, where)]
+        why = [f"not an image file extension: {_suffix(p)!r}" for p in _texts(paths, where)]
         outcome.mark(where, "unsupported", why)
     return outcome
+
+
+def _suffix(path: str) -> str:
+    return os.path.splitext(path)[1]
 
 
 def _dedupe(
@@ -315,16 +322,16 @@ def _frame(
     outcome: columns.Outcomes, split: np.ndarray, class_names: Sequence[str],
     dataset_dir: Path, suffix: str,
 ) -> pd.DataFrame:  # fmt: skip
-    """The plan's columns, each built once from its codes (the text ones in Arrow)."""
-    sha = inspected.column("sha256")
-    kept = np.flatnonzero(split >= 0)
-    at = pa.array(kept)
-    name = pc.binary_join_element_wise(sha.take(at), suffix, "")
-    label = listing.column("label").take(at).cast(pa.string())
-    parts = [_SPLIT_NAMES.take(pa.array(split[kept])), label, name]
-    joined = pc.binary_join_element_wise(dataset_dir.as_posix(), *parts, "/")
-    where = np.full(len(split), -1, np.int64)
-    where[kept] = np.arange(len(kept))
+    """The plan's columns, each built once from its codes: the text ones in Arrow as large
+    strings (what pandas keeps, so no column is copied again), the output path computed for
+    every row at once (null where the row has no split)."""
+    sha = inspected.column("sha256").cast(pa.large_string())
+    split_name = columns.scatter(_SPLIT_NAMES, split.astype(np.int64))
+    name = pc.binary_join_element_wise(sha, _large(suffix), _large(""))
+    path = pc.binary_join_element_wise(
+        _large(dataset_dir.as_posix()), split_name, listing.column("label"), name, _large("/")
+    )
+    del name
     names = pa.array(list(class_names), pa.large_string())
     label_index = pc.index_in(listing.column("label"), value_set=names)
     built = {
@@ -338,10 +345,14 @@ def _frame(
         **{c: inspected.column(c).to_numpy() for c in ("brightness", "contrast")},
         "status": _text(outcome.status_column()),
         "error": _text(outcome.error_column()),
-        "split": _text(columns.scatter(_SPLIT_NAMES, split.astype(np.int64))),
-        "path": _text(columns.scatter(joined, where)),
+        "split": _text(split_name),
+        "path": _text(path),
     }  # fmt: skip
     return pd.DataFrame(built, index=files.index)
+
+
+def _large(text: str) -> pa.Scalar:
+    return pa.scalar(text, pa.large_string())
 
 
 def _text(values: pa.Array | pa.ChunkedArray) -> Any:

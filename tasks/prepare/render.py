@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
@@ -70,7 +71,7 @@ def output_tag(settings: RenderSettings, name: str) -> str:
     return f"{_TAG_PREFIX} {settings.fingerprint} {name}"
 
 
-def read_tag(path: Path) -> str | None:
+def read_tag(path: str | Path) -> str | None:
     """The tag of a file pixelpipe rendered (from the header only), else None."""
     try:  # an output folder may hold anything: only our two formats are opened (headers only)
         with Image.open(path, formats=OUTPUT_FORMATS) as img:
@@ -82,15 +83,21 @@ def read_tag(path: Path) -> str | None:
     return tag if isinstance(tag, str) and tag.startswith(_TAG_PREFIX) else None
 
 
-def made_by_us(path: Path) -> bool:
+def made_by_us(path: str | Path) -> bool:
     """Whether pixelpipe rendered this file at this name (with any settings)."""
     tag = read_tag(path)
-    return tag is not None and tag.rsplit(" ", 1)[-1] == path.stem
+    return tag is not None and tag.rsplit(" ", 1)[-1] == _stem(path)
 
 
-def made_with(path: Path, settings: RenderSettings) -> bool:
+def made_with(path: str | Path, settings: RenderSettings) -> bool:
     """Whether this file is pixelpipe's output for its name with exactly these settings."""
-    return read_tag(path) == output_tag(settings, path.stem)
+    return read_tag(path) == output_tag(settings, _stem(path))
+
+
+def _stem(path: str | Path) -> str:
+    """The file name without its suffix, as Path.stem, without building a Path: a Path per
+    file interns its parts, and at 100,000 outputs the table of interned names never shrinks."""
+    return os.path.splitext(os.path.basename(path))[0]
 
 
 # ---------------------------------------------------------------- decoding and resizing (pure)
