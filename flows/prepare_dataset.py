@@ -199,8 +199,11 @@ def _inspect(files: pd.DataFrame, batch_size: int) -> Any:
     """Hash and read the header of every file, in cached batches run on threads; a few batches
     in flight at a time, so only their inputs and results are held, never the whole list's."""
     progress = Progress(len(files), f"inspecting {len(files)} images")
-    keys = zip(
-        files["source_path"], files["size"].tolist(), files["mtime_ns"].tolist(), strict=True
+    keys = itertools.chain.from_iterable(  # Python objects for a batch's rows at a time
+        files.iloc[i : i + batch_size][["source_path", "size", "mtime_ns"]].itertuples(
+            index=False, name=None
+        )
+        for i in range(0, len(files), batch_size)
     )
     tables = []
 

@@ -4,7 +4,7 @@ few hundred bytes an image at 100,000 images."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -181,18 +181,31 @@ def arrow_of(column: pd.Series) -> pa.ChunkedArray:
 
 class SourceUrls:
     """The URL each row's sha256 was downloaded from (the last in the scrape_manifest's
-    order), matched for all rows in one Arrow lookup and handed out a batch at a time: only
-    the matched URLs and a position per row stay, never a Python string per row."""
+    order), matched for all rows and handed out a batch at a time: only the URLs and a
+    position per row stay, never a Python string per row. The hashes are looked up a chunk
+    of the manifest at a time, so the lookup's hash table holds LOOKUP_CHUNK hashes, not
+    the whole history's (a table of every hash cost ~300 B an image at 100,000)."""
+
+    LOOKUP_CHUNK = 16_384
 
     def __init__(self, scraped: Iterable[pa.Table], shas: pa.ChunkedArray | pa.Array) -> None:
-        found = pa.concat_tables([p.select(["sha256", "url"]) for p in scraped] or [_EMPTY_URLS])
-        last = found.num_rows - 1
-        # index_in finds a hash's first match: looked up among the hashes in reverse order,
-        # the first match is the last scraped (only the hashes are copied, not the URLs).
-        backwards = pa.array(np.arange(last, -1, -1))
-        known = pc.take(found.column("sha256"), backwards).cast(shas.type)
-        self._at = pc.subtract(last, pc.index_in(shas, value_set=known))  # null stays null
-        self._urls = found.column("url")
+        at = np.full(len(shas), -1, np.int64)
+        urls: list[pa.ChunkedArray] = []
+        offset = 0
+        for chunk in _chunks((p.select(["sha256", "url"]) for p in scraped), self.LOOKUP_CHUNK):
+            last = chunk.num_rows - 1
+            # index_in finds a hash's first match: among the chunk's hashes in reverse order
+            # that is its last; a later chunk's match replaces an earlier one's.
+            backwards = pc.take(chunk.column("sha256"), pa.array(np.arange(last, -1, -1)))
+            found = pc.index_in(shas, value_set=backwards.cast(shas.type))
+            hit = found.is_valid().to_numpy(zero_copy_only=False)
+            at[hit] = offset + last - found.filter(hit).to_numpy()
+            urls.append(chunk.column("url"))
+            offset += chunk.num_rows
+        self._at = pa.array(at, mask=at < 0)
+        self._urls = pa.chunked_array(
+            [c for u in urls for c in u.chunks], _EMPTY_URLS.schema.field("url").type
+        )
 
     @classmethod
     def of(cls, data_dir: Path, shas: pa.ChunkedArray | pa.Array) -> SourceUrls:
@@ -207,3 +220,17 @@ class SourceUrls:
     def batch(self, start: int, stop: int) -> Any:
         """The URLs of rows start..stop (a pandas string array; null where none was scraped)."""
         return self._urls.take(self._at.slice(start, stop - start)).to_pandas().array
+
+
+def _chunks(tables: Iterable[pa.Table], rows: int) -> Iterator[pa.Table]:
+    """The tables regrouped (zero-copy) into tables of at least `rows` rows (the last may
+    have fewer), in order."""
+    pending, count = [], 0
+    for table in tables:
+        pending.append(table)
+        count += table.num_rows
+        if count >= rows:
+            yield pa.concat_tables(pending)
+            pending, count = [], 0
+    if pending:
+        yield pa.concat_tables(pending)

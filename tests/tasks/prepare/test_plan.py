@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pytest
 
 from tasks.prepare import plan
 from tasks.prepare.columns import SourceUrls, inspection_table
@@ -101,10 +102,12 @@ def test_plan_reads_an_inspection_split_in_chunks_as_one():
         )
 
 
-def test_source_urls_take_the_last_scrape_of_each_hash_and_null_for_none():
+@pytest.mark.parametrize("chunk", [1, 2, 16_384])  # hashes looked up a chunk at a time
+def test_source_urls_take_the_last_scrape_of_each_hash_and_null_for_none(monkeypatch, chunk):
+    monkeypatch.setattr(SourceUrls, "LOOKUP_CHUNK", chunk)
     parts = [
         pa.table({"sha256": ["a" * 64, "b" * 64], "url": ["http://x.test/1", "http://x.test/2"]}),
-        pa.table({"sha256": ["a" * 64], "url": ["http://x.test/again"]}),
+        pa.table({"sha256": ["a" * 64, "c" * 63], "url": ["http://x.test/again", "u"]}),
     ]
     rows = pa.chunked_array([["b" * 64, "a" * 64], ["c" * 64, "a" * 64]], pa.large_string())
     urls = SourceUrls(parts, rows)
