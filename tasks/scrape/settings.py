@@ -17,7 +17,6 @@ class ScrapeSettings(Settings):
     """How to find, download and keep images; plain values, so a task can take it as an
     argument (it pickles to process and Dask workers)."""
 
-
     max_images: int | None = Field(None, ge=1, description="Stop after this many candidates")
     concurrency: int = Field(16, ge=1, le=256, description="Downloads in flight at once")
     per_host: int = Field(4, ge=1, le=64, description="Downloads in flight per host")
