@@ -8,17 +8,13 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from storage.errors import ConfigError
-from storage.files import IMAGE_EXTENSIONS
+from storage.files import is_image_name
 from storage.layout import resolve_data_dir
 from storage.parquet import read_table
 
 
 def _posix(path: Path) -> str:
     return path.expanduser().resolve().as_posix()
-
-
-def _is_image_name(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
 def images_in(folder: Path) -> list[str]:
@@ -35,7 +31,7 @@ def images_in(folder: Path) -> list[str]:
                     continue
                 if entry.is_dir(follow_symlinks=False):
                     folders.append(entry.path)
-                elif _is_image_name(entry.name) and entry.is_file():
+                elif is_image_name(entry.name) and entry.is_file():
                     found.append(entry.path)
     found.sort()
     return found

@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from storage.errors import ConfigError
-from storage.files import IMAGE_EXTENSIONS
+from storage.files import is_image_name
 from storage.layout import safe_name
 from storage.memory import release_unused_memory
 from storage.schemas import DATASET_STATUSES
@@ -188,18 +188,14 @@ def _base_outcomes(paths: pa.ChunkedArray, inspected: pa.Table) -> columns.Outco
     found = pc.coalesce(inspected.column("status"), "corrupt").combine_chunks()
     status = pc.if_else(pc.is_null(error), "ok", found)
     outcome = columns.Outcomes(DATASET_STATUSES, status, error)
-    unsupported = ~np.fromiter(
-        (_suffix(p).lower() in IMAGE_EXTENSIONS for p in _texts(paths)), bool, len(paths)
-    )
+    unsupported = ~np.fromiter((is_image_name(p) for p in _texts(paths)), bool, len(paths))
     if unsupported.any():
         where = np.flatnonzero(unsupported)
-        why = [f"not an image file extension: {_suffix(p)!r}" for p in _texts(paths, where)]
+        why = [
+            f"not an image file extension: {os.path.splitext(p)[1]!r}" for p in _texts(paths, where)
+        ]
         outcome.mark(where, "unsupported", why)
     return outcome
-
-
-def _suffix(path: str) -> str:
-    return os.path.splitext(path)[1]
 
 
 def _dedupe(

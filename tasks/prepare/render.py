@@ -23,7 +23,7 @@ from joblib.externals.loky import get_reusable_executor
 from PIL import ExifTags, Image, ImageOps, PngImagePlugin
 
 from storage import files
-from storage.files import IMAGE_EXTENSIONS, MAX_PIXELS
+from storage.files import MAX_PIXELS, is_image_name
 from storage.images import ImageBudgetError, open_image
 from tasks.prepare.near_duplicates import GRAY, image_hash
 
@@ -110,7 +110,7 @@ def inspect_file(path: str, max_pixels: int = MAX_PIXELS) -> dict[str, Any]:
     its headers, so no worker ever decodes it."""
     with open(path, "rb") as f:
         info: dict[str, Any] = {"sha256": hashlib.file_digest(f, "sha256").hexdigest()}
-    if Path(path).suffix.lower() not in IMAGE_EXTENSIONS:
+    if not is_image_name(path):  # inspect runs in the flow process: no Path per file
         return info
     try:
         with open_image(path, max_pixels=max_pixels) as img:
