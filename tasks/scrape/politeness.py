@@ -29,13 +29,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from uuid import UUID
 
-from prefect.client.orchestration import get_client
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound, PrefectHTTPStatusError
 
 from storage.files import write_text
 from tasks.runtime import logger
 from tasks.scrape.hosts import HostKey, host_key
-from tasks.scrape.prefect_compat import lease_client, try_acquire
+from tasks.scrape.prefect_compat import api_client, lease_client, try_acquire
 
 HOST_LIMIT_PREFIX = "pixelpipe-host-"
 LEASE_S = 60.0  # default lease period: how long a dead holder can block its hosts
@@ -78,7 +77,7 @@ def create_host_limits(urls: list[str], per_host: int, idle_s: float = IDLE_LIMI
     do not race to create them (the loser's insert fails on the server and is logged there);
     then delete the other host limits left idle for `idle_s` by earlier scrapes."""
     names = limit_names(urls)
-    with get_client(sync_client=True) as client:
+    with api_client() as client:
         for name in names:
             ensure_limit(client, name, per_host)
         prune_idle_limits(client, idle_s, keep=set(names))
@@ -124,6 +123,8 @@ class HostLease:
         self._stop = threading.Event()
         self._lease: UUID | None = None
         self._renewer: threading.Thread | None = None
+        self._client = None  # one for the lease's life: taken, renewed and released with it
+        self._closing = contextlib.ExitStack()  # closes that client
 
     @property
     def claim(self) -> Path:
@@ -133,7 +134,8 @@ class HostLease:
         if not self.names:
             return self
         self.claims.mkdir(parents=True, exist_ok=True)
-        with lease_client() as client:
+        client = self._closing.enter_context(lease_client())
+        try:
             for name in self.names:
                 ensure_limit(client, name, self.slots)
             self._lease = self._acquire(client)
@@ -142,6 +144,11 @@ class HostLease:
             except BaseException:  # no claim, no way for others to free it early: give it back
                 client.release_concurrency_slots_with_lease(self._lease)
                 raise
+        except BaseException:
+            self._lease = None
+            self._closing.close()
+            raise
+        self._client = client
         self._renewer = threading.Thread(target=self._renew, daemon=True, name="host-lease")
         self._renewer.start()
         return self
@@ -152,8 +159,8 @@ class HostLease:
         self._stop.set()
         if self._renewer is not None:
             self._renewer.join()
-        with get_client(sync_client=True) as client:
-            client.release_concurrency_slots_with_lease(self._lease)
+        with self._closing:
+            self._client.release_concurrency_slots_with_lease(self._lease)
         self.claim.unlink(missing_ok=True)
 
     def _acquire(self, client) -> UUID:
@@ -183,13 +190,12 @@ class HostLease:
 
     def _renew(self) -> None:
         server_lease = max(self.lease_s, SERVER_MIN_LEASE_S)
-        with get_client(sync_client=True) as client:
-            while not self._stop.wait(self.lease_s / 3):
-                try:
-                    self.claim.touch()  # the heartbeat other shards read
-                    client.renew_concurrency_lease(self._lease, server_lease)
-                except Exception as e:  # a blip: the next try may work; the lease has slack
-                    logger().warning("could not renew the host lease %s: %s", self._lease, e)
+        while not self._stop.wait(self.lease_s / 3):
+            try:
+                self.claim.touch()  # the heartbeat other shards read
+                self._client.renew_concurrency_lease(self._lease, server_lease)
+            except Exception as e:  # a blip: the next try may work; the lease has slack
+                logger().warning("could not renew the host lease %s: %s", self._lease, e)
 
 
 def release_stale(client, claims: Path, names: list[str], lease_s: float) -> int:

@@ -7,14 +7,18 @@ public. tests/tasks/scrape/test_compat.py fails loudly when what is read here ch
 from __future__ import annotations
 
 import contextvars
+import functools
+import ssl
 import time
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+import certifi
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.responses import ConcurrencyLimitWithLeaseResponse
 from prefect.exceptions import PrefectHTTPStatusError
+from prefect.settings import PREFECT_API_SSL_CERT_FILE, PREFECT_API_TLS_INSECURE_SKIP_VERIFY
 
 # The answer of /v2/concurrency_limits/increment-with-lease when the slots are taken.
 SLOTS_TAKEN = 423
@@ -104,5 +108,32 @@ def _raise_when_busy(response: Any) -> None:
 def lease_client() -> Any:
     """Prefect's sync client (public `get_client(httpx_settings=...)`), whose BUSY answers to
     `try_acquire`'s increments are asked again at once rather than after 2 s."""
-    hooks = {"event_hooks": {"response": [_raise_when_busy]}}
-    return get_client(sync_client=True, httpx_settings=hooks)
+    return api_client(event_hooks={"response": [_raise_when_busy]})
+
+
+def api_client(**httpx_settings: Any) -> Any:
+    """Prefect's sync client on this process's one TLS context.
+
+    Prefect builds a new `ssl.SSLContext` (its CA file loaded) for every client it makes, 20 ms
+    of CPU each, even for an http:// API; a scrape makes a few clients per shard (the host
+    lease, its renewal thread, its release). A context passed in `httpx_settings["verify"]` is
+    used as it is, so every client here shares one, built as Prefect would build it."""
+    return get_client(sync_client=True, httpx_settings={"verify": _tls_context(), **httpx_settings})
+
+
+def _tls_context() -> ssl.SSLContext:
+    return _tls_context_for(
+        bool(PREFECT_API_TLS_INSECURE_SKIP_VERIFY.value()), PREFECT_API_SSL_CERT_FILE.value()
+    )
+
+
+@functools.cache
+def _tls_context_for(insecure: bool, cert_file: str | None) -> ssl.SSLContext:
+    """Prefect's choice (prefect/client/orchestration SyncPrefectClient): no verification when
+    told to skip it, else the given CA file, else certifi's. Cached per setting."""
+    if insecure:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    return ssl.create_default_context(cafile=cert_file or certifi.where())

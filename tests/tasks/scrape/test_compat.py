@@ -200,3 +200,35 @@ def test_a_server_that_stays_busy_is_left_to_prefects_retries(prefect_harness):
         try_acquire(client, ["pixelpipe-host-never-created"], 1, 60)
     assert raised.value.response.status_code == BUSY
     assert proxy.increments == QUICK_TRIES + 1
+
+
+# --- one TLS context per process ---------------------------------------------------------------
+
+
+def test_prefect_clients_share_one_tls_context_built_as_prefect_builds_it(monkeypatch):
+    """Prefect makes an SSLContext (20 ms of CPU) per client unless one is passed in; the
+    scraper's clients pass the process's one, which follows Prefect's TLS settings."""
+    import ssl
+
+    from prefect.settings import PREFECT_API_TLS_INSECURE_SKIP_VERIFY
+
+    from tasks.scrape import prefect_compat
+
+    made = []
+    real = ssl.create_default_context
+    monkeypatch.setattr(
+        ssl, "create_default_context", lambda *a, **k: made.append(1) or real(*a, **k)
+    )
+    prefect_compat._tls_context_for.cache_clear()
+    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}):
+        for _ in range(5):
+            with prefect_compat.api_client(), prefect_compat.lease_client():
+                pass
+    assert len(made) == 1, "every client after the first reuses the process's TLS context"
+
+    verified = prefect_compat._tls_context()
+    assert verified.verify_mode == ssl.CERT_REQUIRED and verified.check_hostname
+    with temporary_settings({PREFECT_API_TLS_INSECURE_SKIP_VERIFY: True}):
+        insecure = prefect_compat._tls_context()
+    assert insecure is not verified
+    assert insecure.verify_mode == ssl.CERT_NONE and not insecure.check_hostname
