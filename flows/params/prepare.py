@@ -51,7 +51,11 @@ class PrepareParams(StageParams):
         " the shared photos (BENCHMARKS.md); above 7 grouping slows ~10x",
     )
     workers: int | None = Field(None, ge=1, le=256, description="Processes; default: all cores")
-    batch_size: int = Field(256, ge=1, le=10_000, description="Images per task")
+    batch_size: int = Field(
+        1000, ge=1, le=10_000,
+        description="Images per task: each task run costs the Prefect server a few writes, so"
+        " fewer, bigger tasks keep it off the cores that render",
+    )  # fmt: skip
     force: bool = Field(False, description="Re-render every image even if its output exists")
     exclude_curation: RunId | None = Field(
         None, description="Leave out the images this curate_images run flagged"
