@@ -3,6 +3,7 @@ outside one (tests, `.fn()`), and the Keras dtype policy a model is built under.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import re
@@ -11,6 +12,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Protocol, TypeVar
+from uuid import UUID
 
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.context import FlowRunContext, TaskRunContext
@@ -18,9 +20,10 @@ from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 
 T = TypeVar("T")
-# Each artifact update is an API call (tens of ms on a busy machine): a loop that advances per
-# batch would spend seconds on them. The first and the final update always go out.
+# Each artifact update is an API call (tens of ms on a busy machine), sent by a background
+# thread (ArtifactUpdates) at most this often per artifact; the final one always goes out.
 MIN_UPDATE_S = 1.0
+FINAL_WAIT_S = 10.0  # how long a finished loop waits for its last update to be sent
 # Without a terminal sink (CI, serve, a pipe) progress is a plain log line at most this often.
 LOG_EVERY_S = 5.0
 # Set on those plain progress lines (a LogRecord attribute), so a console that hides INFO
@@ -65,13 +68,62 @@ def logger(name: str = "pixelpipe") -> logging.Logger | logging.LoggerAdapter:
         return logging.getLogger(name)
 
 
+class ArtifactUpdates:
+    """Progress artifact updates sent by one background thread per process, so a loop never
+    waits on the API: only each artifact's latest value is sent, under the context of the
+    thread that asked (its run and API), and a loop waits only for its final value."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._pending: dict[UUID, tuple[contextvars.Context, float]] = {}
+        self._finished: set[UUID] = set()  # final values sent, until their loop has seen it
+        self._thread: threading.Thread | None = None
+
+    def send(self, artifact: UUID, context: contextvars.Context, progress: float) -> None:
+        with self._changed:
+            self._pending[artifact] = (context, progress)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, daemon=True, name="progress")
+                self._thread.start()
+            self._changed.notify_all()
+
+    def finish(
+        self, artifact: UUID, context: contextvars.Context, timeout: float = FINAL_WAIT_S
+    ) -> bool:
+        """Send 100% and wait until it went out (False after `timeout`)."""
+        self.send(artifact, context, 100.0)
+        with self._changed:
+            sent = self._changed.wait_for(lambda: artifact in self._finished, timeout)
+            self._finished.discard(artifact)
+            return sent
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: self._pending)
+                artifact = next(iter(self._pending))
+                context, progress = self._pending.pop(artifact)
+            try:
+                context.run(update_progress_artifact, artifact, progress=progress)
+            except Exception:  # the UI misses one value; the work goes on
+                logging.getLogger(__name__).debug("progress update failed", exc_info=True)
+            if progress >= 100.0:  # a loop's last value: its owner may be waiting for it
+                with self._changed:
+                    self._finished.add(artifact)
+                    self._changed.notify_all()
+
+
+_updates = ArtifactUpdates()  # forked children start with no thread: send() starts one
+
+
 class Progress:
     """Progress of a long loop: a Prefect progress artifact in a run (unless `artifact` is
     False), plus the terminal bar when the CLI installed one, else a log line every few seconds."""
 
     def __init__(self, total: int, description: str, artifact: bool = True) -> None:
         self.total, self.done, self.description = max(total, 1), 0, description
-        self._artifact = None
+        self._artifact: UUID | None = None
+        self._context = contextvars.copy_context()  # the run the artifact's updates belong to
         self._sent = 0.0  # time.monotonic() of the last artifact update
         self._owner = threading.get_ident()
         self._logged = time.monotonic()  # of the last plain progress line
@@ -88,8 +140,11 @@ class Progress:
         # context; a download thread would find no run (nor, maybe, the right API).
         if self._artifact is not None and threading.get_ident() == self._owner:
             now = time.monotonic()
-            if percent >= 100.0 or now - self._sent >= MIN_UPDATE_S:
-                update_progress_artifact(self._artifact, progress=percent)
+            if percent >= 100.0:
+                _updates.finish(self._artifact, self._context)
+                self._artifact = None  # done: later calls change nothing
+            elif now - self._sent >= MIN_UPDATE_S:
+                _updates.send(self._artifact, self._context, percent)
                 self._sent = now
         if self._sink is not None:
             if not self._closed:
