@@ -235,6 +235,10 @@ def tiny_model(folder: Path, size: int) -> str:
 
 
 def timed(fn, *args, **kwargs) -> tuple[float, int]:
+    # Written-back before the clock starts: prepare leaves ~5,000 files to the kernel's
+    # write-back, and a scrape's per-image fsync right after waits on them (ext4 commits them
+    # together): a scrape timed after a prepare took 16-31 s instead of 12.
+    os.sync()
     start, cpu = time.perf_counter(), _cpu()
     n = fn(*args, **kwargs)
     CPU.append({k: after - cpu[k] for k, after in _cpu().items()})

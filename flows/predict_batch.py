@@ -12,7 +12,7 @@ from prefect.artifacts import create_table_artifact
 from pydantic import BaseModel
 
 from flows.gate.entry import gated_flow
-from flows.gate.runners import task_runner_for
+from flows.gate.runners import task_runner_for, unwalked
 from flows.params import PredictParams
 from storage.layout import Layout, new_run_id
 from storage.parquet import part_name, replace_parts
@@ -130,9 +130,9 @@ def predict_batch(params: PredictParams) -> PredictResult:
             runner.submit(
                 predict_shard,
                 {
-                    "paths": shard, "spec": spec, "run_id": run_id, "part": part_name(key, n),
-                    "run_date": run_date, "data_dir": data_dir, "batch_size": params.batch_size,
-                    "decoding": decoding,
+                    "paths": unwalked(shard, params.runner), "spec": spec, "run_id": run_id,
+                    "part": part_name(key, n), "run_date": run_date, "data_dir": data_dir,
+                    "batch_size": params.batch_size, "decoding": decoding,
                 },
             )
             for n, shard in enumerate(shards, start=1)

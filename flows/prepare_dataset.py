@@ -17,7 +17,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, Field
 
 from flows.gate.entry import gated_flow
-from flows.gate.runners import machine_cores, task_runner_for
+from flows.gate.runners import machine_cores, task_runner_for, unwalked
 from flows.params import PrepareParams
 from storage.errors import ConfigError, DatasetError
 from storage.layout import Layout, new_run_id
@@ -255,7 +255,9 @@ def _render(
             runner.submit(
                 images.render_batch,
                 {
-                    "items": list(zip(*(rows[c].iloc[batch] for c in PAIR), strict=True)),
+                    "items": unwalked(
+                        list(zip(*(rows[c].iloc[batch] for c in PAIR), strict=True)), params.runner
+                    ),
                     "settings": settings,
                     "workers": workers if pooled else 1,
                 },

@@ -13,7 +13,7 @@ from tempfile import TemporaryDirectory
 from pydantic import BaseModel, Field
 
 from flows.gate.entry import gated_flow
-from flows.gate.runners import machine_cores, task_runner_for
+from flows.gate.runners import machine_cores, task_runner_for, unwalked
 from flows.params import ScrapeParams
 from storage.layout import Layout, new_run_id, safe_name
 from storage.parquet import part_name, write_table
@@ -223,11 +223,11 @@ def _download(
                 runner.submit(
                     download_shard,
                     {
-                        "candidates": todo, "run_id": run.run_id,
+                        "candidates": unwalked(todo, params.runner), "run_id": run.run_id,
                         "label": params.label, "raw_dir": str(run.raw_dir), "config": config,
                         "min_size": params.min_size, "part": part_name(run.group, n),
                         "run_date": run.run_date, "data_dir": run.data_dir,
-                        "lease_s": params.host_lease_s, "decided": decided,
+                        "lease_s": params.host_lease_s, "decided": unwalked(decided, params.runner),
                     },
                 )
             )  # fmt: skip
