@@ -27,6 +27,7 @@ import struct
 import threading
 import time
 import zlib
+from collections import Counter
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -135,6 +136,10 @@ class Hit:
 @dataclass
 class Stats:
     hits: list[Hit] = field(default_factory=list)
+    # Requests per path, kept beside `hits`: counting in the list on each request made the
+    # server slower with every request it had served (O(n) each; a 5,000-image scrape took
+    # 11 s on a new server and 39 s on one that had served 30,000 requests).
+    per_path: Counter[str] = field(default_factory=Counter)
     in_flight: int = 0
     max_in_flight: int = 0
     connections: int = 0
@@ -162,6 +167,7 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.lock:
             stats = self.server.stats
             stats.hits.append(Hit(self.path, time.monotonic(), dict(self.headers.items())))
+            stats.per_path[self.path] += 1
             stats.in_flight += 1
             stats.max_in_flight = max(stats.max_in_flight, stats.in_flight)
             first = site.count(self.path) == 1
@@ -343,7 +349,7 @@ class SiteServer:
 
     def count(self, path: str) -> int:
         """Requests for `path` so far (called with the server lock held)."""
-        return sum(1 for h in self.stats.hits if h.path == path)
+        return self.stats.per_path[path]
 
     def trickled(self, path: str, timeout: float = 10.0) -> int:
         """Bytes a trickled response for `path` sent before it ended (waits for it to end,
