@@ -37,7 +37,8 @@ def stamp_matches(dataset_dir: Path, render: dict[str, Any]) -> bool:
 
 def known_failures(rows: pd.DataFrame) -> dict[str, list[str]]:
     """sha256 -> [status, error] of the images whose decoding failed, for the stamp."""
-    failed = rows[rows["status"].isin(["corrupt", "unsupported"]) & rows["sha256"].notna()]
+    hit = rows["status"].isin(["corrupt", "unsupported"]) & rows["sha256"].notna()
+    failed = rows.loc[hit.to_numpy(), ["sha256", "status", "error"]]  # those rows' 3 columns only
     return {
         sha: [status, error]
         for sha, status, error in zip(
