@@ -195,6 +195,15 @@ def test_pipeline_pixels_equal_load_img_and_bad_files_become_statuses(tmp_path):
     assert b"not an image in an accepted format" in got[5][2] and got[6][2]
 
 
+def test_pipeline_runs_without_tf_data_autotuning(tmp_path):
+    """Its autotuning thread made the end of some 1,000-image shards wait 1.1 s
+    (bench/predict_shards.py); the pipeline decodes ahead at a fixed depth instead."""
+    files = make_images(tmp_path)
+    batches = image_batches([str(p) for p in files.values()], (8, 8), batch_size=2)
+    assert batches.options().autotune.enabled is False
+    assert sum(int(b[1].shape[0]) for b in batches) == len(files)  # every image, once
+
+
 # ---- models ------------------------------------------------------------------------------------
 
 
