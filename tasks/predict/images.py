@@ -49,10 +49,9 @@ def _reader(size: tuple[int, int], prep: Preprocessing):
     return read
 
 
-# tf.data's autotuning runs a thread that the iterator's teardown waits for: 1 s after the last
-# batch in about one shard in three (1.45 s or 2.57 s per 1,000-image shard on 2 cores;
-# bench/predict_shards.py). Off, the map still runs one call per core (AUTOTUNE's fallback)
-# and two batches are decoded ahead of the model: the same rate, without the stall.
+# With tf.data's autotuning on, the end of the iteration (after the last batch) sometimes waited
+# 1.1 s: a 1,000-image shard took 1.46 s or 2.57 s on 2 cores (bench/predict_shards.py). With it
+# off, no shard waited and the batches came at the same rate; two are decoded ahead of the model.
 PREFETCH_BATCHES = 2
 _FIXED = tf.data.Options()
 _FIXED.autotune.enabled = False
