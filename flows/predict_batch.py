@@ -21,7 +21,7 @@ from tasks.predict.inputs import collect_images
 from tasks.predict.labels import check_targets, target_indices
 from tasks.predict.spec import resolve_model
 from tasks.predict.tasks import FAILED_ROWS, TOP_ROWS, Decoding, ShardSummary, predict_shard
-from tasks.runtime import logger
+from tasks.runtime import Progress, logger
 
 
 class PredictResult(BaseModel):
@@ -125,6 +125,9 @@ def predict_batch(params: PredictParams) -> PredictResult:
     )  # fmt: skip
     # threads: one shard at a time (the model already uses every core); processes or dask:
     # shards in parallel, each worker process loading the model once (get_predictor's cache).
+    # One progress artifact for the run, advanced as each shard ends (the shards' own bars are
+    # live on a terminal).
+    progress = Progress(len(images), f"predicting {len(images)} images", bar=False)
     with task_runner_for(params.runner, params.dask_address, threads=1) as runner:
         futures = [
             runner.submit(
@@ -137,7 +140,10 @@ def predict_batch(params: PredictParams) -> PredictResult:
             )
             for n, shard in enumerate(shards, start=1)
         ]  # fmt: skip
-        summaries = [future.result() for future in futures]
+        summaries: list[ShardSummary] = []
+        for future, shard in zip(futures, shards, strict=True):
+            summaries.append(future.result())
+            progress.advance(len(shard))
     # Re-running a run id with the same model replaces its predictions (fewer shards
     # included): the new parts are written, so now the old ones can go.
     replace_parts(

@@ -18,7 +18,7 @@ from flows.params import ScrapeParams
 from storage.layout import Layout, new_run_id, safe_name
 from storage.parquet import part_name, write_table
 from storage.schemas import SCRAPE_STATUSES
-from tasks.runtime import logger
+from tasks.runtime import Progress, logger
 from tasks.scrape.fetch import check_proxy
 from tasks.scrape.manifest import manifest_row, run_reasons
 from tasks.scrape.politeness import create_host_limits, limit_names
@@ -31,7 +31,7 @@ from tasks.scrape.tasks import (
     download_shard,
     find_image_urls,
 )
-from tasks.scrape.url_list import ListTriage, check_columns, read_list
+from tasks.scrape.url_list import ListTriage, check_columns, list_rows_at_most, read_list
 
 LIST_GROUP = "list"  # the part group of a URL list with a label per row
 
@@ -177,7 +177,8 @@ def _from_pages(
         result.files.append(path.as_posix())
     size = params.shard_size  # few enough tasks, big enough to keep a worker's threads busy
     batches = ((todo[i : i + size], []) for i in range(0, len(todo), size))
-    result.shards = _download(params, config, run, batches)
+    shown = f"Downloading {len(todo)} image(s) for {run.group!r}"
+    result.shards = _download(params, config, run, batches, len(todo), shown)
     return result
 
 
@@ -189,7 +190,9 @@ def _from_list(
     triage = ListTriage(index, run.run_id, params.label, params.url_list, params.max_images)
     rows = read_list(params.url_list, params.url_column, _label_column(params), params.shard_size)
     result = _Found()
-    result.shards = _download(params, config, run, map(triage.split, rows))
+    most = list_rows_at_most(params.url_list)
+    shown = f"Downloading the list's {most} row(s) at most"
+    result.shards = _download(params, config, run, map(triage.split, rows), most, shown)
     result.candidates, result.labels = triage.listed, triage.labels
     logger().info("URL list %s: %d row(s) with a URL and label", params.url_list, triage.listed)
     return result
@@ -200,10 +203,13 @@ def _download(
     config: ScrapeSettings,
     run: _Run,
     batches: Iterable[tuple[list[dict], list[dict]]],
+    total: int,
+    description: str,
 ) -> list[ShardOutcome]:
     """Download (candidates, settled rows) batches as shards on the chosen runner, in order;
     each writes its own part. At most `in_flight` shards are submitted and not yet done, so
-    a list of any length is read only as fast as it is downloaded.
+    a list of any length is read only as fast as it is downloaded. The run's one progress
+    artifact counts the `total` rows (an upper bound for a list) as their shards end.
 
     threads: one shard at a time, as each already downloads `concurrency` URLs at once with
     its own per-host slots. processes/dask: shards in parallel, `concurrency` each. On every
@@ -212,14 +218,21 @@ def _download(
     """
     limited: set[str] = set()
     in_flight = 2 if params.runner == "threads" else 2 * machine_cores()
+    progress = Progress(total, description, artifact=total > 0, bar=False)
     with task_runner_for(params.runner, params.dask_address, threads=1) as runner:
-        pending: deque = deque()
+        pending: deque = deque()  # (future, rows in its batch)
         done: list[ShardOutcome] = []
+
+        def collect() -> None:
+            future, rows = pending.popleft()
+            done.append(future.result())
+            progress.advance(rows)
+
         for n, (todo, decided) in enumerate(batches, start=1):
             new = [c["url"] for c in todo if not limited.issuperset(limit_names([c["url"]]))]
             if new:  # each host's limit once per run, before its first shard
                 limited.update(create_host_limits(new, params.per_host))
-            pending.append(
+            pending.append((
                 runner.submit(
                     download_shard,
                     {
@@ -229,8 +242,12 @@ def _download(
                         "run_date": run.run_date, "data_dir": run.data_dir,
                         "lease_s": params.host_lease_s, "decided": unwalked(decided, params.runner),
                     },
-                )
-            )  # fmt: skip
+                ),
+                len(todo) + len(decided),
+            ))  # fmt: skip
             while len(pending) >= in_flight:
-                done.append(pending.popleft().result())
-        return done + [future.result() for future in pending]
+                collect()
+        while pending:
+            collect()
+    progress.finish()
+    return done

@@ -20,9 +20,10 @@ from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 
 T = TypeVar("T")
-# Each artifact update is an API call (tens of ms on a busy machine), sent by a background
-# thread (ArtifactUpdates) at most this often per artifact; the final one always goes out.
-MIN_UPDATE_S = 1.0
+# Each artifact update is an API call and an event the server records (tens of ms of its CPU on
+# a busy machine), sent by a background thread (ArtifactUpdates) at most this often per
+# artifact; the final one always goes out.
+MIN_UPDATE_S = 2.0
 FINAL_WAIT_S = 10.0  # how long a finished loop waits for its last update to be sent
 # Without a terminal sink (CI, serve, a pipe) progress is a plain log line at most this often.
 LOG_EVERY_S = 5.0
@@ -118,9 +119,16 @@ _updates = ArtifactUpdates()  # forked children start with no thread: send() sta
 
 class Progress:
     """Progress of a long loop: a Prefect progress artifact in a run (unless `artifact` is
-    False), plus the terminal bar when the CLI installed one, else a log line every few seconds."""
+    False), plus the terminal bar when the CLI installed one (unless `bar` is False), else a
+    log line every few seconds.
 
-    def __init__(self, total: int, description: str, artifact: bool = True) -> None:
+    A sharded stage shows one artifact for the run, not one per shard: its flow owns a
+    `Progress(..., bar=False)` advanced as each shard ends, and each shard's own loop a
+    `Progress(..., artifact=False)` whose live bar the terminal shows."""
+
+    def __init__(
+        self, total: int, description: str, artifact: bool = True, bar: bool = True
+    ) -> None:
         self.total, self.done, self.description = max(total, 1), 0, description
         self._artifact: UUID | None = None
         self._context = contextvars.copy_context()  # the run the artifact's updates belong to
@@ -129,7 +137,9 @@ class Progress:
         self._logged = time.monotonic()  # of the last plain progress line
         if artifact and in_prefect_run():
             self._artifact = create_progress_artifact(progress=0.0, description=description)
-        self._sink = progress_sink() if total > 0 else None  # an empty loop shows no bar
+        terminal = progress_sink()
+        self._log = terminal is None  # with a terminal, a loop without a bar shows nothing there
+        self._sink = terminal if bar and total > 0 else None  # an empty loop shows no bar
         self._handle = None if self._sink is None else self._sink.open(description, self.total)
         self._closed = False
 
@@ -152,7 +162,7 @@ class Progress:
                 self._closed = self.done >= self.total
                 if self._closed:
                     self._sink.close(self._handle)
-        elif time.monotonic() - self._logged >= LOG_EVERY_S:
+        elif self._log and time.monotonic() - self._logged >= LOG_EVERY_S:
             self._logged = time.monotonic()
             logger().info(
                 "%s: %d/%d (%.0f%%)", self.description, self.done, self.total, percent,

@@ -166,7 +166,8 @@ def predict_shard(
 ) -> ShardSummary:
     """Predict one shard of images and write its rows as predictions part `part`."""
     started = time.perf_counter()
-    progress = Progress(len(paths), f"predict shard {part}")
+    # The bar of this shard; the run's progress artifact is the flow's.
+    progress = Progress(len(paths), f"predict shard {part}", artifact=False)
     rows: list[dict] = []
     for batch in predict_images(
         paths, spec, batch_size=batch_size, run_id=run_id, decoding=decoding

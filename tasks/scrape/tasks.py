@@ -210,9 +210,11 @@ def download_images(
     config: ScrapeSettings,
     min_size: int = 32,
     policy: AddressPolicy | None = None,
+    progress_artifact: bool = True,
 ) -> list[dict]:
     """Download a batch of candidates concurrently (`config.concurrency` workers, at most
     `config.per_host` per host) and return their manifest rows in the batch's order.
+    `progress_artifact` False: the caller's run shows the progress (a shard of a scrape).
 
     `label` None: each candidate carries its own (a URL list's rows) and its image goes to
     `raw_dir/<label>/`; else every image goes to `raw_dir`. Not retried as a task: retries
@@ -229,7 +231,8 @@ def download_images(
     def work(i: int) -> None:
         outcomes[i] = download_one(fetcher, urls[i], folders[i], min_size, config.max_bytes)
 
-    progress = Progress(len(urls), f"Downloading {len(urls)} image(s) for {label or 'the list'!r}")
+    shown = f"Downloading {len(urls)} image(s) for {label or 'the list'!r}"
+    progress = Progress(len(urls), shown, artifact=progress_artifact)
     order = iter(interleave_by_host(urls))
     # Every image advances the terminal bar; Progress itself spaces the artifact's API calls.
     # A window of futures, not one per URL at once: each holds a lock and a condition.
@@ -288,7 +291,9 @@ def download_shard(
     rows = list(decided or [])
     if candidates:
         with host_lease(urls, config.per_host, claims, lease_s):
-            rows += download_images.fn(candidates, run_id, label, raw_dir, config, min_size)
+            rows += download_images.fn(
+                candidates, run_id, label, raw_dir, config, min_size, progress_artifact=False
+            )
     path = write_table(
         "scrape_manifest", rows, run_id=run_id, data_dir=data_dir, run_date=run_date, part=part
     )

@@ -67,6 +67,23 @@ def list_columns(path: str | Path) -> list[str]:
         return next(reader, [])
 
 
+def list_rows_at_most(path: str | Path, chunk: int = 1 << 20) -> int:
+    """How many data rows the list has at most, for its progress (read_list's count may be
+    lower: blank lines, rows spanning lines): Parquet's own count, else its lines, read a chunk
+    at a time, less a CSV or TSV header. A line ends at \n, \r or \r\n, as read_list reads."""
+    path = Path(path)
+    kind = list_format(path)
+    if kind == "parquet":
+        return pq.ParquetFile(path).metadata.num_rows
+    lines, last = 0, b"\n"
+    with path.open("rb") as data:
+        while block := data.read(chunk):
+            lines += block.count(b"\n") + block.count(b"\r") - block.count(b"\r\n")
+            last = block[-1:]
+    lines += last not in (b"\n", b"\r")  # a last line without its end
+    return max(lines - (kind != "jsonl"), 0)
+
+
 def check_columns(path: str | Path, url_column: str, label_column: str | None) -> None:
     """Before any download: the URL column (and the label column when labels come from the
     list) must be there; the error names the columns found and the option to change."""

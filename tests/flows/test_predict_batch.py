@@ -21,6 +21,7 @@ from storage.errors import WeightsNotFoundError
 from storage.parquet import read_table
 from tasks.predict.engines.keras import build_backbone
 from tasks.predict.labels import imagenet_labels
+from tests.flows.artifacts import progress_artifacts
 from tests.tasks.predict.test_infer import make_bad_files, make_images
 
 
@@ -70,6 +71,8 @@ def test_resnet50_flow_equals_the_classic_per_image_recipe(prefect_harness, data
     assert result.preprocessing == classic_prep
     # One task run per shard: the number of runs grows with shards, not images.
     assert len([n for n in task_run_names(state.state_details.flow_run_id) if "shard" in n]) == 3
+    # ...and one progress artifact for the run, not one per shard.
+    assert progress_artifacts(state.state_details.flow_run_id) == [("predicting 7 images", 100.0)]
 
     rows = read_table("predictions", run_id="r-resnet")
     assert set(rows["image"]) == {p.resolve().as_posix() for p in [*files.values(), *bad.values()]}

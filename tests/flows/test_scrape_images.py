@@ -5,8 +5,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterType
 from prefect.exceptions import ParameterTypeError
 from typer.testing import CliRunner
 
@@ -15,6 +13,7 @@ from flows.cli.output import scrape_summary
 from flows.scrape_images import scrape_images
 from storage.errors import ConfigError
 from storage.parquet import read_table
+from tests.flows.artifacts import progress_artifacts
 from tests.http_server import SiteServer
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -89,15 +88,17 @@ def test_a_run_records_every_url_and_stores_the_good_images(site, data_dir):
     assert "ok 10, duplicate 1, too_small 1, unsupported_scheme 2" in scrape_summary(result)
 
 
-def test_progress_is_a_prefect_artifact(site, data_dir):
-    p = params(site, data_dir, ["gallery/page1.html"], run_id="run-p", label="progress-check")
-    scrape_images(params=p)
-    with get_client(sync_client=True) as client:
-        found = client.read_artifacts(
-            artifact_filter=ArtifactFilter(type=ArtifactFilterType(any_=["progress"]))
-        )
-    mine = [a for a in found if a.description == "Downloading 1 image(s) for 'progress-check'"]
-    assert len(mine) == 1 and mine[0].data == 100.0
+def test_download_progress_is_one_prefect_artifact_per_run_whatever_its_shards(site, data_dir):
+    p = params(
+        site, data_dir, ["gallery/page1.html"], run_id="run-p", label="progress-check",
+        follow_pages=5, shard_size=1,
+    )  # fmt: skip
+    state = scrape_images(params=p, return_state=True)
+    result = state.result()
+    assert len(result.manifest_files) == 3  # three shards of one image
+    shown = progress_artifacts(state.state_details.flow_run_id)
+    downloads = [(d, v) for d, v in shown if d.startswith("Downloading")]
+    assert downloads == [("Downloading 3 image(s) for 'progress-check'", 100.0)]
 
 
 def test_a_rerun_downloads_only_what_it_does_not_have(site, data_dir):

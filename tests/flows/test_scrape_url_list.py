@@ -12,6 +12,7 @@ from flows.params import PipelineParams, ScrapeParams
 from flows.scrape_images import scrape_images
 from storage.errors import ConfigError
 from storage.parquet import read_table
+from tests.flows.artifacts import progress_artifacts
 from tests.http_server import SiteServer
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -96,6 +97,14 @@ def test_a_url_list_gets_a_row_per_url_and_images_per_label(site, data_dir, tmp_
         .path.map(lambda p: p.rsplit("/", 1)[1])
     )
     assert site.hits("img/lazy.png") == []  # a bad row is never fetched
+
+
+def test_the_list_shows_one_progress_artifact_whatever_its_shards(site, data_dir, tmp_path):
+    url_list = write_list(tmp_path / "list.csv", rows_for(site))
+    state = scrape_images(params=params(url_list, data_dir, shard_size=3), return_state=True)
+    assert len(state.result().manifest_files) == 4  # 10 rows, 3 per shard
+    shown = progress_artifacts(state.state_details.flow_run_id)
+    assert shown == [("Downloading the list's 10 row(s) at most", 100.0)]
 
 
 def test_a_rerun_downloads_only_what_is_not_stored(site, data_dir, tmp_path):

@@ -177,6 +177,30 @@ def test_without_a_bar_progress_is_a_log_line_every_few_seconds(monkeypatch, cap
     assert lines == [f"chatty loop: {n}/4 ({25 * n}%)" for n in range(1, 5)]
 
 
+def test_a_run_total_without_a_bar_stays_off_the_terminal_and_logs_only_without_one(
+    monkeypatch, caplog
+):
+    """A sharded stage's run-level Progress (bar=False): its shards' bars are the terminal's,
+    so it opens none and logs nothing there; without a terminal its lines are the progress."""
+    caplog.set_level(logging.INFO, logger="pixelpipe")
+    monkeypatch.setattr(runtime, "LOG_EVERY_S", 0.0)
+    bar = new_bar(Console(file=io.StringIO(), width=120))
+    set_progress_sink(BarSink(bar))
+    try:
+        total = Progress(4, "whole run", bar=False)
+        shard = Progress(4, "one shard")
+        total.advance(2)
+        shard.advance(2)
+        assert [t.description for t in bar.tasks] == ["one shard"]
+    finally:
+        set_progress_sink(None)
+    assert not [r for r in caplog.records if "whole run" in r.getMessage()]
+    alone = Progress(4, "whole run", bar=False)
+    alone.advance(4)
+    lines = [r.getMessage() for r in caplog.records if "whole run" in r.getMessage()]
+    assert lines == ["whole run: 4/4 (100%)"]
+
+
 def test_prefect_log_lines_go_above_the_bar_through_the_handlers_own_filters(capsys):
     """While the bar is live, Prefect's console handlers are stood in for on their loggers
     (logging's public API): the stand-in applies the handler's filters at each record (the

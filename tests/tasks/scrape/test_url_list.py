@@ -9,12 +9,21 @@ import tracemalloc
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from storage.errors import ConfigError
 from storage.parquet import write_table
 from tasks.scrape.manifest import manifest_row
 from tasks.scrape.stored import StoredIndex
-from tasks.scrape.url_list import ListRow, ListTriage, check_columns, list_columns, read_list
+from tasks.scrape.url_list import (
+    ListRow,
+    ListTriage,
+    check_columns,
+    list_columns,
+    list_rows_at_most,
+    read_list,
+)
 
 ROWS = [
     {"image": "http://127.0.0.1:1/a.jpg", "class": "cats"},
@@ -51,6 +60,52 @@ def test_every_format_reads_the_same_rows_in_batches(tmp_path, kind):
     assert [row for batch in batches for row in batch] == EXPECTED
     without_labels = [r for b in read_list(path, "image", None, batch_rows=10) for r in b]
     assert [r.label for r in without_labels] == [None] * 4
+
+
+@pytest.mark.parametrize("kind", ["csv", "tsv", "parquet", "jsonl"])
+def test_rows_at_most_is_the_exact_count_of_a_plain_list(tmp_path, kind):
+    path = tmp_path / f"list.{kind}"
+    write_list(path, ROWS, kind)
+    assert list_rows_at_most(path) == len(ROWS) == 4
+
+
+def test_rows_at_most_counts_every_line_ending_and_a_last_line_without_one(tmp_path):
+    path = tmp_path / "list.csv"
+    path.write_bytes(b"url,label\r\na,x\rb,y\nc,z")  # CRLF, CR, LF, no end
+    assert list_rows_at_most(path) == 3 == sum(map(len, read_list(path, "url", "label", 10)))
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    assert list_rows_at_most(empty) == 0
+
+
+LINE_ENDS = st.sampled_from(["\n", "\r", "\r\n"])
+FIELD = st.text(st.sampled_from('ab,\t"\r\n {}:'), max_size=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    kind=st.sampled_from(["csv", "tsv", "jsonl"]),
+    lines=st.lists(st.tuples(FIELD, FIELD), max_size=12),
+    ends=st.lists(LINE_ENDS, min_size=13, max_size=13),
+    chunk=st.integers(1, 16),
+    open_end=st.booleans(),
+)
+def test_rows_at_most_is_never_below_the_rows_read(
+    tmp_path_factory, kind, lines, ends, chunk, open_end
+):
+    """Whatever the text (quotes, stray line ends, blank lines, chunk edges inside a CRLF), the
+    bound is at least what read_list yields, so the progress never passes 100% early."""
+    path = tmp_path_factory.mktemp("list") / f"list.{kind}"
+    sep = {"csv": ",", "tsv": "\t", "jsonl": ","}[kind]
+    header = "url,label" if kind != "tsv" else "url\tlabel"
+    body = [header] if kind != "jsonl" else []
+    body += [f"{u}{sep}{v}" if kind != "jsonl" else f'{{"url": "{u}"}}{v}' for u, v in lines]
+    text = "".join(line + end for line, end in zip(body, ends, strict=False))
+    if open_end and body:  # the last line without its end
+        text = text.removesuffix(ends[len(body) - 1])
+    path.write_bytes(text.encode())
+    read = sum(map(len, read_list(path, "url", None, batch_rows=5))) if text else 0
+    assert list_rows_at_most(path, chunk=chunk) >= read
 
 
 @pytest.mark.parametrize("kind", ["csv", "parquet", "jsonl"])
