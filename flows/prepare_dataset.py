@@ -210,7 +210,7 @@ def _inspect(files: pd.DataFrame, batch_size: int) -> Any:
 
     def batches() -> Iterator[PrefectFuture]:
         while batch := list(itertools.islice(keys, batch_size)):
-            yield images.inspect_batch.submit(batch)
+            yield images.inspect_batch.submit(unwalked(batch, "threads"))
 
     for table in _in_flight(batches(), IN_FLIGHT):
         tables.append(table)
