@@ -63,10 +63,11 @@ def test_spellings_of_one_host_share_its_slots_and_its_robots_txt(tmp_path):
     with SiteServer(root=None, latency=0.05) as site:
         links = [f"{base}/img/{i}.jpg" for i, base in enumerate(spellings(site.port))]
         rows = download_page(site, config(), tmp_path, links)
-        assert [r["status"] for r in rows] == ["ok"] * IMAGES
+        shown = [(r["url"], r["status"], r["error"]) for r in rows if r["status"] != "ok"]
+        assert [r["status"] for r in rows] == ["ok"] * IMAGES, shown
         # Sixteen workers, sixteen spellings, one host: one request at a time, per_host=1.
         assert site.stats.max_in_flight == 1
-        assert len(site.hits("robots.txt")) == 1
+        assert len(site.hits("robots.txt")) == 1, site.hits("robots.txt")
 
 
 def test_crawl_delay_holds_across_spellings(tmp_path):
