@@ -23,7 +23,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -335,29 +337,36 @@ def main() -> None:
     args = parser.parse_args()
     SIZE = args.size
 
+    with served_and_harnessed(args.images, SIZE) as (page, model):
+        load = Path("/proc/loadavg").read_text().split()[:3]
+        print(f"{args.images} images of {SIZE} px, {os.cpu_count()} CPUs, load average"
+              f" {load}; warming up (not timed)")  # fmt: skip
+        _warm(page, model)
+        rounds = [one_round(page, model, r) for r in range(args.rounds)]
+        report(rounds)
+        if not args.no_scaling:
+            report_scaling(scaling(model, WORK / "r0-direct", args.rounds))
+
+
+@contextmanager
+def served_and_harnessed(images: int, size: int) -> Iterator[tuple[str, str]]:
+    """What every bench of the three stages runs against: `images` generated JPEGs served on
+    loopback by their own process, the tiny model, and a temporary Prefect server the flows
+    use. Yields (the page's URL, the model's path); stops the site after."""
     from prefect.settings import get_current_settings
     from prefect.testing.utilities import prefect_test_harness
 
     WORK.mkdir(parents=True, exist_ok=True)
     ready, child = multiprocessing.Pipe()
     stop = multiprocessing.Event()
-    server = multiprocessing.Process(
-        target=_serve, args=(args.images, args.size, child, stop), daemon=True
-    )
+    server = multiprocessing.Process(target=_serve, args=(images, size, child, stop), daemon=True)
     server.start()
     page = ready.recv()
-    model = tiny_model(WORK / "model", SIZE)
+    model = tiny_model(WORK / "model", size)
     try:
         with prefect_test_harness(server_startup_timeout=180):
             os.environ["PREFECT_API_URL"] = str(get_current_settings().api.url)
-            load = Path("/proc/loadavg").read_text().split()[:3]
-            print(f"{args.images} images of {SIZE} px, {os.cpu_count()} CPUs, load average"
-                  f" {load}; warming up (not timed)")  # fmt: skip
-            _warm(page, model)
-            rounds = [one_round(page, model, r) for r in range(args.rounds)]
-            report(rounds)
-            if not args.no_scaling:
-                report_scaling(scaling(model, WORK / "r0-direct", args.rounds))
+            yield page, model
     finally:
         stop.set()
         server.join(timeout=10)

@@ -11,8 +11,6 @@ answer to a lease increment shows as `... 503`.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
-import os
 import re
 import shutil
 import sys
@@ -64,28 +62,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=5000)
     args = parser.parse_args()
-    from prefect.settings import (
-        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
-        get_current_settings,
-        temporary_settings,
-    )
-    from prefect.testing.utilities import prefect_test_harness
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     _count()
-    bo.WORK.mkdir(parents=True, exist_ok=True)
-    ready, child = multiprocessing.Pipe()
-    stop = multiprocessing.Event()
-    site = multiprocessing.Process(
-        target=bo._serve, args=(args.images, bo.SIZE, child, stop), daemon=True
-    )
-    site.start()
-    page = ready.recv()
-    model = bo.tiny_model(bo.WORK / "model", bo.SIZE)
     with (
-        prefect_test_harness(server_startup_timeout=180),
+        bo.served_and_harnessed(args.images, bo.SIZE) as (page, model),
         temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
     ):
-        os.environ["PREFECT_API_URL"] = str(get_current_settings().api.url)
         bo._warm(page, model)
         for how in ("flow", "direct"):
             data = bo.WORK / f"requests-{how}"
@@ -104,7 +87,6 @@ def main() -> None:
                     print(f"    {n:3d}  {name}")
                 for name, n in sorted(EVENTS.items(), key=lambda item: -item[1]):
                     print(f"    {n:3d}  event {name}")
-    stop.set()
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import multiprocessing
 import os
 import shutil
 import sys
@@ -73,29 +72,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.shard_size:
         bo.SCRAPE["shard_size"] = args.shard_size
-    from prefect.settings import (
-        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
-        get_current_settings,
-        temporary_settings,
-    )
-    from prefect.testing.utilities import prefect_test_harness
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     _instrument()
-    bo.WORK.mkdir(parents=True, exist_ok=True)
-    ready, child = multiprocessing.Pipe()
-    stop = multiprocessing.Event()
-    site = multiprocessing.Process(
-        target=bo._serve, args=(args.images, bo.SIZE, child, stop), daemon=True
-    )
-    site.start()
-    page = ready.recv()
-    model = bo.tiny_model(bo.WORK / "model", bo.SIZE)
     print(f"{args.images} images, load average {[f'{x:.2f}' for x in os.getloadavg()]}")
     with (
-        prefect_test_harness(server_startup_timeout=180),
+        bo.served_and_harnessed(args.images, bo.SIZE) as (page, model),
         temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}),
     ):
-        os.environ["PREFECT_API_URL"] = str(get_current_settings().api.url)
         bo._warm(page, model)
         for r in range(args.rounds):
             for how in ("flow", "direct"):
@@ -117,7 +101,6 @@ def main() -> None:
                     f" | after the last shard {last:4.2f}",
                     flush=True,
                 )
-    stop.set()
 
 
 if __name__ == "__main__":

@@ -210,6 +210,7 @@ def _inspect(files: pd.DataFrame, batch_size: int) -> Any:
 
     def batches() -> Iterator[PrefectFuture]:
         while batch := list(itertools.islice(keys, batch_size)):
+            # The flow's own thread runner; its cache key is the batch itself, not the wrapper.
             yield images.inspect_batch.submit(unwalked(batch, "threads"))
 
     for table in _in_flight(batches(), IN_FLIGHT):
