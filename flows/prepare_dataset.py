@@ -210,7 +210,7 @@ def _inspect(files: pd.DataFrame, batch_size: int) -> Any:
 
     def batches() -> Iterator[PrefectFuture]:
         while batch := list(itertools.islice(keys, batch_size)):
-            # The flow's own thread runner; its cache key is the batch itself, not the wrapper.
+            # The flow's own thread runner; a re-run still hits the cache (test_prepare_dataset).
             yield images.inspect_batch.submit(unwalked(batch, "threads"))
 
     for table in _in_flight(batches(), IN_FLIGHT):
